@@ -1,0 +1,547 @@
+//! The embedded bus: a durable single-node log in a local SQLite file.
+//!
+//! One writer thread owns the write connection. Publishes and offset commits are queued to it;
+//! it takes everything queued, writes it in one transaction and commits once — one fsync for
+//! many concurrent publishers (group commit) — then answers each of them. SQLite runs in WAL
+//! mode with `synchronous=FULL`, so a confirmed publish survives a crash or power loss.
+//! Readers use their own connections and never block the writer.
+//!
+//! Each topic is one partition, so every key's records stay in order. A consumer group has one
+//! member at a time (a second subscription of the same group is refused): the embedded bus is
+//! for one node; run Kafka for more.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::EmbeddedConfig;
+use crate::{BusError, EventBus, OutboundRecord, Record, Subscription};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    topic     TEXT    NOT NULL,
+    offset    INTEGER NOT NULL,
+    key       TEXT    NOT NULL,
+    headers   TEXT    NOT NULL,
+    payload   BLOB    NOT NULL,
+    ts_ms     INTEGER NOT NULL,
+    PRIMARY KEY (topic, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp         TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic)
+) WITHOUT ROWID;
+";
+
+enum WriteOp {
+    Append {
+        records: Vec<OutboundRecord>,
+        done: oneshot::Sender<Result<(), BusError>>,
+    },
+    Commit {
+        group: String,
+        positions: Vec<(String, i64)>,
+        done: oneshot::Sender<Result<(), BusError>>,
+    },
+}
+
+/// Next offset of every topic: the log's head.
+type Heads = Arc<RwLock<HashMap<String, i64>>>;
+
+/// The embedded single-node bus.
+pub struct EmbeddedBus {
+    writer: mpsc::Sender<WriteOp>,
+    path: PathBuf,
+    heads: Heads,
+    appended: watch::Receiver<u64>,
+    active_groups: Arc<Mutex<HashSet<String>>>,
+}
+
+impl EmbeddedBus {
+    /// Opens (creating if needed) the log at the configured path and starts its writer.
+    pub fn open(config: &EmbeddedConfig) -> Result<Self, BusError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BusError::Fatal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(&config.path).map_err(fatal)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(fatal)?;
+        conn.execute_batch(SCHEMA).map_err(fatal)?;
+        let heads = load_heads(&conn)?;
+        let heads: Heads = Arc::new(RwLock::new(heads));
+        let (tx, rx) = mpsc::channel(config.max_batch.max(1) * 4);
+        let (appended_tx, appended_rx) = watch::channel(0u64);
+        let writer_heads = heads.clone();
+        let max_batch = config.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("wacrm-bus-writer".into())
+            .spawn(move || writer_loop(conn, rx, writer_heads, appended_tx, max_batch))
+            .map_err(|e| BusError::Fatal(format!("cannot start bus writer: {e}")))?;
+        Ok(EmbeddedBus {
+            writer: tx,
+            path: config.path.clone(),
+            heads,
+            appended: appended_rx,
+            active_groups: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    async fn send(
+        &self,
+        op: WriteOp,
+        done: oneshot::Receiver<Result<(), BusError>>,
+    ) -> Result<(), BusError> {
+        self.writer
+            .send(op)
+            .await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))?;
+        done.await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))?
+    }
+}
+
+fn fatal(e: rusqlite::Error) -> BusError {
+    BusError::Fatal(e.to_string())
+}
+
+fn unavailable(e: rusqlite::Error) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn load_heads(conn: &Connection) -> Result<HashMap<String, i64>, BusError> {
+    let mut stmt = conn
+        .prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")
+        .map_err(fatal)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(fatal)?;
+    rows.collect::<Result<_, _>>().map_err(fatal)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriteOp>,
+    heads: Heads,
+    appended: watch::Sender<u64>,
+    max_batch: usize,
+) {
+    let mut generation = 0u64;
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        let mut queued = op_size(&ops[0]);
+        while queued < max_batch {
+            match rx.try_recv() {
+                Ok(op) => {
+                    queued += op_size(&op);
+                    ops.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = write_group(&mut conn, &ops, &heads);
+        metrics::histogram!("wacrm_bus_group_commit_seconds").record(started.elapsed());
+        metrics::histogram!("wacrm_bus_group_commit_records").record(queued as f64);
+        let appended_any = ops.iter().any(|op| matches!(op, WriteOp::Append { .. }));
+        match result {
+            Ok(new_heads) => {
+                if let Ok(mut h) = heads.write() {
+                    h.extend(new_heads);
+                }
+                if appended_any {
+                    generation += 1;
+                    appended.send_replace(generation);
+                }
+                for op in ops {
+                    reply(op, Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "embedded bus write failed");
+                for op in ops {
+                    reply(op, Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn op_size(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Append { records, .. } => records.len().max(1),
+        WriteOp::Commit { .. } => 1,
+    }
+}
+
+fn reply(op: WriteOp, result: Result<(), BusError>) {
+    let done = match op {
+        WriteOp::Append { done, .. } | WriteOp::Commit { done, .. } => done,
+    };
+    // The publisher may have given up waiting; it then treats the publish as failed.
+    let _ = done.send(result);
+}
+
+/// Writes all queued operations in one transaction. Returns the heads it moved.
+fn write_group(
+    conn: &mut Connection,
+    ops: &[WriteOp],
+    heads: &Heads,
+) -> Result<HashMap<String, i64>, BusError> {
+    let mut new_heads: HashMap<String, i64> = HashMap::new();
+    let tx = conn.transaction().map_err(unavailable)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO records (topic, offset, key, headers, payload, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(unavailable)?;
+        let mut commit = tx
+            .prepare_cached(
+                "INSERT INTO group_offsets (grp, topic, next_offset) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (grp, topic) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+            )
+            .map_err(unavailable)?;
+        let ts = now_ms();
+        for op in ops {
+            match op {
+                WriteOp::Append { records, .. } => {
+                    for record in records {
+                        let next = match new_heads.get(&record.topic) {
+                            Some(n) => *n,
+                            None => heads
+                                .read()
+                                .ok()
+                                .and_then(|h| h.get(&record.topic).copied())
+                                .unwrap_or(0),
+                        };
+                        let headers = serde_json::to_string(&record.headers)
+                            .map_err(|e| BusError::Rejected(e.to_string()))?;
+                        insert
+                            .execute(params![
+                                record.topic,
+                                next,
+                                record.key,
+                                headers,
+                                record.payload,
+                                ts
+                            ])
+                            .map_err(unavailable)?;
+                        new_heads.insert(record.topic.clone(), next + 1);
+                    }
+                }
+                WriteOp::Commit {
+                    group, positions, ..
+                } => {
+                    for (topic, next_offset) in positions {
+                        commit
+                            .execute(params![group, topic, next_offset])
+                            .map_err(unavailable)?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(new_heads)
+}
+
+#[async_trait]
+impl EventBus for EmbeddedBus {
+    async fn publish(&self, records: Vec<OutboundRecord>) -> Result<(), BusError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.send(WriteOp::Append { records, done }, wait).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        {
+            let mut active = self
+                .active_groups
+                .lock()
+                .map_err(|_| BusError::Fatal("group registry poisoned".into()))?;
+            if !active.insert(group.to_owned()) {
+                return Err(BusError::Rejected(format!(
+                    "consumer group {group} already has a member; the embedded bus allows one per group"
+                )));
+            }
+        }
+        let path = self.path.clone();
+        let group_owned = group.to_owned();
+        let topics_owned = topics.to_vec();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, BusError> {
+            let conn = open_reader(&path)?;
+            let positions = committed_positions(&conn, &group_owned, &topics_owned)?;
+            Ok((conn, positions))
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()));
+        let (conn, positions) = match opened.and_then(|r| r) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Ok(mut active) = self.active_groups.lock() {
+                    active.remove(group);
+                }
+                return Err(e);
+            }
+        };
+        Ok(Box::new(EmbeddedSubscription {
+            group: group.to_owned(),
+            topics: topics.to_vec(),
+            reader: Arc::new(Mutex::new(conn)),
+            committed: positions.clone(),
+            positions,
+            bus: SubscriptionBus {
+                writer: self.writer.clone(),
+                heads: self.heads.clone(),
+                appended: self.appended.clone(),
+                active_groups: self.active_groups.clone(),
+            },
+        }))
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        if self.writer.is_closed() {
+            return Err(BusError::Unavailable("bus writer stopped".into()));
+        }
+        let (done, wait) = oneshot::channel();
+        // An empty commit is a round trip through the writer: it proves the file is writable.
+        self.send(
+            WriteOp::Commit {
+                group: String::new(),
+                positions: Vec::new(),
+                done,
+            },
+            wait,
+        )
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, BusError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fatal)?;
+    conn.execute_batch("PRAGMA busy_timeout=5000;")
+        .map_err(fatal)?;
+    Ok(conn)
+}
+
+fn committed_positions(
+    conn: &Connection,
+    group: &str,
+    topics: &[String],
+) -> Result<HashMap<String, i64>, BusError> {
+    let mut positions = HashMap::new();
+    for topic in topics {
+        let next: Option<i64> = conn
+            .query_row(
+                "SELECT next_offset FROM group_offsets WHERE grp = ?1 AND topic = ?2",
+                params![group, topic],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        positions.insert(topic.clone(), next.unwrap_or(0));
+    }
+    Ok(positions)
+}
+
+struct SubscriptionBus {
+    writer: mpsc::Sender<WriteOp>,
+    heads: Heads,
+    appended: watch::Receiver<u64>,
+    active_groups: Arc<Mutex<HashSet<String>>>,
+}
+
+struct EmbeddedSubscription {
+    group: String,
+    topics: Vec<String>,
+    reader: Arc<Mutex<Connection>>,
+    /// Next offset to read, per topic.
+    positions: HashMap<String, i64>,
+    /// Last committed next-offset, per topic.
+    committed: HashMap<String, i64>,
+    bus: SubscriptionBus,
+}
+
+impl EmbeddedSubscription {
+    fn has_unread(&self) -> bool {
+        let Ok(heads) = self.bus.heads.read() else {
+            return true;
+        };
+        self.topics.iter().any(|t| {
+            heads.get(t).copied().unwrap_or(0) > self.positions.get(t).copied().unwrap_or(0)
+        })
+    }
+
+    async fn read(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
+        let reader = self.reader.clone();
+        let wanted: Vec<(String, i64)> = self
+            .topics
+            .iter()
+            .map(|t| (t.clone(), self.positions.get(t).copied().unwrap_or(0)))
+            .collect();
+        let records = tokio::task::spawn_blocking(move || -> Result<Vec<Record>, BusError> {
+            let conn = reader
+                .lock()
+                .map_err(|_| BusError::Fatal("reader poisoned".into()))?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT offset, key, headers, payload, ts_ms FROM records
+                     WHERE topic = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for (topic, from) in wanted {
+                let remaining = max.saturating_sub(out.len());
+                if remaining == 0 {
+                    break;
+                }
+                let rows = stmt
+                    .query_map(params![topic, from, remaining as i64], |r| {
+                        let headers: String = r.get(2)?;
+                        Ok(Record {
+                            topic: topic.clone(),
+                            partition: 0,
+                            offset: r.get(0)?,
+                            key: r.get(1)?,
+                            headers: serde_json::from_str(&headers).unwrap_or_default(),
+                            payload: r.get(3)?,
+                            timestamp_ms: r.get(4)?,
+                        })
+                    })
+                    .map_err(unavailable)?;
+                for row in rows {
+                    out.push(row.map_err(unavailable)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()))??;
+        for r in &records {
+            self.positions.insert(r.topic.clone(), r.offset + 1);
+        }
+        Ok(records)
+    }
+}
+
+#[async_trait]
+impl Subscription for EmbeddedSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Mark the current generation seen before checking, so an append that lands between
+            // the check and the wait still wakes us.
+            self.bus.appended.borrow_and_update();
+            if self.has_unread() {
+                let records = self.read(max.max(1)).await?;
+                if !records.is_empty() {
+                    return Ok(records);
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.bus.appended.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(BusError::Unavailable("bus writer stopped".into())),
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        let mut next: HashMap<String, i64> = HashMap::new();
+        for r in records {
+            let entry = next.entry(r.topic.clone()).or_insert(r.offset + 1);
+            *entry = (*entry).max(r.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<(String, i64)> = next.clone().into_iter().collect();
+        let (done, wait) = oneshot::channel();
+        self.bus
+            .writer
+            .send(WriteOp::Commit {
+                group: self.group.clone(),
+                positions,
+                done,
+            })
+            .await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))?;
+        wait.await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))??;
+        self.committed.extend(next);
+        Ok(())
+    }
+
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        let reader = self.reader.clone();
+        let group = self.group.clone();
+        let topics = self.topics.clone();
+        let positions = tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| BusError::Fatal("reader poisoned".into()))?;
+            committed_positions(&conn, &group, &topics)
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()))??;
+        self.positions = positions;
+        Ok(())
+    }
+
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        let heads = self
+            .bus
+            .heads
+            .read()
+            .map_err(|_| BusError::Fatal("heads poisoned".into()))?;
+        Ok(self
+            .topics
+            .iter()
+            .map(|t| {
+                let head = heads.get(t).copied().unwrap_or(0);
+                let done = self.committed.get(t).copied().unwrap_or(0);
+                (head - done).max(0)
+            })
+            .sum())
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedSubscription {
+    fn drop(&mut self) {
+        if let Ok(mut active) = self.bus.active_groups.lock() {
+            active.remove(&self.group);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! wacrm's event bus.
+//!
+//! [`EventBus`] is what every producer and consumer in wacrm talks to: publish a batch of keyed
+//! records and get an answer only once they are durable; subscribe as a named consumer group;
+//! poll batches; commit after processing (at-least-once, in order per key). Two backends
+//! implement it: [`embedded`] (a single-node log in a local SQLite file, the zero-config
+//! default) and Kafka. [`runner`] is the loop every consumer runs in; [`cloudevents`] maps core
+//! events to records and back.
+
+pub mod cloudevents;
+pub mod config;
+pub mod embedded;
+pub mod runner;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wacrm_core::ErrorClass;
+
+pub use config::BusConfig;
+pub use topics::Topics;
+
+/// A record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecord {
+    /// The topic.
+    pub topic: String,
+    /// The key: records with one key stay in order.
+    pub key: String,
+    /// Headers (CloudEvents attributes, dead-letter context).
+    pub headers: Vec<(String, String)>,
+    /// The value.
+    pub payload: Vec<u8>,
+}
+
+/// A record read from the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The topic.
+    pub topic: String,
+    /// The partition (always 0 on the embedded bus).
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+    /// The key.
+    pub key: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// The value.
+    pub payload: Vec<u8>,
+    /// When the bus stored it, in milliseconds since the epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// The first header with that name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why the bus could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    /// The bus cannot be reached or cannot write now; the same call may succeed later.
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    /// The bus did not confirm within the configured time; nothing may be assumed durable.
+    #[error("event bus did not confirm within {0:?}")]
+    Timeout(Duration),
+    /// The bus refused these records (too large, invalid topic…); retrying will not help.
+    #[error("event bus rejected the records: {0}")]
+    Rejected(String),
+    /// The bus is misconfigured or closed for good.
+    #[error("event bus failed: {0}")]
+    Fatal(String),
+}
+
+impl BusError {
+    /// What the caller should do.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BusError::Unavailable(_) | BusError::Timeout(_) => ErrorClass::Retry,
+            BusError::Rejected(_) => ErrorClass::DeadLetter,
+            BusError::Fatal(_) => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// The event bus.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Publishes records and returns only when every one of them is durable. On error, none may
+    /// be assumed durable (some may be, so publishers must be idempotent downstream).
+    async fn publish(&self, records: Vec<OutboundRecord>) -> Result<(), BusError>;
+
+    /// Joins a consumer group on the given topics. Positions start at the group's committed
+    /// offsets (or at the beginning for a new group).
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Whether the bus is reachable and writable now (for readiness checks).
+    async fn check(&self) -> Result<(), BusError>;
+
+    /// The backend's name (`embedded`, `kafka`).
+    fn backend(&self) -> &'static str;
+}
+
+/// A consumer group member's view of its topics.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Up to `max` records, waiting up to `wait` for the first one. Records of one partition
+    /// come in offset order. Empty on timeout.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError>;
+
+    /// Marks everything up to and including these records as processed and makes that durable.
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError>;
+
+    /// Goes back to the last committed position, so uncommitted records are delivered again.
+    async fn rewind(&mut self) -> Result<(), BusError>;
+
+    /// How many records of the subscribed topics the group has not committed yet.
+    async fn lag(&mut self) -> Result<i64, BusError>;
+
+    /// Leaves the group after committing nothing more.
+    async fn close(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// Opens the bus a configuration asks for.
+pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
+    match config.backend {
+        config::Backend::Embedded => Ok(Arc::new(embedded::EmbeddedBus::open(&config.embedded)?)),
+        config::Backend::Kafka => Err(BusError::Fatal(
+            "the kafka backend is not built into this version".into(),
+        )),
+    }
+}

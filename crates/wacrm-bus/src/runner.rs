@@ -1,0 +1,348 @@
+//! The loop every consumer runs in: poll a batch, hand it to the handler, retry what is
+//! transient, dead-letter what is bad, commit only what was handled.
+//!
+//! Guarantees: at-least-once (a record's offset is committed only after the handler succeeded
+//! on it, or after it was durably dead-lettered), in order per partition, and a bad record never
+//! blocks the ones behind it. On shutdown the runner stops polling, finishes the batch in hand
+//! (or abandons it uncommitted if it is stuck retrying: it will be delivered again), commits and
+//! returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use tokio_util::sync::CancellationToken;
+use wacrm_core::ErrorClass;
+
+use crate::cloudevents::{dead_letter_record, DeadLetterOrigin};
+use crate::{BusError, EventBus, Record, Subscription, Topics};
+
+/// What went wrong in a handler, by what the runner should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Transient: the whole batch is offered again after a backoff.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// `batch[index]` can never be processed. The handler applied nothing of the batch; the
+    /// runner handles the records before it, dead-letters it, and goes on after it.
+    #[error("record {index} cannot be processed: {reason}")]
+    Permanent {
+        /// Index of the bad record in the batch handed to the handler.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The consumer cannot go on (misconfiguration, lost credentials); the runner stops.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+impl HandlerError {
+    /// The error's class.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::Retryable(_) => ErrorClass::Retry,
+            HandlerError::Permanent { .. } => ErrorClass::DeadLetter,
+            HandlerError::Fatal(_) => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// A consumer's processing step. A call must be all-or-nothing and idempotent: the same
+/// records may be handed again after a crash or a retry.
+#[async_trait]
+pub trait Handler: Send {
+    /// Processes a batch, in order.
+    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError>;
+}
+
+/// Why the runner stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The handler said it cannot go on.
+    #[error("consumer {group} stopped: {reason}")]
+    Fatal {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+    /// The bus failed for good.
+    #[error("consumer {group} lost the bus: {source}")]
+    Bus {
+        /// The group.
+        group: String,
+        /// The bus error.
+        source: BusError,
+    },
+}
+
+/// How a runner polls and retries.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The consumer group.
+    pub group: String,
+    /// Most records per batch.
+    pub max_batch: usize,
+    /// Longest wait for a batch.
+    pub poll_wait: Duration,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl RunnerConfig {
+    /// Defaults for a group: batches of up to 500, backoff from 100 ms to 30 s.
+    pub fn new(group: impl Into<String>) -> Self {
+        RunnerConfig {
+            group: group.into(),
+            max_batch: 500,
+            poll_wait: Duration::from_millis(500),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff {
+            initial_interval: self.initial_backoff,
+            max_interval: self.max_backoff,
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        }
+    }
+}
+
+/// Runs a consumer until `shutdown` is cancelled or a fatal error.
+pub struct ConsumerRunner<H> {
+    bus: Arc<dyn EventBus>,
+    topics: Topics,
+    config: RunnerConfig,
+    handler: H,
+}
+
+enum Outcome {
+    Done,
+    Abandoned,
+}
+
+enum Handled {
+    Ok,
+    Bad { index: usize, reason: String },
+    Abandoned,
+}
+
+impl<H: Handler> ConsumerRunner<H> {
+    /// A runner for a handler.
+    pub fn new(bus: Arc<dyn EventBus>, topics: Topics, config: RunnerConfig, handler: H) -> Self {
+        ConsumerRunner {
+            bus,
+            topics,
+            config,
+            handler,
+        }
+    }
+
+    /// Polls, handles and commits until shutdown.
+    pub async fn run(
+        mut self,
+        mut subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> Result<(), RunnerError> {
+        let group = self.config.group.clone();
+        let mut poll_backoff = self.config.backoff();
+        while !shutdown.is_cancelled() {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                polled = subscription.poll(self.config.max_batch, self.config.poll_wait) => polled,
+            };
+            let batch = match batch {
+                Ok(b) => {
+                    poll_backoff.reset();
+                    b
+                }
+                Err(e) if e.class() == ErrorClass::Fatal => {
+                    return Err(RunnerError::Bus { group, source: e });
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group, error = %e, "poll failed; retrying");
+                    self.sleep(&mut poll_backoff, &shutdown).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            match self.process(&batch, &shutdown).await? {
+                Outcome::Done => {}
+                Outcome::Abandoned => {
+                    // Shutting down mid-retry: leave the batch uncommitted for redelivery.
+                    break;
+                }
+            }
+            self.commit(subscription.as_mut(), &batch, &shutdown)
+                .await?;
+            metrics::counter!("wacrm_consumer_records_total", "group" => group.clone())
+                .increment(batch.len() as u64);
+            if let Ok(lag) = subscription.lag().await {
+                metrics::gauge!("wacrm_consumer_lag", "group" => group.clone()).set(lag as f64);
+            }
+        }
+        let _ = subscription.close().await;
+        Ok(())
+    }
+
+    async fn sleep(&self, backoff: &mut ExponentialBackoff, shutdown: &CancellationToken) {
+        let delay = backoff.next_backoff().unwrap_or(self.config.max_backoff);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        shutdown: &CancellationToken,
+    ) -> Result<Outcome, RunnerError> {
+        let mut rest = batch;
+        while !rest.is_empty() {
+            match self.handle_with_retry(rest, shutdown).await? {
+                Handled::Ok => return Ok(Outcome::Done),
+                Handled::Abandoned => return Ok(Outcome::Abandoned),
+                Handled::Bad { index, reason } => {
+                    if index > 0 {
+                        // Records before the bad one are good: handle them on their own.
+                        match self.handle_with_retry(&rest[..index], shutdown).await? {
+                            Handled::Ok => {}
+                            Handled::Abandoned => return Ok(Outcome::Abandoned),
+                            Handled::Bad {
+                                index: i,
+                                reason: r,
+                            } => return Err(RunnerError::Fatal {
+                                group: self.config.group.clone(),
+                                reason: format!(
+                                    "handler rejected record {i} after accepting it before ({r})"
+                                ),
+                            }),
+                        }
+                    }
+                    if !self.dead_letter(&rest[index], &reason, shutdown).await {
+                        return Ok(Outcome::Abandoned);
+                    }
+                    rest = &rest[index + 1..];
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Handles records, retrying transient errors until success, shutdown or a permanent error.
+    async fn handle_with_retry(
+        &mut self,
+        records: &[Record],
+        shutdown: &CancellationToken,
+    ) -> Result<Handled, RunnerError> {
+        let mut backoff = self.config.backoff();
+        loop {
+            match self.handler.handle(records).await {
+                Ok(()) => return Ok(Handled::Ok),
+                Err(HandlerError::Permanent { index, reason }) if index < records.len() => {
+                    return Ok(Handled::Bad { index, reason });
+                }
+                Err(HandlerError::Permanent { index, reason }) => {
+                    return Err(RunnerError::Fatal {
+                        group: self.config.group.clone(),
+                        reason: format!(
+                            "handler named record {index} of {}: {reason}",
+                            records.len()
+                        ),
+                    });
+                }
+                Err(HandlerError::Fatal(reason)) => {
+                    return Err(RunnerError::Fatal {
+                        group: self.config.group.clone(),
+                        reason,
+                    });
+                }
+                Err(HandlerError::Retryable(reason)) => {
+                    metrics::counter!("wacrm_consumer_retries_total", "group" => self.config.group.clone())
+                        .increment(1);
+                    tracing::warn!(group = %self.config.group, %reason, "handler failed; retrying");
+                    if shutdown.is_cancelled() {
+                        return Ok(Handled::Abandoned);
+                    }
+                    self.sleep(&mut backoff, shutdown).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes a dead letter for a record, retrying until it is durable. False on shutdown.
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let dlq = dead_letter_record(
+            &self.topics,
+            DeadLetterOrigin::Consumer {
+                group: &self.config.group,
+                record,
+            },
+            ErrorClass::DeadLetter,
+            reason,
+            record.payload.clone(),
+        );
+        let mut backoff = self.config.backoff();
+        loop {
+            match self.bus.publish(vec![dlq.clone()]).await {
+                Ok(()) => {
+                    metrics::counter!("wacrm_consumer_dead_letters_total", "group" => self.config.group.clone())
+                        .increment(1);
+                    tracing::warn!(group = %self.config.group, topic = %record.topic, offset = record.offset, %reason, "record dead-lettered");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.config.group, error = %e, "dead letter not published; retrying");
+                    if shutdown.is_cancelled() {
+                        return false;
+                    }
+                    self.sleep(&mut backoff, shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        subscription: &mut dyn Subscription,
+        batch: &[Record],
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunnerError> {
+        let mut backoff = self.config.backoff();
+        loop {
+            match subscription.commit(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.class() == ErrorClass::Fatal => {
+                    return Err(RunnerError::Bus {
+                        group: self.config.group.clone(),
+                        source: e,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.config.group, error = %e, "commit failed; retrying");
+                    if shutdown.is_cancelled() {
+                        // Uncommitted work is redelivered and handled idempotently.
+                        return Ok(());
+                    }
+                    self.sleep(&mut backoff, shutdown).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The events wacrm publishes: typed, versioned, with deterministic ids.
+//!
+//! Every event has a type name that carries its version (`wacrm.message.received.v1`); a
+//! breaking change to a payload gets a new name, so consumers can read old and new side by side.
+//! Ids are derived from what the event is about (a message's wamid, a status's wamid + state +
+//! time, …), never from when it was processed: Meta delivering the same webhook three times
+//! produces three events with the same id, and consumers drop the repeats.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::contact::{ContactIdentity, ContactProfile, IdentityKey};
+use crate::conversation::BusinessNumber;
+use crate::message::Message;
+use crate::status::{MetaError, StatusUpdate};
+
+/// Namespace of wacrm's name-based (v5) event ids.
+const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0b7e_7d4a_4f0e_9a51_7761_6372_6d01);
+
+/// A deterministic event id (a UUID v5 of the event's type and identifying content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub Uuid);
+
+impl EventId {
+    /// Derives the id from the type name and the parts that identify the event.
+    pub fn derive(type_name: &str, parts: &[&str]) -> Self {
+        let mut name = Vec::with_capacity(128);
+        name.extend_from_slice(type_name.as_bytes());
+        for part in parts {
+            // A unit separator keeps ("ab","c") and ("a","bc") apart.
+            name.push(0x1f);
+            name.extend_from_slice(part.as_bytes());
+        }
+        EventId(Uuid::new_v5(&EVENT_NAMESPACE, &name))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A contact's profile as a webhook reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactUpdate {
+    /// The business number the contact wrote to.
+    pub business: BusinessNumber,
+    /// The profile.
+    pub profile: ContactProfile,
+}
+
+/// A contact moved to a new number (or other identity); their history stays one contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityChange {
+    /// The business number that was told.
+    pub business: BusinessNumber,
+    /// The identity before.
+    pub old: ContactIdentity,
+    /// The identity after.
+    pub new: ContactIdentity,
+    /// The wamid of the system message that reported it.
+    pub wamid: String,
+}
+
+/// A contact's messaging preference (`user_preferences` webhooks: marketing stop / resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferenceChange {
+    /// The business number concerned.
+    pub business: BusinessNumber,
+    /// The contact.
+    pub contact: ContactIdentity,
+    /// What the preference is about (`marketing_messages`).
+    pub category: String,
+    /// `stop` or `resume`.
+    pub value: String,
+    /// WhatsApp's description, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Errors WhatsApp reported for a whole webhook change rather than for one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformError {
+    /// The business number concerned.
+    pub business: BusinessNumber,
+    /// The errors.
+    pub errors: Vec<MetaError>,
+}
+
+/// What happened. The serialized tag is the versioned type name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum EventPayload {
+    /// A contact wrote to the business.
+    #[serde(rename = "wacrm.message.received.v1")]
+    MessageReceived(Message),
+    /// The business sent a message.
+    #[serde(rename = "wacrm.message.sent.v1")]
+    MessageSent(Message),
+    /// WhatsApp reported a delivery status of an outbound message.
+    #[serde(rename = "wacrm.message.status.v1")]
+    StatusChanged(StatusUpdate),
+    /// A webhook told us a contact's profile.
+    #[serde(rename = "wacrm.contact.updated.v1")]
+    ContactUpdated(ContactUpdate),
+    /// A contact changed number.
+    #[serde(rename = "wacrm.contact.identity_changed.v1")]
+    ContactIdentityChanged(IdentityChange),
+    /// A contact stopped or resumed marketing messages.
+    #[serde(rename = "wacrm.contact.preference_changed.v1")]
+    PreferenceChanged(PreferenceChange),
+    /// WhatsApp reported errors for a whole webhook change.
+    #[serde(rename = "wacrm.whatsapp.error.v1")]
+    PlatformError(PlatformError),
+}
+
+/// Every event type name wacrm publishes.
+pub const EVENT_TYPES: [&str; 7] = [
+    MESSAGE_RECEIVED,
+    MESSAGE_SENT,
+    STATUS_CHANGED,
+    CONTACT_UPDATED,
+    CONTACT_IDENTITY_CHANGED,
+    PREFERENCE_CHANGED,
+    PLATFORM_ERROR,
+];
+/// Type name of [`EventPayload::MessageReceived`].
+pub const MESSAGE_RECEIVED: &str = "wacrm.message.received.v1";
+/// Type name of [`EventPayload::MessageSent`].
+pub const MESSAGE_SENT: &str = "wacrm.message.sent.v1";
+/// Type name of [`EventPayload::StatusChanged`].
+pub const STATUS_CHANGED: &str = "wacrm.message.status.v1";
+/// Type name of [`EventPayload::ContactUpdated`].
+pub const CONTACT_UPDATED: &str = "wacrm.contact.updated.v1";
+/// Type name of [`EventPayload::ContactIdentityChanged`].
+pub const CONTACT_IDENTITY_CHANGED: &str = "wacrm.contact.identity_changed.v1";
+/// Type name of [`EventPayload::PreferenceChanged`].
+pub const PREFERENCE_CHANGED: &str = "wacrm.contact.preference_changed.v1";
+/// Type name of [`EventPayload::PlatformError`].
+pub const PLATFORM_ERROR: &str = "wacrm.whatsapp.error.v1";
+
+/// Why an event's data could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The type name is not one this version knows.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// The data does not match the type.
+    #[error("event data does not match {type_name}: {source}")]
+    Data {
+        /// The type name.
+        type_name: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+impl EventPayload {
+    /// The versioned type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventPayload::MessageReceived(_) => MESSAGE_RECEIVED,
+            EventPayload::MessageSent(_) => MESSAGE_SENT,
+            EventPayload::StatusChanged(_) => STATUS_CHANGED,
+            EventPayload::ContactUpdated(_) => CONTACT_UPDATED,
+            EventPayload::ContactIdentityChanged(_) => CONTACT_IDENTITY_CHANGED,
+            EventPayload::PreferenceChanged(_) => PREFERENCE_CHANGED,
+            EventPayload::PlatformError(_) => PLATFORM_ERROR,
+        }
+    }
+
+    /// The payload's data alone as JSON (the CloudEvents `data`).
+    pub fn data_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
+                serde_json::to_vec(m)
+            }
+            EventPayload::StatusChanged(s) => serde_json::to_vec(s),
+            EventPayload::ContactUpdated(c) => serde_json::to_vec(c),
+            EventPayload::ContactIdentityChanged(c) => serde_json::to_vec(c),
+            EventPayload::PreferenceChanged(p) => serde_json::to_vec(p),
+            EventPayload::PlatformError(e) => serde_json::to_vec(e),
+        }
+    }
+
+    /// Reads a payload back from its type name and data.
+    pub fn from_data(type_name: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(t: &str, d: &[u8]) -> Result<T, DecodeError> {
+            serde_json::from_slice(d).map_err(|source| DecodeError::Data {
+                type_name: t.to_owned(),
+                source,
+            })
+        }
+        Ok(match type_name {
+            MESSAGE_RECEIVED => EventPayload::MessageReceived(parse(type_name, data)?),
+            MESSAGE_SENT => EventPayload::MessageSent(parse(type_name, data)?),
+            STATUS_CHANGED => EventPayload::StatusChanged(parse(type_name, data)?),
+            CONTACT_UPDATED => EventPayload::ContactUpdated(parse(type_name, data)?),
+            CONTACT_IDENTITY_CHANGED => {
+                EventPayload::ContactIdentityChanged(parse(type_name, data)?)
+            }
+            PREFERENCE_CHANGED => EventPayload::PreferenceChanged(parse(type_name, data)?),
+            PLATFORM_ERROR => EventPayload::PlatformError(parse(type_name, data)?),
+            other => return Err(DecodeError::UnknownType(other.to_owned())),
+        })
+    }
+}
+
+/// Which stream an event belongs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Messages, statuses and reactions, keyed by conversation.
+    Conversations,
+    /// Contact profiles and identities, keyed by contact.
+    Contacts,
+}
+
+/// One event: id, event time, key, and what happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Deterministic id: the same webhook content yields the same id.
+    pub id: EventId,
+    /// When it happened according to WhatsApp (for platform errors, when wacrm received them).
+    pub time: DateTime<Utc>,
+    /// The record key: a conversation key for conversation events, a contact key for contact
+    /// events. Events with one key stay in order.
+    pub key: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub payload: EventPayload,
+}
+
+impl Event {
+    /// The stream the event goes to.
+    pub fn stream(&self) -> Stream {
+        match self.payload {
+            EventPayload::ContactUpdated(_)
+            | EventPayload::ContactIdentityChanged(_)
+            | EventPayload::PreferenceChanged(_) => Stream::Contacts,
+            EventPayload::MessageReceived(_)
+            | EventPayload::MessageSent(_)
+            | EventPayload::StatusChanged(_)
+            | EventPayload::PlatformError(_) => Stream::Conversations,
+        }
+    }
+
+    /// A message event (received or sent), keyed by its conversation, with an id from its wamid.
+    pub fn message(message: Message) -> Option<Self> {
+        let key = message.conversation_key()?.as_record_key();
+        let payload = match message.direction {
+            crate::message::Direction::Inbound => EventPayload::MessageReceived(message),
+            crate::message::Direction::Outbound => EventPayload::MessageSent(message),
+        };
+        let (wamid, time) = match &payload {
+            EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
+                (m.wamid.as_str(), m.timestamp)
+            }
+            _ => return None,
+        };
+        Some(Event {
+            id: EventId::derive(payload.type_name(), &[wamid]),
+            time,
+            key,
+            payload,
+        })
+    }
+
+    /// A status event, keyed by the message's conversation, with an id from wamid, state, time
+    /// and error codes.
+    pub fn status(status: StatusUpdate) -> Option<Self> {
+        let key = status.conversation_key()?.as_record_key();
+        let ts = status.timestamp.timestamp().to_string();
+        let codes: Vec<String> = status.errors.iter().map(|e| e.code.to_string()).collect();
+        let codes = codes.join(",");
+        let id = EventId::derive(
+            STATUS_CHANGED,
+            &[&status.wamid, status.state.as_str(), &ts, &codes],
+        );
+        Some(Event {
+            id,
+            time: status.timestamp,
+            key,
+            payload: EventPayload::StatusChanged(status),
+        })
+    }
+
+    /// A contact event keyed by the contact's primary identity. `time` is the time of the
+    /// message that carried it; `id_parts` identify it (e.g. the wamid that carried a profile).
+    pub fn contact(payload: EventPayload, time: DateTime<Utc>, id_parts: &[&str]) -> Option<Self> {
+        let contact_key: IdentityKey = match &payload {
+            EventPayload::ContactUpdated(c) => c.profile.identity.primary_key()?,
+            EventPayload::ContactIdentityChanged(c) => c.old.primary_key()?,
+            EventPayload::PreferenceChanged(p) => p.contact.primary_key()?,
+            _ => return None,
+        };
+        Some(Event {
+            id: EventId::derive(payload.type_name(), id_parts),
+            time,
+            key: contact_key.to_string(),
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Direction, MessageContent};
+
+    fn message(wamid: &str) -> Message {
+        Message {
+            wamid: wamid.into(),
+            direction: Direction::Inbound,
+            business: BusinessNumber::new("106540352242922"),
+            contact: ContactProfile {
+                identity: ContactIdentity::from_webhook(Some("5511987654321"), None),
+                name: Some("Maria".into()),
+                username: None,
+            },
+            timestamp: DateTime::from_timestamp(1_749_416_383, 0).unwrap_or_default(),
+            context: None,
+            referral: None,
+            content: MessageContent::Text {
+                body: "oi".into(),
+                preview_url: false,
+            },
+            sent_by: None,
+        }
+    }
+
+    #[test]
+    fn same_message_gives_same_id_and_key() {
+        let a = Event::message(message("wamid.A")).unwrap();
+        let b = Event::message(message("wamid.A")).unwrap();
+        let c = Event::message(message("wamid.B")).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.key, "106540352242922/phone:+5511987654321");
+    }
+
+    #[test]
+    fn data_round_trips_by_type_name() {
+        let event = Event::message(message("wamid.A")).unwrap();
+        let data = event.payload.data_json().unwrap();
+        let back = EventPayload::from_data(event.payload.type_name(), &data).unwrap();
+        assert_eq!(back, event.payload);
+        assert!(matches!(
+            EventPayload::from_data("wacrm.nope.v9", &data),
+            Err(DecodeError::UnknownType(_))
+        ));
+    }
+
+    #[test]
+    fn derive_separates_parts() {
+        assert_ne!(
+            EventId::derive("t", &["ab", "c"]),
+            EventId::derive("t", &["a", "bc"])
+        );
+    }
+
+    #[test]
+    fn full_event_json_carries_versioned_type() {
+        let event = Event::message(message("wamid.A")).unwrap();
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "wacrm.message.received.v1");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,212 @@
+//! The read API under `/v1`, health and readiness.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use wacrm_core::contact::IdentityKey;
+use wacrm_core::phone::E164;
+use wacrm_store::keys::scope;
+use wacrm_store::queries::{self, ContactView, DeadLetterView, MessageDetail, MessageView};
+
+use crate::auth::{error, Caller};
+use crate::AppState;
+
+/// The `/v1` routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/contacts", get(list_contacts))
+        .route("/v1/contacts/{id}", get(get_contact))
+        .route("/v1/contacts/{id}/messages", get(contact_messages))
+        .route("/v1/messages/{wamid}", get(get_message))
+        .route("/v1/dead-letters", get(dead_letters))
+}
+
+fn store_error(e: wacrm_store::StoreError) -> Response {
+    tracing::error!(error = %e, "store query failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+}
+
+/// Filters of `GET /v1/contacts`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ContactFilter {
+    /// A WhatsApp id (digits; Brazilian mobiles match with or without the 9th digit).
+    pub wa_id: Option<String>,
+    /// A phone number with country code, in any punctuation.
+    pub phone: Option<String>,
+    /// A business-scoped user id.
+    pub bsuid: Option<String>,
+}
+
+/// `GET /v1/contacts?wa_id=…|phone=…|bsuid=…`
+#[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ContactFilter),
+    security(("api_key" = [])),
+    responses((status = 200, body = Vec<ContactView>), (status = 400), (status = 401), (status = 403)))]
+pub async fn list_contacts(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(filter): Query<ContactFilter>,
+) -> Response {
+    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+        return r;
+    }
+    let mut keys = Vec::new();
+    for raw in [filter.wa_id.as_deref(), filter.phone.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        match E164::parse(raw) {
+            Ok(phone) => keys.push(IdentityKey::Phone(phone)),
+            Err(_) => keys.push(IdentityKey::WaId(raw.to_owned())),
+        }
+    }
+    if let Some(bsuid) = filter.bsuid {
+        keys.push(IdentityKey::Bsuid(bsuid));
+    }
+    if keys.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "give wa_id, phone or bsuid");
+    }
+    match queries::find_contacts(&state.db, &keys).await {
+        Ok(contacts) => Json(contacts).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /v1/contacts/{id}`
+#[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Contact id")),
+    responses((status = 200, body = ContactView), (status = 401), (status = 403), (status = 404)))]
+pub async fn get_contact(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+        return r;
+    }
+    match queries::get_contact(&state.db, &id).await {
+        Ok(Some(c)) => Json(c).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such contact"),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Page {
+    /// Most items (default 100, at most 1000).
+    pub limit: Option<u64>,
+}
+
+impl Page {
+    fn limit(&self) -> u64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}
+
+/// `GET /v1/contacts/{id}/messages`, ordered by WhatsApp's timestamp.
+#[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "contacts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Contact id"), Page),
+    responses((status = 200, body = Vec<MessageView>), (status = 401), (status = 403), (status = 404)))]
+pub async fn contact_messages(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+        return r;
+    }
+    let contact = match queries::get_contact(&state.db, &id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such contact"),
+        Err(e) => return store_error(e),
+    };
+    let numbers = caller.0.business_numbers.as_deref();
+    match queries::contact_messages(&state.db, &contact.id, numbers, page.limit()).await {
+        Ok(messages) => Json(messages).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /v1/messages/{wamid}`, with status history.
+#[utoipa::path(get, path = "/v1/messages/{wamid}", tag = "messages", security(("api_key" = [])),
+    params(("wamid" = String, Path, description = "WhatsApp message id")),
+    responses((status = 200, body = MessageDetail), (status = 401), (status = 403), (status = 404)))]
+pub async fn get_message(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(wamid): Path<String>,
+) -> Response {
+    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+        return r;
+    }
+    match queries::get_message(&state.db, &wamid).await {
+        Ok(Some(m)) if !caller.0.may_use_number(&m.message.phone_number_id) => error(
+            StatusCode::FORBIDDEN,
+            "this key may not read that business number",
+        ),
+        Ok(Some(m)) => Json(m).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such message"),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /v1/dead-letters`, newest first.
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "operations", security(("api_key" = [])), params(Page),
+    responses((status = 200, body = Vec<DeadLetterView>), (status = 401), (status = 403)))]
+pub async fn dead_letters(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Response {
+    if let Err(r) = caller.require(scope::DEAD_LETTERS_READ) {
+        return r;
+    }
+    match queries::dead_letters(&state.db, page.limit()).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Readiness of each dependency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ok` or the error.
+    pub bus: String,
+    /// `ok` or the error.
+    pub store: String,
+}
+
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the bus and the store answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let bus = state.bus.check().await;
+    let store = wacrm_store::ping(&state.db).await;
+    let ok = bus.is_ok() && store.is_ok();
+    let body = Readiness {
+        bus: bus
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e.to_string()),
+        store: store
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e.to_string()),
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,81 @@
+//! Bearer-key authentication for `/v1`.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use wacrm_store::keys::{self, Principal};
+
+use crate::AppState;
+
+/// The caller of an API route, authenticated by `Authorization: Bearer <key>`.
+pub struct Caller(pub Principal);
+
+/// An API error body: `{"error": "..."}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// An error response with a status.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+impl Caller {
+    /// 403 unless the key carries the scope.
+    pub fn require(&self, scope: &str) -> Result<(), Response> {
+        if self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(error(
+                StatusCode::FORBIDDEN,
+                format!("this key lacks the {scope} scope"),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "an API key is required (Authorization: Bearer …)",
+                )
+            })?;
+        match keys::authenticate(&state.db, token).await {
+            Ok(Some(principal)) => Ok(Caller(principal)),
+            Ok(None) => Err(error(
+                StatusCode::UNAUTHORIZED,
+                "unknown, revoked or expired API key",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                Err(error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable"))
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! sea-orm entities: one module per table.
+#![allow(missing_docs)]
+
+pub mod contact {
+    use sea_orm::entity::prelude::*;
+
+    /// A person the business talks to.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contacts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub display_name: Option<String>,
+        pub username: Option<String>,
+        /// Set when this contact turned out to be another one; its history moved there.
+        pub merged_into: Option<String>,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod contact_identity {
+    use sea_orm::entity::prelude::*;
+
+    /// One identity (`phone`, `bsuid`, `wa`) of a contact.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contact_identities")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub value: String,
+        pub contact_id: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod conversation {
+    use sea_orm::entity::prelude::*;
+
+    /// A business number's conversation with a contact.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conversations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub phone_number_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        pub last_message_at: Option<ChronoDateTimeUtc>,
+        /// The last message from the contact: opens WhatsApp's 24-hour service window.
+        pub last_inbound_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message {
+    use sea_orm::entity::prelude::*;
+
+    /// A message, in or out.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub wamid: String,
+        pub event_id: String,
+        pub phone_number_id: String,
+        pub contact_id: String,
+        pub direction: String,
+        pub kind: String,
+        pub timestamp: ChronoDateTimeUtc,
+        pub preview: Option<String>,
+        pub content: Json,
+        pub context: Option<Json>,
+        pub referral: Option<Json>,
+        pub status: Option<String>,
+        pub status_error: Option<Json>,
+        pub sent_by: Option<Json>,
+        pub stored_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message_status {
+    use sea_orm::entity::prelude::*;
+
+    /// One status report for a message.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_statuses")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub wamid: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub state: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub timestamp: ChronoDateTimeUtc,
+        pub phone_number_id: String,
+        pub errors: Option<Json>,
+        pub pricing: Option<Json>,
+        pub conversation: Option<Json>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod preference {
+    use sea_orm::entity::prelude::*;
+
+    /// A contact's messaging preference on a business number.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contact_preferences")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub phone_number_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub category: String,
+        pub value: String,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod platform_error {
+    use sea_orm::entity::prelude::*;
+
+    /// Errors WhatsApp reported for a whole webhook change.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "platform_errors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub phone_number_id: String,
+        pub errors: Json,
+        pub received_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod dead_letter {
+    use sea_orm::entity::prelude::*;
+
+    /// Input or records that could not be processed, kept with the reason.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dead_letters")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub source: String,
+        pub error_class: String,
+        pub reason: String,
+        pub headers: Json,
+        #[sea_orm(column_type = "VarBinary(StringLen::None)")]
+        pub payload: Vec<u8>,
+        pub bus_offset: i64,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod api_key {
+    use sea_orm::entity::prelude::*;
+
+    /// An employee's API key. Only a hash of the secret is stored.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub role: String,
+        pub secret_sha256: String,
+        pub scopes: Json,
+        pub business_numbers: Option<Json>,
+        pub created_at: ChronoDateTimeUtc,
+        pub expires_at: Option<ChronoDateTimeUtc>,
+        pub revoked_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

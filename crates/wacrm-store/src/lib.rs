@@ -1,0 +1,126 @@
+//! wacrm's store: what the service knows, projected from the bus.
+//!
+//! - [`entities`] and [`migration`]: the schema, the same on SQLite (default) and PostgreSQL.
+//! - [`projection`]: the consumer that maintains contacts, conversations, messages, statuses and
+//!   dead letters from the bus, idempotently (replaying the bus twice gives the same store).
+//! - [`queries`]: what the read API asks.
+//! - [`keys`]: employees' API keys.
+
+pub mod entities;
+pub mod keys;
+pub mod migration;
+pub mod projection;
+pub mod queries;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize};
+use wacrm_core::ErrorClass;
+
+pub use sea_orm::DatabaseConnection as Db;
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Database URL: `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Most pooled connections.
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/wacrm.db?mode=rwc".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// Stored data is not what this version expects.
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+    /// Configuration is wrong (e.g. a directory cannot be created).
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// What the caller should do. Database errors are treated as transient: a database that
+    /// is down, locked or restarting recovers; bad data and configuration do not.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Db(_) => ErrorClass::Retry,
+            StoreError::Invalid(_) => ErrorClass::DeadLetter,
+            StoreError::Config(_) => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// Connects to the configured database (creating the SQLite file and its directory if needed).
+pub async fn connect(config: &StoreConfig) -> Result<DatabaseConnection, StoreError> {
+    if let Some(path) = sqlite_path(&config.url) {
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            .await?;
+    }
+    Ok(db)
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migration::Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Whether the database answers (for readiness checks).
+pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
+    db.ping().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_found() {
+        assert_eq!(
+            sqlite_path("sqlite://data/wacrm.db?mode=rwc"),
+            Some("data/wacrm.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://x@y/z"), None);
+    }
+}

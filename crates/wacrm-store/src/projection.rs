@@ -1,0 +1,634 @@
+//! The store projection: a consumer group that keeps the store in step with the bus.
+//!
+//! Each batch is applied in one database transaction and committed on the bus only after the
+//! transaction committed. Every write is idempotent (keyed by wamid, by wamid + state + time,
+//! by dead-letter id, …), so a batch delivered again after a crash changes nothing, and
+//! replaying the whole bus gives the same store. Contact ids are derived from the first
+//! identity seen and contact creation times from WhatsApp's times, so a replay into an empty
+//! database gives the same ids too.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, TransactionTrait,
+};
+use wacrm_bus::cloudevents::{self, decode_event};
+use wacrm_bus::runner::{Handler, HandlerError};
+use wacrm_bus::{Record, Topics};
+use wacrm_core::contact::{ContactIdentity, IdentityKey};
+use wacrm_core::event::{Event, EventPayload};
+use wacrm_core::message::{Direction, Message};
+use wacrm_core::status::{DeliveryState, MessageStatus, MetaError, StatusUpdate};
+
+use crate::entities::{
+    contact, contact_identity, conversation, dead_letter, message, message_status, platform_error,
+    preference,
+};
+use crate::StoreError;
+
+/// The projection's consumer group.
+pub const GROUP: &str = "wacrm-store";
+
+/// Namespace of contact ids derived from identities.
+const CONTACT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b8e_6f61_3c1d_4e8a_8f0b_636f_6e74_6163);
+
+/// The contact id a new contact gets from its first identity.
+pub fn contact_id_for(key: &IdentityKey) -> String {
+    uuid::Uuid::new_v5(&CONTACT_NAMESPACE, key.to_string().as_bytes()).to_string()
+}
+
+/// The store projection handler.
+pub struct Projection {
+    db: DatabaseConnection,
+    topics: Topics,
+}
+
+impl Projection {
+    /// A projection writing to `db`.
+    pub fn new(db: DatabaseConnection, topics: Topics) -> Self {
+        Projection { db, topics }
+    }
+
+    /// The topics the projection consumes.
+    pub fn topics(topics: &Topics) -> Vec<String> {
+        vec![
+            topics.conversations.clone(),
+            topics.contacts.clone(),
+            topics.dead_letters.clone(),
+        ]
+    }
+
+    /// Applies decoded items in one transaction.
+    async fn apply_all(&self, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
+        let txn = self.db.begin().await.map_err(|e| (0, e.into()))?;
+        for (index, item) in items.iter().enumerate() {
+            let result = match item {
+                Item::Event(event) => apply_event(&txn, event).await,
+                Item::DeadLetter(record) => apply_dead_letter(&txn, record).await,
+            };
+            result.map_err(|e| (index, e))?;
+        }
+        txn.commit().await.map_err(|e| (items.len(), e.into()))?;
+        Ok(())
+    }
+}
+
+enum Item<'a> {
+    Event(Event),
+    DeadLetter(&'a Record),
+}
+
+#[async_trait]
+impl Handler for Projection {
+    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError> {
+        let mut items = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            if record.topic == self.topics.dead_letters {
+                items.push(Item::DeadLetter(record));
+                continue;
+            }
+            match decode_event(record) {
+                Ok(event) => items.push(Item::Event(event)),
+                Err(e) => {
+                    return Err(HandlerError::Permanent {
+                        index,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        match self.apply_all(&items).await {
+            Ok(()) => Ok(()),
+            Err((index, e)) => match e.class() {
+                wacrm_core::ErrorClass::DeadLetter if index < records.len() => {
+                    Err(HandlerError::Permanent {
+                        index,
+                        reason: e.to_string(),
+                    })
+                }
+                wacrm_core::ErrorClass::Fatal => Err(HandlerError::Fatal(e.to_string())),
+                _ => Err(HandlerError::Retryable(e.to_string())),
+            },
+        }
+    }
+}
+
+/// Applies one event to the store (inside the caller's transaction).
+pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<(), StoreError> {
+    match &event.payload {
+        EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
+            apply_message(db, &event.id.to_string(), m).await
+        }
+        EventPayload::StatusChanged(s) => apply_status(db, s).await,
+        EventPayload::ContactUpdated(c) => resolve_contact(
+            db,
+            &c.profile.identity.keys(),
+            c.profile.name.as_deref(),
+            c.profile.username.as_deref(),
+            event.time,
+        )
+        .await
+        .map(drop),
+        EventPayload::ContactIdentityChanged(change) => {
+            let mut keys = change.old.keys();
+            keys.extend(change.new.keys());
+            resolve_contact(db, &keys, None, None, event.time)
+                .await
+                .map(drop)
+        }
+        EventPayload::PreferenceChanged(p) => {
+            let contact_id = resolve_contact(db, &p.contact.keys(), None, None, event.time).await?;
+            apply_preference(
+                db,
+                &contact_id,
+                &p.business.phone_number_id,
+                &p.category,
+                &p.value,
+                event.time,
+            )
+            .await
+        }
+        EventPayload::PlatformError(e) => {
+            let row = platform_error::ActiveModel {
+                event_id: Set(event.id.to_string()),
+                phone_number_id: Set(e.business.phone_number_id.clone()),
+                errors: Set(json(&e.errors)?),
+                received_at: Set(event.time),
+            };
+            platform_error::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(platform_error::Column::EventId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// Finds the contact of these identity keys, creating it or linking new keys as needed. When
+/// the keys belong to several contacts (a number change, a Brazilian number seen in both forms
+/// before this version), they are merged into the oldest one.
+pub async fn resolve_contact<C: ConnectionTrait>(
+    db: &C,
+    keys: &[IdentityKey],
+    name: Option<&str>,
+    username: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let first = keys
+        .first()
+        .ok_or_else(|| StoreError::Invalid("contact without any identity".into()))?;
+    let mut condition = Condition::any();
+    for key in keys {
+        condition = condition.add(
+            Condition::all()
+                .add(contact_identity::Column::Kind.eq(key.kind()))
+                .add(contact_identity::Column::Value.eq(key.value())),
+        );
+    }
+    let found = contact_identity::Entity::find()
+        .filter(condition)
+        .all(db)
+        .await?;
+    let owners: BTreeSet<String> = found.iter().map(|f| f.contact_id.clone()).collect();
+    let contact_id = match owners.len() {
+        0 => {
+            let id = contact_id_for(first);
+            let row = contact::ActiveModel {
+                id: Set(id.clone()),
+                display_name: Set(name.map(str::to_owned)),
+                username: Set(username.map(str::to_owned)),
+                merged_into: Set(None),
+                created_at: Set(at),
+                updated_at: Set(at),
+            };
+            contact::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(contact::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+            id
+        }
+        1 => owners.into_iter().next().unwrap_or_default(),
+        _ => merge_contacts(db, &owners).await?,
+    };
+    for key in keys {
+        let known = found
+            .iter()
+            .any(|f| f.kind == key.kind() && f.value == key.value());
+        if !known {
+            let row = contact_identity::ActiveModel {
+                kind: Set(key.kind().to_owned()),
+                value: Set(key.value().to_owned()),
+                contact_id: Set(contact_id.clone()),
+                created_at: Set(at),
+            };
+            contact_identity::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([
+                        contact_identity::Column::Kind,
+                        contact_identity::Column::Value,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    if name.is_some() || username.is_some() {
+        let mut update = contact::Entity::update_many()
+            .col_expr(contact::Column::UpdatedAt, Expr::value(at))
+            .filter(contact::Column::Id.eq(contact_id.clone()));
+        if let Some(name) = name {
+            update = update.col_expr(contact::Column::DisplayName, Expr::value(name));
+        }
+        if let Some(username) = username {
+            update = update.col_expr(contact::Column::Username, Expr::value(username));
+        }
+        update.exec(db).await?;
+    }
+    Ok(contact_id)
+}
+
+/// Merges contacts into the oldest of them; returns the survivor.
+async fn merge_contacts<C: ConnectionTrait>(
+    db: &C,
+    ids: &BTreeSet<String>,
+) -> Result<String, StoreError> {
+    let mut contacts = contact::Entity::find()
+        .filter(contact::Column::Id.is_in(ids.iter().cloned()))
+        .all(db)
+        .await?;
+    contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let survivor = contacts
+        .first()
+        .map(|c| c.id.clone())
+        .or_else(|| ids.iter().next().cloned())
+        .unwrap_or_default();
+    for other in ids.iter().filter(|id| **id != survivor) {
+        contact_identity::Entity::update_many()
+            .col_expr(
+                contact_identity::Column::ContactId,
+                Expr::value(survivor.clone()),
+            )
+            .filter(contact_identity::Column::ContactId.eq(other.clone()))
+            .exec(db)
+            .await?;
+        message::Entity::update_many()
+            .col_expr(message::Column::ContactId, Expr::value(survivor.clone()))
+            .filter(message::Column::ContactId.eq(other.clone()))
+            .exec(db)
+            .await?;
+        let conversations = conversation::Entity::find()
+            .filter(conversation::Column::ContactId.eq(other.clone()))
+            .all(db)
+            .await?;
+        for c in conversations {
+            touch_conversation(
+                db,
+                &c.phone_number_id,
+                &survivor,
+                c.last_message_at,
+                c.last_inbound_at,
+            )
+            .await?;
+        }
+        conversation::Entity::delete_many()
+            .filter(conversation::Column::ContactId.eq(other.clone()))
+            .exec(db)
+            .await?;
+        let prefs = preference::Entity::find()
+            .filter(preference::Column::ContactId.eq(other.clone()))
+            .all(db)
+            .await?;
+        for p in prefs {
+            apply_preference(
+                db,
+                &survivor,
+                &p.phone_number_id,
+                &p.category,
+                &p.value,
+                p.updated_at,
+            )
+            .await?;
+        }
+        preference::Entity::delete_many()
+            .filter(preference::Column::ContactId.eq(other.clone()))
+            .exec(db)
+            .await?;
+        contact::Entity::update_many()
+            .col_expr(contact::Column::MergedInto, Expr::value(survivor.clone()))
+            .filter(contact::Column::Id.eq(other.clone()))
+            .exec(db)
+            .await?;
+    }
+    Ok(survivor)
+}
+
+/// Moves a conversation's last-message times forward (never back).
+async fn touch_conversation<C: ConnectionTrait>(
+    db: &C,
+    phone_number_id: &str,
+    contact_id: &str,
+    last_message_at: Option<DateTime<Utc>>,
+    last_inbound_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let current =
+        conversation::Entity::find_by_id((phone_number_id.to_owned(), contact_id.to_owned()))
+            .one(db)
+            .await?;
+    match current {
+        None => {
+            conversation::Entity::insert(conversation::ActiveModel {
+                phone_number_id: Set(phone_number_id.to_owned()),
+                contact_id: Set(contact_id.to_owned()),
+                last_message_at: Set(last_message_at),
+                last_inbound_at: Set(last_inbound_at),
+            })
+            .exec_without_returning(db)
+            .await?;
+        }
+        Some(c) => {
+            let message_at = c.last_message_at.max(last_message_at);
+            let inbound_at = c.last_inbound_at.max(last_inbound_at);
+            if message_at != c.last_message_at || inbound_at != c.last_inbound_at {
+                conversation::Entity::update_many()
+                    .col_expr(conversation::Column::LastMessageAt, Expr::value(message_at))
+                    .col_expr(conversation::Column::LastInboundAt, Expr::value(inbound_at))
+                    .filter(conversation::Column::PhoneNumberId.eq(phone_number_id))
+                    .filter(conversation::Column::ContactId.eq(contact_id))
+                    .exec(db)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_message<C: ConnectionTrait>(
+    db: &C,
+    event_id: &str,
+    m: &Message,
+) -> Result<(), StoreError> {
+    let contact_id = resolve_contact(
+        db,
+        &m.contact.identity.keys(),
+        m.contact
+            .name
+            .as_deref()
+            .filter(|_| m.direction == Direction::Inbound),
+        m.contact
+            .username
+            .as_deref()
+            .filter(|_| m.direction == Direction::Inbound),
+        m.timestamp,
+    )
+    .await?;
+    let initial = match m.direction {
+        Direction::Inbound => None,
+        Direction::Outbound => Some(MessageStatus::from_report(DeliveryState::Accepted, &[])),
+    };
+    let row = message::ActiveModel {
+        wamid: Set(m.wamid.clone()),
+        event_id: Set(event_id.to_owned()),
+        phone_number_id: Set(m.business.phone_number_id.clone()),
+        contact_id: Set(contact_id.clone()),
+        direction: Set(m.direction.as_str().to_owned()),
+        kind: Set(m.content.kind().to_owned()),
+        timestamp: Set(m.timestamp),
+        preview: Set(m.content.preview_text()),
+        content: Set(json(&m.content)?),
+        context: Set(m.context.as_ref().map(json).transpose()?),
+        referral: Set(m.referral.as_ref().map(json).transpose()?),
+        status: Set(initial.as_ref().map(|s| s.state.as_str().to_owned())),
+        status_error: Set(None),
+        sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
+        stored_at: Set(Utc::now()),
+    };
+    let inserted = message::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(message::Column::Wamid)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let inbound_at = (m.direction == Direction::Inbound).then_some(m.timestamp);
+    touch_conversation(
+        db,
+        &m.business.phone_number_id,
+        &contact_id,
+        Some(m.timestamp),
+        inbound_at,
+    )
+    .await?;
+    // Statuses that arrived before the message.
+    let history = message_status::Entity::find()
+        .filter(message_status::Column::Wamid.eq(m.wamid.clone()))
+        .all(db)
+        .await?;
+    if !history.is_empty() {
+        let mut status =
+            initial.unwrap_or_else(|| MessageStatus::from_report(DeliveryState::Accepted, &[]));
+        for h in &history {
+            status = status.merge(&stored_status(h)?);
+        }
+        write_status(db, &m.wamid, &status).await?;
+    }
+    Ok(())
+}
+
+fn stored_status(row: &message_status::Model) -> Result<MessageStatus, StoreError> {
+    let state = DeliveryState::parse(&row.state)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown stored state {}", row.state)))?;
+    let errors: Vec<MetaError> = match &row.errors {
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| StoreError::Invalid(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    Ok(MessageStatus::from_report(state, &errors))
+}
+
+async fn write_status<C: ConnectionTrait>(
+    db: &C,
+    wamid: &str,
+    status: &MessageStatus,
+) -> Result<(), StoreError> {
+    message::Entity::update_many()
+        .col_expr(message::Column::Status, Expr::value(status.state.as_str()))
+        .col_expr(
+            message::Column::StatusError,
+            Expr::value(status.error.as_ref().map(json).transpose()?),
+        )
+        .filter(message::Column::Wamid.eq(wamid))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn apply_status<C: ConnectionTrait>(db: &C, s: &StatusUpdate) -> Result<(), StoreError> {
+    let row = message_status::ActiveModel {
+        wamid: Set(s.wamid.clone()),
+        state: Set(s.state.as_str().to_owned()),
+        timestamp: Set(s.timestamp),
+        phone_number_id: Set(s.business.phone_number_id.clone()),
+        errors: Set((!s.errors.is_empty())
+            .then(|| json(&s.errors))
+            .transpose()?),
+        pricing: Set(s.pricing.as_ref().map(json).transpose()?),
+        conversation: Set(s.conversation.as_ref().map(json).transpose()?),
+    };
+    let inserted = message_status::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                message_status::Column::Wamid,
+                message_status::Column::State,
+                message_status::Column::Timestamp,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let Some(current) = message::Entity::find_by_id(s.wamid.clone()).one(db).await? else {
+        // The message is not known yet; its status is computed from the history when it is.
+        return Ok(());
+    };
+    let current_status = match current.status.as_deref().and_then(DeliveryState::parse) {
+        Some(state) => MessageStatus {
+            state,
+            error: current
+                .status_error
+                .and_then(|v| serde_json::from_value(v).ok()),
+        },
+        None => MessageStatus::from_report(DeliveryState::Accepted, &[]),
+    };
+    let merged = current_status.merge(&MessageStatus::from_report(s.state, &s.errors));
+    if Some(merged.state.as_str()) != current.status.as_deref()
+        || merged.state == DeliveryState::Failed
+    {
+        write_status(db, &s.wamid, &merged).await?;
+    }
+    Ok(())
+}
+
+async fn apply_preference<C: ConnectionTrait>(
+    db: &C,
+    contact_id: &str,
+    phone_number_id: &str,
+    category: &str,
+    value: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let current = preference::Entity::find_by_id((
+        contact_id.to_owned(),
+        phone_number_id.to_owned(),
+        category.to_owned(),
+    ))
+    .one(db)
+    .await?;
+    let row = preference::ActiveModel {
+        contact_id: Set(contact_id.to_owned()),
+        phone_number_id: Set(phone_number_id.to_owned()),
+        category: Set(category.to_owned()),
+        value: Set(value.to_owned()),
+        updated_at: Set(at),
+    };
+    match current {
+        None => {
+            preference::Entity::insert(row)
+                .exec_without_returning(db)
+                .await?;
+        }
+        // The latest report wins; at equal times "stop" wins, so order does not matter.
+        Some(c) if (at, value == "stop") > (c.updated_at, c.value == "stop") => {
+            preference::Entity::update(row).exec(db).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Stores a dead-letter record.
+async fn apply_dead_letter<C: ConnectionTrait>(db: &C, record: &Record) -> Result<(), StoreError> {
+    let id = record
+        .header(cloudevents::DLQ_ID)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}/{}/{}", record.topic, record.partition, record.offset));
+    let created_at = record
+        .header(cloudevents::DLQ_TIME)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| DateTime::from_timestamp_millis(record.timestamp_ms))
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let row = dead_letter::ActiveModel {
+        id: Set(id),
+        source: Set(record
+            .header(cloudevents::DLQ_SOURCE)
+            .unwrap_or("unknown")
+            .to_owned()),
+        error_class: Set(record
+            .header(cloudevents::DLQ_CLASS)
+            .unwrap_or("dead_letter")
+            .to_owned()),
+        reason: Set(record
+            .header(cloudevents::DLQ_REASON)
+            .unwrap_or_default()
+            .to_owned()),
+        headers: Set(serde_json::Value::Object(headers)),
+        payload: Set(record.payload.clone()),
+        bus_offset: Set(record.offset),
+        created_at: Set(created_at),
+    };
+    dead_letter::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(dead_letter::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The identities of a contact as core keys.
+pub fn identity_of(rows: &[contact_identity::Model]) -> ContactIdentity {
+    let mut identity = ContactIdentity::default();
+    for row in rows {
+        match IdentityKey::from_parts(&row.kind, &row.value) {
+            Some(IdentityKey::Phone(p)) => identity.phone = identity.phone.or(Some(p)),
+            Some(IdentityKey::Bsuid(b)) => identity.bsuid = identity.bsuid.or(Some(b)),
+            Some(IdentityKey::WaId(w)) => identity.wa_id = identity.wa_id.or(Some(w)),
+            None => {}
+        }
+    }
+    identity
+}

@@ -1,0 +1,310 @@
+//! What the read API asks of the store.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use wacrm_core::contact::IdentityKey;
+
+use crate::entities::{contact, contact_identity, dead_letter, message, message_status};
+use crate::StoreError;
+
+/// One identity of a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct IdentityView {
+    /// `phone`, `bsuid` or `wa`.
+    pub kind: String,
+    /// The value (a phone in E.164, a BSUID, a raw `wa_id`).
+    pub value: String,
+}
+
+/// A contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ContactView {
+    /// wacrm's contact id.
+    pub id: String,
+    /// The WhatsApp profile name last reported.
+    pub display_name: Option<String>,
+    /// The WhatsApp username, if any.
+    pub username: Option<String>,
+    /// Every identity the contact is known by.
+    pub identities: Vec<IdentityView>,
+    /// When wacrm first saw the contact (WhatsApp's time).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    /// The wamid.
+    pub id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `text`, `image`, …
+    pub kind: String,
+    /// WhatsApp's timestamp.
+    pub timestamp: DateTime<Utc>,
+    /// Current status of an outbound message (`accepted`, `sent`, `delivered`, `read`, `played`, `failed`).
+    pub status: Option<String>,
+    /// The error of a failed message.
+    #[schema(value_type = Option<Object>)]
+    pub status_error: Option<serde_json::Value>,
+    /// The business number's phone number id.
+    pub phone_number_id: String,
+    /// The contact id.
+    pub contact_id: String,
+    /// The content, as wacrm's core model writes it.
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    /// Reply / forward context.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Value>,
+    /// The employee who sent it through wacrm.
+    #[schema(value_type = Option<Object>)]
+    pub sent_by: Option<serde_json::Value>,
+}
+
+/// One status report.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StatusView {
+    /// The state.
+    pub status: String,
+    /// WhatsApp's time.
+    pub timestamp: DateTime<Utc>,
+    /// Errors of a failure.
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<serde_json::Value>,
+    /// Pricing.
+    #[schema(value_type = Option<Object>)]
+    pub pricing: Option<serde_json::Value>,
+}
+
+/// A message with its status history.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MessageDetail {
+    /// The message.
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Every status report, oldest first.
+    pub status_history: Vec<StatusView>,
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterView {
+    /// Its id.
+    pub id: String,
+    /// `webhook` or `consumer:<group>`.
+    pub source: String,
+    /// `dead_letter`, `retry`, `fatal`.
+    pub error_class: String,
+    /// Why.
+    pub reason: String,
+    /// The bytes, as text (lossy for non-UTF-8).
+    pub payload: String,
+    /// Headers of the dead-letter record.
+    #[schema(value_type = Object)]
+    pub headers: serde_json::Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+async fn contact_view(
+    db: &DatabaseConnection,
+    row: contact::Model,
+) -> Result<ContactView, StoreError> {
+    let identities = contact_identity::Entity::find()
+        .filter(contact_identity::Column::ContactId.eq(row.id.clone()))
+        .order_by_asc(contact_identity::Column::Kind)
+        .order_by_asc(contact_identity::Column::Value)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|i| IdentityView {
+            kind: i.kind,
+            value: i.value,
+        })
+        .collect();
+    Ok(ContactView {
+        id: row.id,
+        display_name: row.display_name,
+        username: row.username,
+        identities,
+        created_at: row.created_at,
+    })
+}
+
+/// Contacts known by any of these identity keys.
+pub async fn find_contacts(
+    db: &DatabaseConnection,
+    keys: &[IdentityKey],
+) -> Result<Vec<ContactView>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut condition = Condition::any();
+    for key in keys {
+        condition = condition.add(
+            Condition::all()
+                .add(contact_identity::Column::Kind.eq(key.kind()))
+                .add(contact_identity::Column::Value.eq(key.value())),
+        );
+    }
+    let mut ids: Vec<String> = contact_identity::Entity::find()
+        .filter(condition)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|i| i.contact_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) = get_contact(db, &id).await? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// A contact by id; a merged contact answers with the one it was merged into.
+pub async fn get_contact(
+    db: &DatabaseConnection,
+    id: &str,
+) -> Result<Option<ContactView>, StoreError> {
+    let mut id = id.to_owned();
+    for _ in 0..8 {
+        let Some(row) = contact::Entity::find_by_id(id.clone()).one(db).await? else {
+            return Ok(None);
+        };
+        match row.merged_into.clone() {
+            Some(next) => id = next,
+            None => return contact_view(db, row).await.map(Some),
+        }
+    }
+    Err(StoreError::Invalid(format!(
+        "contact {id} is merged in a loop"
+    )))
+}
+
+fn message_view(m: message::Model) -> MessageView {
+    MessageView {
+        id: m.wamid,
+        direction: m.direction,
+        kind: m.kind,
+        timestamp: m.timestamp,
+        status: m.status,
+        status_error: m.status_error,
+        phone_number_id: m.phone_number_id,
+        contact_id: m.contact_id,
+        content: m.content,
+        context: m.context,
+        sent_by: m.sent_by,
+    }
+}
+
+/// A contact's messages ordered by WhatsApp's time (then wamid), optionally only the business
+/// numbers given.
+pub async fn contact_messages(
+    db: &DatabaseConnection,
+    contact_id: &str,
+    numbers: Option<&[String]>,
+    limit: u64,
+) -> Result<Vec<MessageView>, StoreError> {
+    let mut query = message::Entity::find().filter(message::Column::ContactId.eq(contact_id));
+    if let Some(numbers) = numbers {
+        query = query.filter(message::Column::PhoneNumberId.is_in(numbers.iter().cloned()));
+    }
+    Ok(query
+        .order_by_asc(message::Column::Timestamp)
+        .order_by_asc(message::Column::Wamid)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(message_view)
+        .collect())
+}
+
+/// A message with its status history.
+pub async fn get_message(
+    db: &DatabaseConnection,
+    wamid: &str,
+) -> Result<Option<MessageDetail>, StoreError> {
+    let Some(m) = message::Entity::find_by_id(wamid.to_owned())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let history = message_status::Entity::find()
+        .filter(message_status::Column::Wamid.eq(wamid))
+        .order_by_asc(message_status::Column::Timestamp)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| StatusView {
+            status: s.state,
+            timestamp: s.timestamp,
+            errors: s.errors,
+            pricing: s.pricing,
+        })
+        .collect();
+    Ok(Some(MessageDetail {
+        message: message_view(m),
+        status_history: history,
+    }))
+}
+
+/// Dead letters, newest first.
+pub async fn dead_letters(
+    db: &DatabaseConnection,
+    limit: u64,
+) -> Result<Vec<DeadLetterView>, StoreError> {
+    Ok(dead_letter::Entity::find()
+        .order_by_desc(dead_letter::Column::CreatedAt)
+        .order_by_desc(dead_letter::Column::BusOffset)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| DeadLetterView {
+            id: d.id,
+            source: d.source,
+            error_class: d.error_class,
+            reason: d.reason,
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            headers: d.headers,
+            created_at: d.created_at,
+        })
+        .collect())
+}
+
+/// How many rows each table holds (for tests and `wacrm doctor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Contacts not merged into another.
+    pub contacts: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Status reports.
+    pub statuses: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+/// Row counts.
+pub async fn counts(db: &DatabaseConnection) -> Result<Counts, StoreError> {
+    Ok(Counts {
+        contacts: contact::Entity::find()
+            .filter(contact::Column::MergedInto.is_null())
+            .count(db)
+            .await?,
+        messages: message::Entity::find().count(db).await?,
+        statuses: message_status::Entity::find().count(db).await?,
+        dead_letters: dead_letter::Entity::find().count(db).await?,
+    })
+}
