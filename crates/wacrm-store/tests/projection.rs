@@ -1,0 +1,267 @@
+//! The store projection, on SQLite and (when configured) PostgreSQL: idempotent, order-proof,
+//! one contact per person.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{databases, events, records};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use wacrm_bus::runner::{Handler, HandlerError};
+use wacrm_bus::Topics;
+use wacrm_core::contact::IdentityKey;
+use wacrm_core::event::{Event, EventPayload};
+use wacrm_core::E164;
+use wacrm_store::entities::{contact, contact_identity, conversation, message, message_status};
+use wacrm_store::projection::Projection;
+use wacrm_store::queries;
+
+async fn project(db: &DatabaseConnection, events: &[Event]) {
+    let mut projection = Projection::new(db.clone(), Topics::default());
+    projection.handle(&records(events)).await.unwrap();
+}
+
+/// A text message from the business to the contact of `status_*.json` fixtures, so statuses
+/// have a message to attach to.
+fn outbound_for(status_events: &[Event]) -> Vec<Event> {
+    status_events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EventPayload::StatusChanged(s) => Some(s),
+            _ => None,
+        })
+        .map(|s| {
+            Event::message(wacrm_core::Message {
+                wamid: s.wamid.clone(),
+                direction: wacrm_core::Direction::Outbound,
+                business: s.business.clone(),
+                contact: wacrm_core::ContactProfile {
+                    identity: s.recipient.clone(),
+                    name: None,
+                    username: None,
+                },
+                timestamp: s.timestamp - chrono::Duration::seconds(5),
+                context: None,
+                referral: None,
+                content: wacrm_core::MessageContent::Text { body: "olá".into(), preview_url: false },
+                sent_by: None,
+            })
+            .unwrap()
+        })
+        .collect()
+}
+
+async fn status_of(db: &DatabaseConnection, wamid: &str) -> (Option<String>, usize) {
+    let m = queries::get_message(db, wamid).await.unwrap().unwrap();
+    (m.message.status, m.status_history.len())
+}
+
+#[tokio::test]
+async fn out_of_order_statuses_end_in_the_right_state() {
+    for t in databases().await {
+        // read before delivered
+        let statuses = events("statuses_out_of_order.json");
+        let wamid = match &statuses[0].payload {
+            EventPayload::StatusChanged(s) => s.wamid.clone(),
+            _ => panic!(),
+        };
+        project(&t.db, &outbound_for(&statuses[..1])).await;
+        project(&t.db, &statuses).await;
+        assert_eq!(status_of(&t.db, &wamid).await, (Some("read".into()), 2), "{}", t.name);
+
+        // delivered never sent: read alone is enough
+        let read = events("status_read.json");
+        let EventPayload::StatusChanged(s) = &read[0].payload else { panic!() };
+        project(&t.db, &outbound_for(&read)).await;
+        project(&t.db, &read).await;
+        assert_eq!(status_of(&t.db, &s.wamid).await.0, Some("read".into()), "{}", t.name);
+
+        // failed with a code, then a late "delivered": still failed, error kept
+        let failed = events("status_failed.json");
+        let EventPayload::StatusChanged(f) = &failed[0].payload else { panic!() };
+        project(&t.db, &outbound_for(&failed)).await;
+        project(&t.db, &failed).await;
+        let mut late = f.clone();
+        late.state = wacrm_core::DeliveryState::Delivered;
+        late.errors.clear();
+        late.timestamp += chrono::Duration::seconds(10);
+        project(&t.db, &[Event::status(late).unwrap()]).await;
+        let m = queries::get_message(&t.db, &f.wamid).await.unwrap().unwrap();
+        assert_eq!(m.message.status.as_deref(), Some("failed"), "{}", t.name);
+        assert_eq!(m.message.status_error.unwrap()["code"], 131047, "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn statuses_before_their_message_are_applied_when_it_arrives() {
+    for t in databases().await {
+        let statuses = events("statuses_out_of_order.json");
+        let EventPayload::StatusChanged(s) = &statuses[0].payload else { panic!() };
+        project(&t.db, &statuses).await;
+        project(&t.db, &outbound_for(&statuses[..1])).await;
+        assert_eq!(status_of(&t.db, &s.wamid).await, (Some("read".into()), 2), "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn the_same_webhook_three_times_yields_one_message_and_one_history() {
+    for t in databases().await {
+        let batch = events("batch_3x2.json");
+        for _ in 0..3 {
+            project(&t.db, &batch).await;
+        }
+        let counts = queries::counts(&t.db).await.unwrap();
+        assert_eq!(counts.messages, 12, "{}", t.name);
+        assert_eq!(counts.statuses, 6, "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn bsuid_only_contact_is_stored_and_found() {
+    for t in databases().await {
+        let evs = events("bsuid_only.json");
+        project(&t.db, &evs).await;
+        let EventPayload::MessageReceived(m) = &evs[0].payload else { panic!() };
+        let bsuid = m.contact.identity.bsuid.clone().unwrap();
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Bsuid(bsuid)]).await.unwrap();
+        assert_eq!(found.len(), 1, "{}", t.name);
+        assert_eq!(found[0].username.as_deref(), Some("@bia.rocha"), "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn brazilian_number_with_and_without_ninth_digit_is_one_contact() {
+    for t in databases().await {
+        project(&t.db, &events("number_9th_digit_pair.json")).await;
+        let phone = E164::parse("5511987654321").unwrap();
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)]).await.unwrap();
+        assert_eq!(found.len(), 1, "{}", t.name);
+        let msgs = queries::contact_messages(&t.db, &found[0].id, None, 100).await.unwrap();
+        assert_eq!(msgs.len(), 2, "{}", t.name);
+        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 1, "{}", t.name);
+    }
+}
+
+fn text_from(wa_id: &str, wamid: &str, ts: i64) -> Event {
+    Event::message(wacrm_core::Message {
+        wamid: wamid.into(),
+        direction: wacrm_core::Direction::Inbound,
+        business: wacrm_core::BusinessNumber::new("106540352242922"),
+        contact: wacrm_core::ContactProfile {
+            identity: wacrm_core::ContactIdentity::from_webhook(Some(wa_id), None),
+            name: Some("Maria".into()),
+            username: None,
+        },
+        timestamp: chrono::DateTime::from_timestamp(ts, 0).unwrap(),
+        context: None,
+        referral: None,
+        content: wacrm_core::MessageContent::Text { body: "oi".into(), preview_url: false },
+        sent_by: None,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
+    for t in databases().await {
+        let change = events("system_user_changed_number.json");
+        let EventPayload::ContactIdentityChanged(c) = change
+            .iter()
+            .find_map(|e| matches!(e.payload, EventPayload::ContactIdentityChanged(_)).then_some(&e.payload))
+            .unwrap()
+        else {
+            panic!()
+        };
+        let old = c.old.wa_id.clone().unwrap();
+        let new = c.new.wa_id.clone().unwrap();
+        // A message from the new number arrives before the system message is processed.
+        project(&t.db, &[text_from(&old, "wamid.before", 1_700_000_000)]).await;
+        project(&t.db, &[text_from(&new, "wamid.after", 1_800_000_100)]).await;
+        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 2, "{}", t.name);
+        project(&t.db, &change).await;
+        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 1, "{}", t.name);
+        let by_old = queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&old).unwrap())]).await.unwrap();
+        let by_new = queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&new).unwrap())]).await.unwrap();
+        assert_eq!(by_old, by_new, "{}", t.name);
+        let msgs = queries::contact_messages(&t.db, &by_old[0].id, None, 100).await.unwrap();
+        let ids: Vec<_> = msgs.iter().map(|m| m.id.as_str()).collect();
+        assert!(ids.contains(&"wamid.before") && ids.contains(&"wamid.after"), "{}: {ids:?}", t.name);
+        assert_eq!(msgs.len(), 3, "{}: both messages and the system notice", t.name);
+    }
+}
+
+async fn snapshot(db: &DatabaseConnection) -> String {
+    let contacts: Vec<_> = contact::Entity::find().order_by_asc(contact::Column::Id).all(db).await.unwrap();
+    let identities: Vec<_> = contact_identity::Entity::find()
+        .order_by_asc(contact_identity::Column::Kind)
+        .order_by_asc(contact_identity::Column::Value)
+        .all(db)
+        .await
+        .unwrap();
+    let conversations: Vec<_> = conversation::Entity::find()
+        .order_by_asc(conversation::Column::PhoneNumberId)
+        .order_by_asc(conversation::Column::ContactId)
+        .all(db)
+        .await
+        .unwrap();
+    let messages: Vec<_> = message::Entity::find()
+        .order_by_asc(message::Column::Wamid)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut m| {
+            m.stored_at = chrono::DateTime::UNIX_EPOCH;
+            m
+        })
+        .collect();
+    let statuses: Vec<_> = message_status::Entity::find()
+        .order_by_asc(message_status::Column::Wamid)
+        .order_by_asc(message_status::Column::State)
+        .all(db)
+        .await
+        .unwrap();
+    format!("{contacts:?}\n{identities:?}\n{conversations:?}\n{messages:?}\n{statuses:?}")
+}
+
+#[tokio::test]
+async fn replaying_everything_twice_gives_the_same_store() {
+    let mut all = Vec::new();
+    for name in [
+        "batch_3x2.json",
+        "number_9th_digit_pair.json",
+        "system_user_changed_number.json",
+        "bsuid_only.json",
+        "statuses_out_of_order.json",
+        "user_preferences_stop.json",
+        "value_errors.json",
+        "unknown_future_type.json",
+    ] {
+        all.extend(events(name));
+    }
+    let mut snapshots = Vec::new();
+    for t in databases().await {
+        project(&t.db, &all).await;
+        let first = snapshot(&t.db).await;
+        project(&t.db, &all).await;
+        assert_eq!(first, snapshot(&t.db).await, "{}: replay changed the store", t.name);
+        snapshots.push(first);
+    }
+    // A fresh store fed the same events has the same ids and rows.
+    let fresh = databases().await.remove(0);
+    project(&fresh.db, &all).await;
+    assert_eq!(snapshot(&fresh.db).await, snapshots[0]);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_named_for_dead_lettering() {
+    for t in databases().await {
+        let mut projection = Projection::new(t.db.clone(), Topics::default());
+        let mut recs = records(&events("text.json"));
+        recs[0].payload = b"{not json".to_vec();
+        match projection.handle(&recs).await {
+            Err(HandlerError::Permanent { index: 0, .. }) => {}
+            other => panic!("{}: {other:?}", t.name),
+        }
+        assert_eq!(queries::counts(&t.db).await.unwrap().messages, 0, "{}: nothing applied", t.name);
+    }
+}
