@@ -1,0 +1,182 @@
+//! The embedded bus and the consumer runner: durable, ordered, at-least-once, dead letters.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+use wacrm_bus::config::EmbeddedConfig;
+use wacrm_bus::embedded::EmbeddedBus;
+use wacrm_bus::runner::{ConsumerRunner, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::{cloudevents, EventBus, OutboundRecord, Record, Topics};
+
+fn config(dir: &tempfile::TempDir) -> EmbeddedConfig {
+    EmbeddedConfig {
+        path: dir.path().join("bus.db"),
+        max_batch: 1024,
+    }
+}
+
+fn record(topic: &str, key: &str, n: usize) -> OutboundRecord {
+    OutboundRecord {
+        topic: topic.into(),
+        key: key.into(),
+        headers: vec![("n".into(), n.to_string())],
+        payload: format!("{n}").into_bytes(),
+    }
+}
+
+async fn drain(sub: &mut Box<dyn wacrm_bus::Subscription>, want: usize) -> Vec<Record> {
+    let mut out = Vec::new();
+    while out.len() < want {
+        let batch = sub.poll(1000, Duration::from_secs(5)).await.unwrap();
+        assert!(!batch.is_empty(), "timed out with {} of {want}", out.len());
+        out.extend(batch);
+    }
+    out
+}
+
+#[tokio::test]
+async fn concurrent_publishes_are_all_durable_and_ordered_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let mut tasks = Vec::new();
+    for producer in 0..20 {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                bus.publish(vec![record("t", &format!("k{producer}"), i)]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(bus);
+    // Reopen: everything confirmed is there.
+    let bus = EmbeddedBus::open(&config(&dir)).unwrap();
+    let mut sub = bus.subscribe("g", &["t".into()]).await.unwrap();
+    let records = drain(&mut sub, 1000).await;
+    assert_eq!(records.len(), 1000);
+    for producer in 0..20 {
+        let key = format!("k{producer}");
+        let seq: Vec<usize> = records
+            .iter()
+            .filter(|r| r.key == key)
+            .map(|r| String::from_utf8(r.payload.clone()).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(seq, (0..50).collect::<Vec<_>>(), "order of {key}");
+    }
+    assert!(records.windows(2).all(|w| w[0].offset + 1 == w[1].offset));
+}
+
+#[tokio::test]
+async fn a_group_resumes_from_its_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(&config(&dir)).unwrap();
+    bus.publish((0..10).map(|i| record("t", "k", i)).collect()).await.unwrap();
+    let mut sub = bus.subscribe("g", &["t".into()]).await.unwrap();
+    let first = drain(&mut sub, 10).await;
+    sub.commit(&first[..4]).await.unwrap();
+    assert_eq!(sub.lag().await.unwrap(), 6);
+    // Uncommitted records come again after a restart of the member…
+    drop(sub);
+    let mut sub = bus.subscribe("g", &["t".into()]).await.unwrap();
+    let again = drain(&mut sub, 6).await;
+    assert_eq!(again[0].offset, 4);
+    // …and after rewind.
+    sub.rewind().await.unwrap();
+    let again = drain(&mut sub, 6).await;
+    assert_eq!(again[0].offset, 4);
+    // Another group starts from the beginning.
+    let mut other = bus.subscribe("h", &["t".into()]).await.unwrap();
+    assert_eq!(drain(&mut other, 10).await[0].offset, 0);
+}
+
+#[tokio::test]
+async fn one_member_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(&config(&dir)).unwrap();
+    let _sub = bus.subscribe("g", &["t".into()]).await.unwrap();
+    assert!(bus.subscribe("g", &["t".into()]).await.is_err());
+}
+
+#[tokio::test]
+async fn poll_wakes_up_on_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let mut sub = bus.subscribe("g", &["t".into()]).await.unwrap();
+    let publisher = bus.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        publisher.publish(vec![record("t", "k", 1)]).await.unwrap();
+    });
+    let got = sub.poll(10, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(bus.check().await.is_ok());
+}
+
+/// Fails transiently twice, rejects payload "bad" permanently, records everything it applied.
+struct Flaky {
+    applied: Arc<Mutex<Vec<String>>>,
+    transient_left: usize,
+}
+
+#[async_trait]
+impl Handler for Flaky {
+    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError> {
+        if self.transient_left > 0 {
+            self.transient_left -= 1;
+            return Err(HandlerError::Retryable("database restarting".into()));
+        }
+        if let Some(index) = records.iter().position(|r| r.payload == b"bad") {
+            return Err(HandlerError::Permanent { index, reason: "payload is bad".into() });
+        }
+        let mut applied = self.applied.lock().unwrap();
+        applied.extend(records.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let payloads = ["a", "b", "bad", "c", "d"];
+    bus.publish(
+        payloads
+            .iter()
+            .map(|p| OutboundRecord { topic: topics.conversations.clone(), key: "k".into(), headers: vec![], payload: p.as_bytes().to_vec() })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = RunnerConfig::new("g");
+    cfg.initial_backoff = Duration::from_millis(5);
+    cfg.poll_wait = Duration::from_millis(50);
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, Flaky { applied: applied.clone(), transient_left: 2 });
+    let sub = bus.subscribe("g", &[topics.conversations.clone()]).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while applied.lock().unwrap().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "runner did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*applied.lock().unwrap(), vec!["a", "b", "c", "d"]);
+
+    // The bad record is on the dead-letter topic with its origin, and the group committed past it.
+    let mut dlq = bus.subscribe("inspector", &[topics.dead_letters.clone()]).await.unwrap();
+    let dead = drain(&mut dlq, 1).await;
+    assert_eq!(dead[0].payload, b"bad");
+    assert_eq!(dead[0].header(cloudevents::DLQ_OFFSET), Some("2"));
+    assert_eq!(dead[0].header(cloudevents::DLQ_GROUP), Some("g"));
+    assert_eq!(dead[0].header(cloudevents::DLQ_REASON), Some("payload is bad"));
+    let mut again = bus.subscribe("g", &[topics.conversations.clone()]).await.unwrap();
+    assert_eq!(again.lag().await.unwrap(), 0);
+}
