@@ -46,7 +46,9 @@ async fn concurrent_publishes_are_all_durable_and_ordered_per_key() {
         let bus = bus.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..50 {
-                bus.publish(vec![record("t", &format!("k{producer}"), i)]).await.unwrap();
+                bus.publish(vec![record("t", &format!("k{producer}"), i)])
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -64,7 +66,12 @@ async fn concurrent_publishes_are_all_durable_and_ordered_per_key() {
         let seq: Vec<usize> = records
             .iter()
             .filter(|r| r.key == key)
-            .map(|r| String::from_utf8(r.payload.clone()).unwrap().parse().unwrap())
+            .map(|r| {
+                String::from_utf8(r.payload.clone())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(seq, (0..50).collect::<Vec<_>>(), "order of {key}");
     }
@@ -75,7 +82,9 @@ async fn concurrent_publishes_are_all_durable_and_ordered_per_key() {
 async fn a_group_resumes_from_its_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
     let bus = EmbeddedBus::open(&config(&dir)).unwrap();
-    bus.publish((0..10).map(|i| record("t", "k", i)).collect()).await.unwrap();
+    bus.publish((0..10).map(|i| record("t", "k", i)).collect())
+        .await
+        .unwrap();
     let mut sub = bus.subscribe("g", &["t".into()]).await.unwrap();
     let first = drain(&mut sub, 10).await;
     sub.commit(&first[..4]).await.unwrap();
@@ -131,10 +140,17 @@ impl Handler for Flaky {
             return Err(HandlerError::Retryable("database restarting".into()));
         }
         if let Some(index) = records.iter().position(|r| r.payload == b"bad") {
-            return Err(HandlerError::Permanent { index, reason: "payload is bad".into() });
+            return Err(HandlerError::Permanent {
+                index,
+                reason: "payload is bad".into(),
+            });
         }
         let mut applied = self.applied.lock().unwrap();
-        applied.extend(records.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()));
+        applied.extend(
+            records
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+        );
         Ok(())
     }
 }
@@ -148,7 +164,12 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
     bus.publish(
         payloads
             .iter()
-            .map(|p| OutboundRecord { topic: topics.conversations.clone(), key: "k".into(), headers: vec![], payload: p.as_bytes().to_vec() })
+            .map(|p| OutboundRecord {
+                topic: topics.conversations.clone(),
+                key: "k".into(),
+                headers: vec![],
+                payload: p.as_bytes().to_vec(),
+            })
             .collect(),
     )
     .await
@@ -157,13 +178,27 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
     let mut cfg = RunnerConfig::new("g");
     cfg.initial_backoff = Duration::from_millis(5);
     cfg.poll_wait = Duration::from_millis(50);
-    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, Flaky { applied: applied.clone(), transient_left: 2 });
-    let sub = bus.subscribe("g", &[topics.conversations.clone()]).await.unwrap();
+    let runner = ConsumerRunner::new(
+        bus.clone(),
+        topics.clone(),
+        cfg,
+        Flaky {
+            applied: applied.clone(),
+            transient_left: 2,
+        },
+    );
+    let sub = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(runner.run(sub, shutdown.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while applied.lock().unwrap().len() < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "runner did not finish");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();
@@ -171,12 +206,21 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
     assert_eq!(*applied.lock().unwrap(), vec!["a", "b", "c", "d"]);
 
     // The bad record is on the dead-letter topic with its origin, and the group committed past it.
-    let mut dlq = bus.subscribe("inspector", &[topics.dead_letters.clone()]).await.unwrap();
+    let mut dlq = bus
+        .subscribe("inspector", std::slice::from_ref(&topics.dead_letters))
+        .await
+        .unwrap();
     let dead = drain(&mut dlq, 1).await;
     assert_eq!(dead[0].payload, b"bad");
     assert_eq!(dead[0].header(cloudevents::DLQ_OFFSET), Some("2"));
     assert_eq!(dead[0].header(cloudevents::DLQ_GROUP), Some("g"));
-    assert_eq!(dead[0].header(cloudevents::DLQ_REASON), Some("payload is bad"));
-    let mut again = bus.subscribe("g", &[topics.conversations.clone()]).await.unwrap();
+    assert_eq!(
+        dead[0].header(cloudevents::DLQ_REASON),
+        Some("payload is bad")
+    );
+    let mut again = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
     assert_eq!(again.lag().await.unwrap(), 0);
 }

@@ -52,7 +52,7 @@ pub async fn list_contacts(
     Query(filter): Query<ContactFilter>,
 ) -> Response {
     if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r;
+        return r.into_response();
     }
     let mut keys = Vec::new();
     for raw in [filter.wa_id.as_deref(), filter.phone.as_deref()]
@@ -86,7 +86,7 @@ pub async fn get_contact(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r;
+        return r.into_response();
     }
     match queries::get_contact(&state.db, &id).await {
         Ok(Some(c)) => Json(c).into_response(),
@@ -119,7 +119,7 @@ pub async fn contact_messages(
     Query(page): Query<Page>,
 ) -> Response {
     if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r;
+        return r.into_response();
     }
     let contact = match queries::get_contact(&state.db, &id).await {
         Ok(Some(c)) => c,
@@ -143,7 +143,7 @@ pub async fn get_message(
     Path(wamid): Path<String>,
 ) -> Response {
     if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r;
+        return r.into_response();
     }
     match queries::get_message(&state.db, &wamid).await {
         Ok(Some(m)) if !caller.0.may_use_number(&m.message.phone_number_id) => error(
@@ -165,7 +165,7 @@ pub async fn dead_letters(
     Query(page): Query<Page>,
 ) -> Response {
     if let Err(r) = caller.require(scope::DEAD_LETTERS_READ) {
-        return r;
+        return r.into_response();
     }
     match queries::dead_letters(&state.db, page.limit()).await {
         Ok(d) => Json(d).into_response(),

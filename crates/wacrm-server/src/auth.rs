@@ -35,15 +35,22 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 impl Caller {
     /// 403 unless the key carries the scope.
-    pub fn require(&self, scope: &str) -> Result<(), Response> {
+    pub fn require(&self, scope: &'static str) -> Result<(), MissingScope> {
         if self.0.has_scope(scope) {
             Ok(())
         } else {
-            Err(error(
-                StatusCode::FORBIDDEN,
-                format!("this key lacks the {scope} scope"),
-            ))
+            Err(MissingScope(scope))
         }
+    }
+}
+
+/// The caller's key lacks a scope (403).
+#[derive(Debug, Clone, Copy)]
+pub struct MissingScope(pub &'static str);
+
+impl IntoResponse for MissingScope {
+    fn into_response(self) -> Response {
+        error(StatusCode::FORBIDDEN, format!("this key lacks the {} scope", self.0))
     }
 }
 

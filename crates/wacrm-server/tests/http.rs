@@ -33,10 +33,24 @@ async fn harness_with(bus: Option<Arc<dyn EventBus>>, secret: Option<&str>) -> H
     let dir = tempfile::tempdir().unwrap();
     let bus = match bus {
         Some(b) => b,
-        None => Arc::new(EmbeddedBus::open(&EmbeddedConfig { path: dir.path().join("bus.db"), max_batch: 1024 }).unwrap()),
+        None => Arc::new(
+            EmbeddedBus::open(&EmbeddedConfig {
+                path: dir.path().join("bus.db"),
+                max_batch: 1024,
+            })
+            .unwrap(),
+        ),
     };
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-    let db = wacrm_store::connect(&StoreConfig { url, max_connections: 4 }).await.unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("store.db").display()
+    );
+    let db = wacrm_store::connect(&StoreConfig {
+        url,
+        max_connections: 4,
+    })
+    .await
+    .unwrap();
     wacrm_store::migrate(&db).await.unwrap();
     let state = Arc::new(AppState {
         bus: bus.clone(),
@@ -48,7 +62,12 @@ async fn harness_with(bus: Option<Arc<dyn EventBus>>, secret: Option<&str>) -> H
         publish_timeout: Duration::from_millis(300),
     });
     let app = router(state, &ServerConfig::default());
-    Harness { app, bus, db, _dir: dir }
+    Harness {
+        app,
+        bus,
+        db,
+        _dir: dir,
+    }
 }
 
 async fn harness() -> Harness {
@@ -56,7 +75,11 @@ async fn harness() -> Harness {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../wacrm-whatsapp/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../wacrm-whatsapp/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn post(body: Vec<u8>, signature: Option<String>) -> Request<Body> {
@@ -75,7 +98,9 @@ fn signed(body: Vec<u8>) -> Request<Body> {
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String) {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -83,7 +108,11 @@ impl Harness {
     /// Runs everything on the bus through the store projection.
     async fn project(&self) -> usize {
         let topics = Topics::default();
-        let mut sub = self.bus.subscribe("test-projection", &Projection::topics(&topics)).await.unwrap();
+        let mut sub = self
+            .bus
+            .subscribe("test-projection", &Projection::topics(&topics))
+            .await
+            .unwrap();
         let records = sub.poll(10_000, Duration::from_millis(200)).await.unwrap();
         let mut projection = Projection::new(self.db.clone(), topics);
         projection.handle(&records).await.unwrap();
@@ -92,10 +121,19 @@ impl Harness {
     }
 
     async fn admin(&self) -> String {
-        keys::create(&self.db, NewKey { name: "Ana Admin".into(), role: Role::Admin, scopes: None, business_numbers: None, expires_at: None })
-            .await
-            .unwrap()
-            .1
+        keys::create(
+            &self.db,
+            NewKey {
+                name: "Ana Admin".into(),
+                role: Role::Admin,
+                scopes: None,
+                business_numbers: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap()
+        .1
     }
 
     async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, String) {
@@ -111,10 +149,19 @@ impl Harness {
 async fn wrong_or_missing_signature_is_401_and_nothing_is_stored() {
     let h = harness().await;
     let body = fixture("text.json");
-    assert_eq!(call(&h.app, post(body.clone(), None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&h.app, post(body.clone(), None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let wrong = sign(b"another-secret", &body);
-    assert_eq!(call(&h.app, post(body.clone(), Some(wrong))).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&h.app, post(body, Some("sha256=00".into()))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&h.app, post(body.clone(), Some(wrong))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&h.app, post(body, Some("sha256=00".into()))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(h.project().await, 0, "nothing reached the bus");
 }
 
@@ -123,18 +170,28 @@ async fn without_an_app_secret_every_webhook_is_rejected() {
     let h = harness_with(None, None).await;
     let body = fixture("text.json");
     let sig = sign(b"", &body);
-    assert_eq!(call(&h.app, post(body, Some(sig))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&h.app, post(body, Some(sig))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn signed_webhook_is_stored_and_readable_through_the_api() {
     let h = harness().await;
-    assert_eq!(call(&h.app, signed(fixture("batch_3x2.json"))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&h.app, signed(fixture("batch_3x2.json"))).await.0,
+        StatusCode::OK
+    );
     assert!(h.project().await >= 18);
     let key = h.admin().await;
     let raw: serde_json::Value = serde_json::from_slice(&fixture("batch_3x2.json")).unwrap();
-    let from = raw["entry"][0]["changes"][0]["value"]["messages"][0]["from"].as_str().unwrap();
-    let (status, body) = h.get(&format!("/v1/contacts?wa_id={from}"), Some(&key)).await;
+    let from = raw["entry"][0]["changes"][0]["value"]["messages"][0]["from"]
+        .as_str()
+        .unwrap();
+    let (status, body) = h
+        .get(&format!("/v1/contacts?wa_id={from}"), Some(&key))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let contacts: serde_json::Value = serde_json::from_str(&body).unwrap();
     let list = contacts.as_array().unwrap();
@@ -142,11 +199,16 @@ async fn signed_webhook_is_stored_and_readable_through_the_api() {
     {
         let contact = &list[0];
         let id = contact["id"].as_str().unwrap();
-        let (status, body) = h.get(&format!("/v1/contacts/{id}/messages"), Some(&key)).await;
+        let (status, body) = h
+            .get(&format!("/v1/contacts/{id}/messages"), Some(&key))
+            .await;
         assert_eq!(status, StatusCode::OK);
         let messages: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
         assert!(!messages.is_empty());
-        let times: Vec<&str> = messages.iter().map(|m| m["timestamp"].as_str().unwrap()).collect();
+        let times: Vec<&str> = messages
+            .iter()
+            .map(|m| m["timestamp"].as_str().unwrap())
+            .collect();
         let mut sorted = times.clone();
         sorted.sort();
         assert_eq!(times, sorted, "ordered by WhatsApp's time");
@@ -161,18 +223,26 @@ async fn signed_webhook_is_stored_and_readable_through_the_api() {
 #[tokio::test]
 async fn message_detail_shows_status_and_history() {
     let h = harness().await;
-    assert_eq!(call(&h.app, signed(fixture("text.json"))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&h.app, signed(fixture("text.json"))).await.0,
+        StatusCode::OK
+    );
     h.project().await;
     let key = h.admin().await;
     let raw: serde_json::Value = serde_json::from_slice(&fixture("text.json")).unwrap();
-    let wamid = raw["entry"][0]["changes"][0]["value"]["messages"][0]["id"].as_str().unwrap();
+    let wamid = raw["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+        .as_str()
+        .unwrap();
     let (status, body) = h.get(&format!("/v1/messages/{wamid}"), Some(&key)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let m: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(m["id"], wamid);
     assert_eq!(m["direction"], "inbound");
     assert!(m["status_history"].is_array());
-    assert_eq!(h.get("/v1/messages/wamid.nope", Some(&key)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/v1/messages/wamid.nope", Some(&key)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -180,9 +250,19 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
     let h = harness().await;
     let ok = h.get("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444", None).await;
     assert_eq!(ok, (StatusCode::OK, "1158201444".into()));
-    let bad = h.get("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1", None).await;
+    let bad = h
+        .get(
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+            None,
+        )
+        .await;
     assert_eq!(bad.0, StatusCode::FORBIDDEN);
-    let mode = h.get("/webhooks/whatsapp?hub.mode=other&hub.verify_token=verify-me&hub.challenge=1", None).await;
+    let mode = h
+        .get(
+            "/webhooks/whatsapp?hub.mode=other&hub.verify_token=verify-me&hub.challenge=1",
+            None,
+        )
+        .await;
     assert_eq!(mode.0, StatusCode::FORBIDDEN);
 }
 
@@ -190,16 +270,32 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
 async fn bodies_over_four_mebibytes_get_413() {
     let h = harness().await;
     let body = vec![b' '; 4 * 1024 * 1024 + 1];
-    assert_eq!(call(&h.app, signed(body)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
-    let fits = format!("{{\"object\":\"whatsapp_business_account\",\"entry\":[]}}{}", " ".repeat(3_000_000));
-    assert_eq!(call(&h.app, signed(fits.into_bytes())).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&h.app, signed(body)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let fits = format!(
+        "{{\"object\":\"whatsapp_business_account\",\"entry\":[]}}{}",
+        " ".repeat(3_000_000)
+    );
+    assert_eq!(
+        call(&h.app, signed(fits.into_bytes())).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn signed_garbage_is_a_dead_letter_and_200() {
     let h = harness().await;
-    assert_eq!(call(&h.app, signed(b"this is not json".to_vec())).await.0, StatusCode::OK);
-    assert_eq!(call(&h.app, signed(b"this is not json".to_vec())).await.0, StatusCode::OK, "Meta's retry");
+    assert_eq!(
+        call(&h.app, signed(b"this is not json".to_vec())).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&h.app, signed(b"this is not json".to_vec())).await.0,
+        StatusCode::OK,
+        "Meta's retry"
+    );
     h.project().await;
     let key = h.admin().await;
     let (status, body) = h.get("/v1/dead-letters", Some(&key)).await;
@@ -208,31 +304,82 @@ async fn signed_garbage_is_a_dead_letter_and_200() {
     assert_eq!(dead.len(), 1, "the retry is the same dead letter: {dead:?}");
     assert_eq!(dead[0]["payload"], "this is not json");
     assert_eq!(dead[0]["source"], "webhook");
-    assert!(dead[0]["reason"].as_str().unwrap().contains("not a WhatsApp webhook"));
+    assert!(dead[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a WhatsApp webhook"));
 }
 
 #[tokio::test]
 async fn v1_needs_a_valid_key() {
     let h = harness().await;
-    for path in ["/v1/contacts?wa_id=1", "/v1/contacts/x", "/v1/contacts/x/messages", "/v1/messages/x", "/v1/dead-letters"] {
-        assert_eq!(h.get(path, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
-        assert_eq!(h.get(path, Some("wacrm_nope_nope")).await.0, StatusCode::UNAUTHORIZED, "{path}");
+    for path in [
+        "/v1/contacts?wa_id=1",
+        "/v1/contacts/x",
+        "/v1/contacts/x/messages",
+        "/v1/messages/x",
+        "/v1/dead-letters",
+    ] {
+        assert_eq!(
+            h.get(path, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            h.get(path, Some("wacrm_nope_nope")).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
     }
-    let (info, token) = keys::create(&h.db, NewKey { name: "Rui".into(), role: Role::Agent, scopes: None, business_numbers: None, expires_at: None })
-        .await
-        .unwrap();
-    assert_eq!(h.get("/v1/contacts?wa_id=5511987654321", Some(&token)).await.0, StatusCode::OK);
-    assert_eq!(h.get("/v1/dead-letters", Some(&token)).await.0, StatusCode::FORBIDDEN, "agents lack dead_letters:read");
+    let (info, token) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Rui".into(),
+            role: Role::Agent,
+            scopes: None,
+            business_numbers: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.get("/v1/contacts?wa_id=5511987654321", Some(&token))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/v1/dead-letters", Some(&token)).await.0,
+        StatusCode::FORBIDDEN,
+        "agents lack dead_letters:read"
+    );
     keys::revoke(&h.db, &info.id).await.unwrap();
-    assert_eq!(h.get("/v1/contacts?wa_id=5511987654321", Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/v1/contacts?wa_id=5511987654321", Some(&token))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     let expired = keys::create(
         &h.db,
-        NewKey { name: "Old".into(), role: Role::Auditor, scopes: None, business_numbers: None, expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)) },
+        NewKey {
+            name: "Old".into(),
+            role: Role::Auditor,
+            scopes: None,
+            business_numbers: None,
+            expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        },
     )
     .await
     .unwrap()
     .1;
-    assert_eq!(h.get("/v1/contacts?wa_id=5511987654321", Some(&expired)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/v1/contacts?wa_id=5511987654321", Some(&expired))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -293,9 +440,22 @@ impl EventBus for StuckBus {
 #[tokio::test]
 async fn an_unavailable_or_stuck_bus_gets_503_so_meta_retries() {
     let h = harness_with(Some(Arc::new(DownBus)), Some(SECRET)).await;
-    assert_eq!(call(&h.app, signed(fixture("text.json"))).await.0, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(call(&h.app, signed(b"garbage".to_vec())).await.0, StatusCode::SERVICE_UNAVAILABLE, "dead letters need the bus too");
-    assert_eq!(h.get("/readyz", None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&h.app, signed(fixture("text.json"))).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call(&h.app, signed(b"garbage".to_vec())).await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "dead letters need the bus too"
+    );
+    assert_eq!(
+        h.get("/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let h = harness_with(Some(Arc::new(StuckBus)), Some(SECRET)).await;
-    assert_eq!(call(&h.app, signed(fixture("text.json"))).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&h.app, signed(fixture("text.json"))).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

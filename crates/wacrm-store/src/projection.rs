@@ -79,7 +79,7 @@ impl Projection {
 }
 
 enum Item<'a> {
-    Event(Event),
+    Event(Box<Event>),
     DeadLetter(&'a Record),
 }
 
@@ -93,7 +93,7 @@ impl Handler for Projection {
                 continue;
             }
             match decode_event(record) {
-                Ok(event) => items.push(Item::Event(event)),
+                Ok(event) => items.push(Item::Event(Box::new(event))),
                 Err(e) => {
                     return Err(HandlerError::Permanent {
                         index,

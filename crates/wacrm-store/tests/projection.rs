@@ -42,7 +42,10 @@ fn outbound_for(status_events: &[Event]) -> Vec<Event> {
                 timestamp: s.timestamp - chrono::Duration::seconds(5),
                 context: None,
                 referral: None,
-                content: wacrm_core::MessageContent::Text { body: "olá".into(), preview_url: false },
+                content: wacrm_core::MessageContent::Text {
+                    body: "olá".into(),
+                    preview_url: false,
+                },
                 sent_by: None,
             })
             .unwrap()
@@ -66,18 +69,32 @@ async fn out_of_order_statuses_end_in_the_right_state() {
         };
         project(&t.db, &outbound_for(&statuses[..1])).await;
         project(&t.db, &statuses).await;
-        assert_eq!(status_of(&t.db, &wamid).await, (Some("read".into()), 2), "{}", t.name);
+        assert_eq!(
+            status_of(&t.db, &wamid).await,
+            (Some("read".into()), 2),
+            "{}",
+            t.name
+        );
 
         // delivered never sent: read alone is enough
         let read = events("status_read.json");
-        let EventPayload::StatusChanged(s) = &read[0].payload else { panic!() };
+        let EventPayload::StatusChanged(s) = &read[0].payload else {
+            panic!()
+        };
         project(&t.db, &outbound_for(&read)).await;
         project(&t.db, &read).await;
-        assert_eq!(status_of(&t.db, &s.wamid).await.0, Some("read".into()), "{}", t.name);
+        assert_eq!(
+            status_of(&t.db, &s.wamid).await.0,
+            Some("read".into()),
+            "{}",
+            t.name
+        );
 
         // failed with a code, then a late "delivered": still failed, error kept
         let failed = events("status_failed.json");
-        let EventPayload::StatusChanged(f) = &failed[0].payload else { panic!() };
+        let EventPayload::StatusChanged(f) = &failed[0].payload else {
+            panic!()
+        };
         project(&t.db, &outbound_for(&failed)).await;
         project(&t.db, &failed).await;
         let mut late = f.clone();
@@ -85,9 +102,17 @@ async fn out_of_order_statuses_end_in_the_right_state() {
         late.errors.clear();
         late.timestamp += chrono::Duration::seconds(10);
         project(&t.db, &[Event::status(late).unwrap()]).await;
-        let m = queries::get_message(&t.db, &f.wamid).await.unwrap().unwrap();
+        let m = queries::get_message(&t.db, &f.wamid)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.message.status.as_deref(), Some("failed"), "{}", t.name);
-        assert_eq!(m.message.status_error.unwrap()["code"], 131047, "{}", t.name);
+        assert_eq!(
+            m.message.status_error.unwrap()["code"],
+            131047,
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -95,10 +120,17 @@ async fn out_of_order_statuses_end_in_the_right_state() {
 async fn statuses_before_their_message_are_applied_when_it_arrives() {
     for t in databases().await {
         let statuses = events("statuses_out_of_order.json");
-        let EventPayload::StatusChanged(s) = &statuses[0].payload else { panic!() };
+        let EventPayload::StatusChanged(s) = &statuses[0].payload else {
+            panic!()
+        };
         project(&t.db, &statuses).await;
         project(&t.db, &outbound_for(&statuses[..1])).await;
-        assert_eq!(status_of(&t.db, &s.wamid).await, (Some("read".into()), 2), "{}", t.name);
+        assert_eq!(
+            status_of(&t.db, &s.wamid).await,
+            (Some("read".into()), 2),
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -120,11 +152,20 @@ async fn bsuid_only_contact_is_stored_and_found() {
     for t in databases().await {
         let evs = events("bsuid_only.json");
         project(&t.db, &evs).await;
-        let EventPayload::MessageReceived(m) = &evs[0].payload else { panic!() };
+        let EventPayload::MessageReceived(m) = &evs[0].payload else {
+            panic!()
+        };
         let bsuid = m.contact.identity.bsuid.clone().unwrap();
-        let found = queries::find_contacts(&t.db, &[IdentityKey::Bsuid(bsuid)]).await.unwrap();
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Bsuid(bsuid)])
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1, "{}", t.name);
-        assert_eq!(found[0].username.as_deref(), Some("@bia.rocha"), "{}", t.name);
+        assert_eq!(
+            found[0].username.as_deref(),
+            Some("@bia.rocha"),
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -133,11 +174,20 @@ async fn brazilian_number_with_and_without_ninth_digit_is_one_contact() {
     for t in databases().await {
         project(&t.db, &events("number_9th_digit_pair.json")).await;
         let phone = E164::parse("5511987654321").unwrap();
-        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)]).await.unwrap();
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1, "{}", t.name);
-        let msgs = queries::contact_messages(&t.db, &found[0].id, None, 100).await.unwrap();
+        let msgs = queries::contact_messages(&t.db, &found[0].id, None, 100)
+            .await
+            .unwrap();
         assert_eq!(msgs.len(), 2, "{}", t.name);
-        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 1, "{}", t.name);
+        assert_eq!(
+            queries::counts(&t.db).await.unwrap().contacts,
+            1,
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -154,7 +204,10 @@ fn text_from(wa_id: &str, wamid: &str, ts: i64) -> Event {
         timestamp: chrono::DateTime::from_timestamp(ts, 0).unwrap(),
         context: None,
         referral: None,
-        content: wacrm_core::MessageContent::Text { body: "oi".into(), preview_url: false },
+        content: wacrm_core::MessageContent::Text {
+            body: "oi".into(),
+            preview_url: false,
+        },
         sent_by: None,
     })
     .unwrap()
@@ -166,7 +219,9 @@ async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
         let change = events("system_user_changed_number.json");
         let EventPayload::ContactIdentityChanged(c) = change
             .iter()
-            .find_map(|e| matches!(e.payload, EventPayload::ContactIdentityChanged(_)).then_some(&e.payload))
+            .find_map(|e| {
+                matches!(e.payload, EventPayload::ContactIdentityChanged(_)).then_some(&e.payload)
+            })
             .unwrap()
         else {
             panic!()
@@ -176,21 +231,52 @@ async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
         // A message from the new number arrives before the system message is processed.
         project(&t.db, &[text_from(&old, "wamid.before", 1_700_000_000)]).await;
         project(&t.db, &[text_from(&new, "wamid.after", 1_800_000_100)]).await;
-        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 2, "{}", t.name);
+        assert_eq!(
+            queries::counts(&t.db).await.unwrap().contacts,
+            2,
+            "{}",
+            t.name
+        );
         project(&t.db, &change).await;
-        assert_eq!(queries::counts(&t.db).await.unwrap().contacts, 1, "{}", t.name);
-        let by_old = queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&old).unwrap())]).await.unwrap();
-        let by_new = queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&new).unwrap())]).await.unwrap();
+        assert_eq!(
+            queries::counts(&t.db).await.unwrap().contacts,
+            1,
+            "{}",
+            t.name
+        );
+        let by_old =
+            queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&old).unwrap())])
+                .await
+                .unwrap();
+        let by_new =
+            queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&new).unwrap())])
+                .await
+                .unwrap();
         assert_eq!(by_old, by_new, "{}", t.name);
-        let msgs = queries::contact_messages(&t.db, &by_old[0].id, None, 100).await.unwrap();
+        let msgs = queries::contact_messages(&t.db, &by_old[0].id, None, 100)
+            .await
+            .unwrap();
         let ids: Vec<_> = msgs.iter().map(|m| m.id.as_str()).collect();
-        assert!(ids.contains(&"wamid.before") && ids.contains(&"wamid.after"), "{}: {ids:?}", t.name);
-        assert_eq!(msgs.len(), 3, "{}: both messages and the system notice", t.name);
+        assert!(
+            ids.contains(&"wamid.before") && ids.contains(&"wamid.after"),
+            "{}: {ids:?}",
+            t.name
+        );
+        assert_eq!(
+            msgs.len(),
+            3,
+            "{}: both messages and the system notice",
+            t.name
+        );
     }
 }
 
 async fn snapshot(db: &DatabaseConnection) -> String {
-    let contacts: Vec<_> = contact::Entity::find().order_by_asc(contact::Column::Id).all(db).await.unwrap();
+    let contacts: Vec<_> = contact::Entity::find()
+        .order_by_asc(contact::Column::Id)
+        .all(db)
+        .await
+        .unwrap();
     let identities: Vec<_> = contact_identity::Entity::find()
         .order_by_asc(contact_identity::Column::Kind)
         .order_by_asc(contact_identity::Column::Value)
@@ -243,7 +329,12 @@ async fn replaying_everything_twice_gives_the_same_store() {
         project(&t.db, &all).await;
         let first = snapshot(&t.db).await;
         project(&t.db, &all).await;
-        assert_eq!(first, snapshot(&t.db).await, "{}: replay changed the store", t.name);
+        assert_eq!(
+            first,
+            snapshot(&t.db).await,
+            "{}: replay changed the store",
+            t.name
+        );
         snapshots.push(first);
     }
     // A fresh store fed the same events has the same ids and rows.
@@ -262,6 +353,11 @@ async fn an_undecodable_record_is_named_for_dead_lettering() {
             Err(HandlerError::Permanent { index: 0, .. }) => {}
             other => panic!("{}: {other:?}", t.name),
         }
-        assert_eq!(queries::counts(&t.db).await.unwrap().messages, 0, "{}: nothing applied", t.name);
+        assert_eq!(
+            queries::counts(&t.db).await.unwrap().messages,
+            0,
+            "{}: nothing applied",
+            t.name
+        );
     }
 }

@@ -66,10 +66,20 @@ fn every_fixture_parses_without_loss() {
             let produced = n
                 .events
                 .iter()
-                .filter(|e| !matches!(e.payload, EventPayload::ContactUpdated(_) | EventPayload::ContactIdentityChanged(_)))
+                .filter(|e| {
+                    !matches!(
+                        e.payload,
+                        EventPayload::ContactUpdated(_) | EventPayload::ContactIdentityChanged(_)
+                    )
+                })
                 .count()
                 + n.rejected.len();
-            assert_eq!(produced, items, "{}: every item becomes an event or a rejection", path.display());
+            assert_eq!(
+                produced,
+                items,
+                "{}: every item becomes an event or a rejection",
+                path.display()
+            );
             count += 1;
         }
     }
@@ -81,40 +91,78 @@ fn text_with_reply_context_and_bsuid() {
     let n = parse("text.json");
     let m = messages(&n)[0];
     assert!(matches!(&m.content, MessageContent::Text { body, .. } if !body.is_empty()));
-    assert!(m.context.as_ref().and_then(|c| c.reply_to.as_ref()).is_some());
+    assert!(m
+        .context
+        .as_ref()
+        .and_then(|c| c.reply_to.as_ref())
+        .is_some());
     assert_eq!(m.timestamp.timestamp() > 1_600_000_000, true);
     assert!(m.contact.name.is_some());
-    assert!(n.events.iter().any(|e| matches!(e.payload, EventPayload::ContactUpdated(_))));
+    assert!(n
+        .events
+        .iter()
+        .any(|e| matches!(e.payload, EventPayload::ContactUpdated(_))));
 }
 
 #[test]
 fn forwarded_referral_and_product_context() {
     let n = parse("text_forwarded.json");
     let ms = messages(&n);
-    assert!(ms.iter().any(|m| m.context.as_ref().is_some_and(|c| c.forwarded)));
-    assert!(ms.iter().any(|m| m.context.as_ref().is_some_and(|c| c.frequently_forwarded)));
+    assert!(ms
+        .iter()
+        .any(|m| m.context.as_ref().is_some_and(|c| c.forwarded)));
+    assert!(ms
+        .iter()
+        .any(|m| m.context.as_ref().is_some_and(|c| c.frequently_forwarded)));
     let n = parse("text_referral.json");
     let r = messages(&n)[0].referral.clone().unwrap();
     assert!(r.ctwa_clid.is_some() && r.source_url.is_some());
     let n = parse("product_inquiry.json");
-    assert!(messages(&n)[0].context.as_ref().unwrap().referred_product.is_some());
+    assert!(messages(&n)[0]
+        .context
+        .as_ref()
+        .unwrap()
+        .referred_product
+        .is_some());
 }
 
 #[test]
 fn media_types() {
-    assert!(matches!(only_content("image.json"), MessageContent::Image(m) if m.id.is_some() && m.caption.is_some()));
-    assert!(matches!(only_content("audio_voice.json"), MessageContent::Audio { voice: true, .. }));
-    assert!(matches!(only_content("video.json"), MessageContent::Video(m) if m.mime_type.is_some()));
-    assert!(matches!(only_content("document.json"), MessageContent::Document { filename: Some(_), .. }));
-    assert!(matches!(only_content("sticker_animated.json"), MessageContent::Sticker { animated: true, .. }));
+    assert!(
+        matches!(only_content("image.json"), MessageContent::Image(m) if m.id.is_some() && m.caption.is_some())
+    );
+    assert!(matches!(
+        only_content("audio_voice.json"),
+        MessageContent::Audio { voice: true, .. }
+    ));
+    assert!(
+        matches!(only_content("video.json"), MessageContent::Video(m) if m.mime_type.is_some())
+    );
+    assert!(matches!(
+        only_content("document.json"),
+        MessageContent::Document {
+            filename: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        only_content("sticker_animated.json"),
+        MessageContent::Sticker { animated: true, .. }
+    ));
 }
 
 #[test]
 fn location_contacts_and_order() {
-    assert!(matches!(only_content("location.json"), MessageContent::Location { latitude, longitude, .. } if latitude != 0.0 && longitude != 0.0));
-    assert!(matches!(only_content("contacts_vcard.json"), MessageContent::Contacts { cards } if !cards.is_empty()));
+    assert!(
+        matches!(only_content("location.json"), MessageContent::Location { latitude, longitude, .. } if latitude != 0.0 && longitude != 0.0)
+    );
+    assert!(
+        matches!(only_content("contacts_vcard.json"), MessageContent::Contacts { cards } if !cards.is_empty())
+    );
     match only_content("order.json") {
-        MessageContent::Order { catalog_id, items, .. } => {
+        MessageContent::Order {
+            catalog_id, items, ..
+        } => {
             assert!(!catalog_id.is_empty());
             assert!(!items.is_empty() && items.iter().all(|i| i.quantity > 0));
         }
@@ -124,21 +172,38 @@ fn location_contacts_and_order() {
 
 #[test]
 fn interactive_replies_and_template_button() {
-    assert!(matches!(only_content("interactive_button_reply.json"), MessageContent::Interactive(InteractiveReply::ButtonReply { .. })));
-    assert!(matches!(only_content("interactive_list_reply.json"), MessageContent::Interactive(InteractiveReply::ListReply { .. })));
+    assert!(matches!(
+        only_content("interactive_button_reply.json"),
+        MessageContent::Interactive(InteractiveReply::ButtonReply { .. })
+    ));
+    assert!(matches!(
+        only_content("interactive_list_reply.json"),
+        MessageContent::Interactive(InteractiveReply::ListReply { .. })
+    ));
     match only_content("interactive_nfm_reply.json") {
         MessageContent::Interactive(InteractiveReply::NfmReply { response_json, .. }) => {
             serde_json::from_str::<serde_json::Value>(&response_json).unwrap();
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(only_content("button.json"), MessageContent::TemplateButton { payload: Some(_), .. }));
+    assert!(matches!(
+        only_content("button.json"),
+        MessageContent::TemplateButton {
+            payload: Some(_),
+            ..
+        }
+    ));
 }
 
 #[test]
 fn reactions_and_their_removal() {
-    assert!(matches!(only_content("reaction.json"), MessageContent::Reaction { emoji: Some(e), .. } if e == "\u{1f44d}"));
-    assert!(matches!(only_content("reaction_removed.json"), MessageContent::Reaction { emoji: None, .. }));
+    assert!(
+        matches!(only_content("reaction.json"), MessageContent::Reaction { emoji: Some(e), .. } if e == "\u{1f44d}")
+    );
+    assert!(matches!(
+        only_content("reaction_removed.json"),
+        MessageContent::Reaction { emoji: None, .. }
+    ));
 }
 
 #[test]
@@ -146,7 +211,10 @@ fn unknown_and_unsupported_types_are_kept_raw() {
     match only_content("unknown_future_type.json") {
         MessageContent::Unknown { type_name, raw } => {
             assert_eq!(type_name, "hologram");
-            assert!(raw.get("hologram").is_some(), "the raw JSON keeps the unknown object");
+            assert!(
+                raw.get("hologram").is_some(),
+                "the raw JSON keeps the unknown object"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -167,17 +235,23 @@ fn a_known_type_in_an_odd_shape_is_kept_not_dropped() {
         "messages":[{"from":"5511987654321","id":"wamid.odd","timestamp":"1700000000","type":"text","text":{"body":42}}]}}]}]}"#;
     let n = parse_and_normalise(body, received()).unwrap();
     assert!(n.rejected.is_empty());
-    assert!(matches!(&messages(&n)[0].content, MessageContent::Unknown { type_name, .. } if type_name == "text"));
+    assert!(
+        matches!(&messages(&n)[0].content, MessageContent::Unknown { type_name, .. } if type_name == "text")
+    );
 }
 
 #[test]
 fn statuses_are_read_with_errors_and_pricing() {
     let n = parse("status_failed.json");
-    let EventPayload::StatusChanged(s) = &n.events[0].payload else { panic!() };
+    let EventPayload::StatusChanged(s) = &n.events[0].payload else {
+        panic!()
+    };
     assert_eq!(s.state, DeliveryState::Failed);
     assert_eq!(s.errors[0].code, 131047);
     let n = parse("status_sent.json");
-    let EventPayload::StatusChanged(s) = &n.events[0].payload else { panic!() };
+    let EventPayload::StatusChanged(s) = &n.events[0].payload else {
+        panic!()
+    };
     assert_eq!(s.state, DeliveryState::Sent);
     assert!(s.pricing.is_some());
     let n = parse("statuses_out_of_order.json");
@@ -196,18 +270,30 @@ fn statuses_are_read_with_errors_and_pricing() {
 fn batch_of_three_entries_by_two_changes_is_processed_whole() {
     let n = parse("batch_3x2.json");
     assert_eq!(messages(&n).len(), 12);
-    let statuses = n.events.iter().filter(|e| matches!(e.payload, EventPayload::StatusChanged(_))).count();
+    let statuses = n
+        .events
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::StatusChanged(_)))
+        .count();
     assert_eq!(statuses, 6);
     let mut ids: Vec<_> = n.events.iter().map(|e| e.id).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), n.events.len(), "event ids are unique within a batch");
+    assert_eq!(
+        ids.len(),
+        n.events.len(),
+        "event ids are unique within a batch"
+    );
 }
 
 #[test]
 fn same_webhook_twice_gives_same_event_ids() {
     let a = parse("batch_3x2.json");
-    let b = parse_and_normalise(&fixture("batch_3x2.json"), DateTime::from_timestamp(1_900_000_000, 0).unwrap()).unwrap();
+    let b = parse_and_normalise(
+        &fixture("batch_3x2.json"),
+        DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+    )
+    .unwrap();
     let ids = |n: &Normalised| n.events.iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b));
 }
@@ -218,14 +304,20 @@ fn bsuid_only_contact() {
     let m = messages(&n)[0];
     assert_eq!(m.contact.identity.wa_id, None);
     assert_eq!(m.contact.identity.phone, None);
-    assert!(matches!(m.contact.identity.primary_key(), Some(IdentityKey::Bsuid(_))));
+    assert!(matches!(
+        m.contact.identity.primary_key(),
+        Some(IdentityKey::Bsuid(_))
+    ));
     assert!(m.contact.username.is_some());
 }
 
 #[test]
 fn brazilian_number_with_and_without_ninth_digit_is_one_conversation() {
     let n = parse("number_9th_digit_pair.json");
-    let keys: Vec<_> = messages(&n).iter().map(|m| m.conversation_key().unwrap()).collect();
+    let keys: Vec<_> = messages(&n)
+        .iter()
+        .map(|m| m.conversation_key().unwrap())
+        .collect();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], keys[1]);
 }
@@ -243,7 +335,9 @@ fn number_change_links_old_and_new() {
         .expect("identity change event");
     assert!(change.old.phone.is_some() && change.new.phone.is_some());
     assert_ne!(change.old.phone, change.new.phone);
-    assert!(matches!(only_content("system_user_changed_number.json"), MessageContent::System { system_type, new_wa_id: Some(_), .. } if system_type == "user_changed_number"));
+    assert!(
+        matches!(only_content("system_user_changed_number.json"), MessageContent::System { system_type, new_wa_id: Some(_), .. } if system_type == "user_changed_number")
+    );
 }
 
 #[test]
@@ -251,7 +345,9 @@ fn change_level_errors_and_preferences_become_events() {
     let n = parse("value_errors.json");
     assert!(matches!(&n.events[0].payload, EventPayload::PlatformError(p) if !p.errors.is_empty()));
     let n = parse("user_preferences_stop.json");
-    assert!(matches!(&n.events[0].payload, EventPayload::PreferenceChanged(p) if p.value == "stop" && p.category == "marketing_messages"));
+    assert!(
+        matches!(&n.events[0].payload, EventPayload::PreferenceChanged(p) if p.value == "stop" && p.category == "marketing_messages")
+    );
 }
 
 #[test]
@@ -269,7 +365,9 @@ fn unhandled_fields_and_broken_items_are_rejected_with_reasons_not_dropped() {
           "statuses":[{"id":"wamid.s","status":"deleted","timestamp":"1","recipient_id":"5511987654321"}]}}]}]}"#;
     let n = parse_and_normalise(body, received()).unwrap();
     assert_eq!(n.rejected.len(), 3, "{:?}", n.rejected);
-    assert!(n.rejected[0].reason.contains("message_template_status_update"));
+    assert!(n.rejected[0]
+        .reason
+        .contains("message_template_status_update"));
     assert!(n.events.is_empty());
 }
 

@@ -19,19 +19,43 @@ pub struct TestDb {
 pub async fn databases() -> Vec<TestDb> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-    let db = wacrm_store::connect(&StoreConfig { url, max_connections: 4 }).await.unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("store.db").display()
+    );
+    let db = wacrm_store::connect(&StoreConfig {
+        url,
+        max_connections: 4,
+    })
+    .await
+    .unwrap();
     wacrm_store::migrate(&db).await.unwrap();
-    out.push(TestDb { name: "sqlite", db, _dir: Some(dir) });
+    out.push(TestDb {
+        name: "sqlite",
+        db,
+        _dir: Some(dir),
+    });
     if let Ok(admin_url) = std::env::var("WACRM_TEST_POSTGRES_URL") {
         let admin = Database::connect(&admin_url).await.unwrap();
         let name = format!("wacrm_test_{}", uuid::Uuid::new_v4().simple());
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
         let url = format!("{base}/{name}");
-        let db = wacrm_store::connect(&StoreConfig { url, max_connections: 4 }).await.unwrap();
+        let db = wacrm_store::connect(&StoreConfig {
+            url,
+            max_connections: 4,
+        })
+        .await
+        .unwrap();
         wacrm_store::migrate(&db).await.unwrap();
-        out.push(TestDb { name: "postgres", db, _dir: None });
+        out.push(TestDb {
+            name: "postgres",
+            db,
+            _dir: None,
+        });
     } else {
         eprintln!("WACRM_TEST_POSTGRES_URL not set: running the store tests on SQLite only");
     }
@@ -39,13 +63,20 @@ pub async fn databases() -> Vec<TestDb> {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../wacrm-whatsapp/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../wacrm-whatsapp/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The events of a fixture.
 pub fn events(name: &str) -> Vec<Event> {
-    let n = wacrm_whatsapp::normalise::parse_and_normalise(&fixture(name), chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()).unwrap();
+    let n = wacrm_whatsapp::normalise::parse_and_normalise(
+        &fixture(name),
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    )
+    .unwrap();
     assert!(n.rejected.is_empty(), "{name}: {:?}", n.rejected);
     n.events
 }
