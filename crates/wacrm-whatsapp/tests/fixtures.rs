@@ -1,5 +1,6 @@
 //! Every fixture (built from Meta's webhook schemas, see fixtures/README.md) normalises to the
 //! expected events, and nothing in any of them is dropped.
+#![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, Utc};
 use wacrm_core::event::{Event, EventPayload};
@@ -96,7 +97,7 @@ fn text_with_reply_context_and_bsuid() {
         .as_ref()
         .and_then(|c| c.reply_to.as_ref())
         .is_some());
-    assert_eq!(m.timestamp.timestamp() > 1_600_000_000, true);
+    assert!(m.timestamp.timestamp() > 1_600_000_000);
     assert!(m.contact.name.is_some());
     assert!(n
         .events
