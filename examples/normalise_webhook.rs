@@ -9,7 +9,9 @@ use wacrm_whatsapp::WebhookSecrets;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: normalise_webhook BODY.json APP_SECRET")?;
+    let path = args
+        .next()
+        .ok_or("usage: normalise_webhook BODY.json APP_SECRET")?;
     let secret = args.next().unwrap_or_else(|| "example-secret".into());
     let body = std::fs::read(path)?;
 

@@ -27,6 +27,8 @@ pub struct BusConfig {
     pub publish_timeout_ms: u64,
     /// `[bus.embedded]`.
     pub embedded: EmbeddedConfig,
+    /// `[bus.kafka]`.
+    pub kafka: crate::kafka::KafkaConfig,
 }
 
 impl Default for BusConfig {
@@ -36,6 +38,7 @@ impl Default for BusConfig {
             topic_prefix: "wacrm.".into(),
             publish_timeout_ms: 5_000,
             embedded: EmbeddedConfig::default(),
+            kafka: crate::kafka::KafkaConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod cloudevents;
 pub mod config;
 pub mod embedded;
+pub mod kafka;
 pub mod runner;
 pub mod topics;
 
@@ -138,8 +139,9 @@ pub trait Subscription: Send {
 pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
     match config.backend {
         config::Backend::Embedded => Ok(Arc::new(embedded::EmbeddedBus::open(&config.embedded)?)),
-        config::Backend::Kafka => Err(BusError::Fatal(
-            "the kafka backend is not built into this version".into(),
-        )),
+        config::Backend::Kafka => Ok(Arc::new(kafka::KafkaBus::open(
+            &config.kafka,
+            Duration::from_millis(config.publish_timeout_ms),
+        )?)),
     }
 }

@@ -50,7 +50,10 @@ pub struct MissingScope(pub &'static str);
 
 impl IntoResponse for MissingScope {
     fn into_response(self) -> Response {
-        error(StatusCode::FORBIDDEN, format!("this key lacks the {} scope", self.0))
+        error(
+            StatusCode::FORBIDDEN,
+            format!("this key lacks the {} scope", self.0),
+        )
     }
 }
 

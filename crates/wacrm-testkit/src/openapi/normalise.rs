@@ -21,7 +21,9 @@ impl Dialect {
         match document.get("openapi").and_then(Value::as_str) {
             Some(v) if v.starts_with("3.0") => Ok(Self::OpenApi30),
             Some(v) if v.starts_with("3.1") => Ok(Self::OpenApi31),
-            Some(v) => Err(format!("unsupported OpenAPI version {v:?} (need 3.0 or 3.1)")),
+            Some(v) => Err(format!(
+                "unsupported OpenAPI version {v:?} (need 3.0 or 3.1)"
+            )),
             None => Err("no `openapi` version field: not an OpenAPI 3 document".to_owned()),
         }
     }
@@ -110,7 +112,13 @@ fn walk_document(node: &mut Value, dialect: Dialect) {
 }
 
 /// Keywords that only annotate in OpenAPI and can be dropped without changing what validates.
-const ANNOTATIONS: &[&str] = &["example", "examples", "discriminator", "xml", "externalDocs"];
+const ANNOTATIONS: &[&str] = &[
+    "example",
+    "examples",
+    "discriminator",
+    "xml",
+    "externalDocs",
+];
 
 /// Rewrites one schema object (and, recursively, its subschemas) for JSON Schema 2020-12:
 ///
@@ -195,10 +203,8 @@ fn make_nullable(map: &mut Map<String, Value>) {
                 Value::Array(vec![Value::String(t), Value::from("null")]),
             );
         }
-        Some(Value::Array(types)) => {
-            if !types.iter().any(|t| t == "null") {
-                types.push(Value::from("null"));
-            }
+        Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => {
+            types.push(Value::from("null"));
         }
         _ => {}
     }

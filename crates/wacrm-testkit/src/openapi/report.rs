@@ -23,7 +23,7 @@ pub(crate) fn render(error: &ValidationError<'_>, via: &str, out: &mut Vec<Strin
     let path = location(error);
 
     if let Some(branches) = branches {
-        if let Some((index, branch)) = closest_branch(branches) {
+        if let Some((index, branch)) = closest_branch(branches, depth(error)) {
             let via = format!("{via} (via {keyword}[{index}] at {path})");
             for inner in branch {
                 render(inner, &via, out);
@@ -49,23 +49,32 @@ fn depth(error: &ValidationError<'_>) -> usize {
     error.instance_path().as_str().matches('/').count()
 }
 
-/// The alternative whose shallowest error is deepest in the instance (it matched the most of the
-/// structure before failing); among equals, the one with the fewest errors, then the first.
+/// The alternative most likely meant, for a combinator at instance depth `at`:
+///
+/// 1. not one that rejects a member of the object by `enum`/`const` (that is how a
+///    discriminating property such as `type` says "not this alternative");
+/// 2. then the one whose shallowest error is deepest (it matched most of the structure);
+/// 3. then the one with the fewest errors, then the first.
 fn closest_branch<'a, 'e>(
     branches: &'a [Vec<ValidationError<'e>>],
+    at: usize,
 ) -> Option<(usize, &'a [ValidationError<'e>])> {
+    let score = |errors: &[ValidationError<'_>]| {
+        let rejects_discriminator = errors
+            .iter()
+            .any(|e| depth(e) == at + 1 && matches!(e.kind().keyword(), "enum" | "const"));
+        let shallowest = errors.iter().map(depth).min().unwrap_or(0);
+        (
+            !rejects_discriminator,
+            shallowest,
+            std::cmp::Reverse(errors.len()),
+        )
+    };
     branches
         .iter()
         .enumerate()
         .filter(|(_, errors)| !errors.is_empty())
-        .max_by(|(ia, a), (ib, b)| {
-            let min_a = a.iter().map(depth).min().unwrap_or(0);
-            let min_b = b.iter().map(depth).min().unwrap_or(0);
-            min_a
-                .cmp(&min_b)
-                .then(b.len().cmp(&a.len()))
-                .then(ib.cmp(ia))
-        })
+        .max_by(|(ia, a), (ib, b)| score(a).cmp(&score(b)).then(ib.cmp(ia)))
         .map(|(i, errors)| (i, errors.as_slice()))
 }
 

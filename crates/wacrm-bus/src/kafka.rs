@@ -1,0 +1,552 @@
+//! The Kafka backend (rdkafka, bundled librdkafka).
+//!
+//! Publishing: an idempotent `FutureProducer` (`enable.idempotence=true`, `acks=all`);
+//! `publish` enqueues every record and returns only when every delivery report is in. Records
+//! are partitioned with `murmur2_random`, the Java client's partitioner, so JVM producers and
+//! consumers agree on where a key lives.
+//!
+//! Consuming: a `StreamConsumer` per subscription with `enable.auto.commit=false` and
+//! `enable.auto.offset.store=false`; offsets are committed synchronously, explicitly, after the
+//! handler succeeded. Rebalance callbacks run inside `poll` (between batches), so no work is in
+//! flight when partitions are revoked; a commit for a partition this member lost fails and the
+//! batch is redelivered to the new owner (at-least-once; handlers are idempotent).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::{BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
+
+/// `[bus.kafka]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// Partitions of the conversation, contact, command and dead-letter topics when wacrm
+    /// creates them.
+    pub partitions: i32,
+    /// Replication factor when wacrm creates topics.
+    pub replication_factor: i32,
+    /// `session.timeout.ms` of consumers: how long a crashed member holds its partitions.
+    pub session_timeout_ms: u64,
+    /// Timeout of metadata, commit and admin requests.
+    pub request_timeout_ms: u64,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …) for producers,
+    /// consumers and the admin client alike.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            client_id: "wacrm".into(),
+            partitions: 12,
+            replication_factor: 1,
+            session_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+fn classify(e: &KafkaError) -> BusError {
+    let code = e.rdkafka_error_code();
+    match code {
+        Some(RDKafkaErrorCode::MessageTimedOut) | Some(RDKafkaErrorCode::RequestTimedOut) => {
+            BusError::Unavailable(format!("kafka timed out: {e}"))
+        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+        | Some(RDKafkaErrorCode::InvalidMessageSize)
+        | Some(RDKafkaErrorCode::InvalidTopic)
+        | Some(RDKafkaErrorCode::InvalidMessage)
+        | Some(RDKafkaErrorCode::TopicAuthorizationFailed) => BusError::Rejected(e.to_string()),
+        Some(RDKafkaErrorCode::Fatal)
+        | Some(RDKafkaErrorCode::SaslAuthenticationFailed)
+        | Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => BusError::Fatal(e.to_string()),
+        _ => BusError::Unavailable(e.to_string()),
+    }
+}
+
+/// The Kafka event bus.
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: RwLock<FutureProducer>,
+    publish_timeout: Duration,
+}
+
+fn create_producer(
+    config: &KafkaConfig,
+    publish_timeout: Duration,
+) -> Result<FutureProducer, BusError> {
+    let timeout_ms = publish_timeout.as_millis().max(1).to_string();
+    config
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", &timeout_ms)
+        .set("compression.type", "lz4")
+        .create()
+        .map_err(|e| BusError::Fatal(format!("kafka producer: {e}")))
+}
+
+impl KafkaBus {
+    /// Creates the producer. No connection is made until the first request.
+    pub fn open(config: &KafkaConfig, publish_timeout: Duration) -> Result<Self, BusError> {
+        Ok(KafkaBus {
+            config: config.clone(),
+            producer: RwLock::new(create_producer(config, publish_timeout)?),
+            publish_timeout,
+        })
+    }
+
+    fn producer(&self) -> Result<FutureProducer, BusError> {
+        self.producer
+            .read()
+            .map(|p| p.clone())
+            .map_err(|_| BusError::Fatal("producer lock poisoned".into()))
+    }
+
+    /// Replaces a producer whose delivery failed. librdkafka's idempotent producer cannot go
+    /// on after a fatal error, and a broker that restarted without its idempotence state (tansu
+    /// 0.6 does) rejects the old producer id for good — a producer that never sent to the
+    /// restarted broker is accepted at once. So the first failure of a producer retires it; its
+    /// other in-flight records fail to their publishers, who retry (webhooks get 503), and
+    /// consumers are idempotent, so a record that was in fact written and is published again
+    /// does no harm. During an outage this creates at most one producer per publish timeout.
+    fn replace_producer(&self, failed: &FutureProducer, e: &KafkaError) {
+        let Ok(mut current) = self.producer.write() else {
+            return;
+        };
+        // Concurrent publishers see the same failure: replace once.
+        if !std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            return;
+        }
+        match create_producer(&self.config, self.publish_timeout) {
+            Ok(fresh) => {
+                tracing::warn!(error = %e, "kafka producer replaced after an unrecoverable error");
+                metrics::counter!("wacrm_kafka_producer_replacements_total").increment(1);
+                *current = fresh;
+            }
+            Err(err) => tracing::error!(error = %err, "kafka producer could not be replaced"),
+        }
+    }
+
+    /// Waits until everything queued is delivered (for shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        self.producer()?.flush(timeout).map_err(|e| classify(&e))
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    async fn publish(&self, records: Vec<OutboundRecord>) -> Result<(), BusError> {
+        let producer = self.producer()?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in &records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (k, v) in &record.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut future_record = FutureRecord::to(&record.topic)
+                .payload(&record.payload)
+                .headers(headers);
+            if !record.key.is_empty() {
+                future_record = future_record.key(&record.key);
+            }
+            match producer.send_result(future_record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    self.replace_producer(&producer, &e);
+                    return Err(classify(&e));
+                }
+            }
+        }
+        let results = tokio::time::timeout(
+            self.publish_timeout + Duration::from_secs(1),
+            futures::future::join_all(deliveries),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.publish_timeout))?;
+        for result in results {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    self.replace_producer(&producer, &e);
+                    return Err(classify(&e));
+                }
+                Err(_) => return Err(BusError::Unavailable("kafka producer closed".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let consumer: StreamConsumer<RebalanceLog> = self
+            .config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                self.config.session_timeout_ms.to_string(),
+            )
+            .set("enable.partition.eof", "false")
+            .create_with_context(RebalanceLog {
+                group: group.to_owned(),
+            })
+            .map_err(|e| BusError::Fatal(format!("kafka consumer: {e}")))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(|e| classify(&e))?;
+        Ok(Box::new(KafkaSubscription {
+            consumer: Arc::new(consumer),
+            request_timeout: self.config.request_timeout(),
+        }))
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        let producer = self.producer()?;
+        let timeout = self.config.request_timeout().min(Duration::from_secs(3));
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(drop)
+                .map_err(|e| classify(&e))
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()))?
+    }
+
+    fn backend(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+/// Logs partition assignments and revocations.
+struct RebalanceLog {
+    group: String,
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance error")
+            }
+        }
+    }
+}
+
+struct KafkaSubscription {
+    consumer: Arc<StreamConsumer<RebalanceLog>>,
+    request_timeout: Duration,
+}
+
+fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        headers,
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or_default(),
+    }
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(m)) => to_record(&m),
+        };
+        let mut out = vec![first];
+        // Take what is already fetched, without waiting.
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => out.push(to_record(&m)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error while batching");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for r in records {
+            let e = next
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset + 1);
+            *e = (*e).max(r.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(|e| classify(&e))?;
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Fatal(e.to_string()))?
+            .map_err(|e| classify(&e))
+    }
+
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        let consumer = self.consumer.clone();
+        let timeout = self.request_timeout;
+        tokio::task::spawn_blocking(move || -> Result<(), BusError> {
+            let committed = consumer.committed(timeout).map_err(|e| classify(&e))?;
+            for element in committed.elements() {
+                let offset = match element.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                };
+                consumer
+                    .seek(element.topic(), element.partition(), offset, timeout)
+                    .map_err(|e| classify(&e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()))?
+    }
+
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        let consumer = self.consumer.clone();
+        let timeout = self.request_timeout;
+        tokio::task::spawn_blocking(move || -> Result<i64, BusError> {
+            let committed = consumer.committed(timeout).map_err(|e| classify(&e))?;
+            let mut lag = 0;
+            for element in committed.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)
+                    .map_err(|e| classify(&e))?;
+                let done = match element.offset() {
+                    Offset::Offset(o) => o,
+                    _ => low,
+                };
+                lag += (high - done).max(0);
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| BusError::Fatal(e.to_string()))?
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+}
+
+/// What a topic should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// The name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// `cleanup.policy`: `delete` or `compact`.
+    pub cleanup_policy: &'static str,
+}
+
+/// The topics wacrm expects, with their partitions and cleanup policy.
+pub fn expected_topics(topics: &Topics, config: &KafkaConfig) -> Vec<TopicSpec> {
+    let spec = |name: &str, partitions: i32, cleanup_policy| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        cleanup_policy,
+    };
+    vec![
+        spec(&topics.conversations, config.partitions, "delete"),
+        spec(&topics.contacts, config.partitions, "compact"),
+        spec(&topics.commands, config.partitions, "delete"),
+        spec(&topics.audit, 1, "delete"),
+        spec(&topics.dead_letters, config.partitions, "delete"),
+    ]
+}
+
+/// What `doctor` found for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicState {
+    /// Exists as expected.
+    Ok,
+    /// Does not exist.
+    Missing,
+    /// Exists with another partition count (partitions can only grow; keys would move).
+    Partitions {
+        /// Found.
+        found: i32,
+    },
+    /// Exists with another cleanup policy.
+    CleanupPolicy {
+        /// Found.
+        found: String,
+    },
+}
+
+/// Checks the expected topics and, if asked, creates the missing ones.
+pub async fn check_topics(
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+    create_missing: bool,
+) -> Result<Vec<(TopicSpec, TopicState)>, BusError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(|e| BusError::Fatal(format!("kafka admin: {e}")))?;
+    let timeout = config.request_timeout();
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    if create_missing {
+        let existing = topic_partitions(&admin, timeout).await?;
+        let new: Vec<NewTopic<'_>> = specs
+            .iter()
+            .filter(|s| !existing.contains_key(&s.name))
+            .map(|s| {
+                NewTopic::new(
+                    &s.name,
+                    s.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                )
+                .set("cleanup.policy", s.cleanup_policy)
+            })
+            .collect();
+        if !new.is_empty() {
+            for result in admin
+                .create_topics(&new, &options)
+                .await
+                .map_err(|e| classify(&e))?
+            {
+                match result {
+                    Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        return Err(BusError::Unavailable(format!("creating {topic}: {code}")))
+                    }
+                }
+            }
+        }
+    }
+    let existing = topic_partitions(&admin, timeout).await?;
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let state = match existing.get(&spec.name) {
+            None => TopicState::Missing,
+            Some(found) if *found != spec.partitions => TopicState::Partitions { found: *found },
+            Some(_) => match cleanup_policy(&admin, &spec.name, &options).await {
+                Some(found) if found != spec.cleanup_policy => TopicState::CleanupPolicy { found },
+                _ => TopicState::Ok,
+            },
+        };
+        out.push((spec.clone(), state));
+    }
+    Ok(out)
+}
+
+async fn topic_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    timeout: Duration,
+) -> Result<HashMap<String, i32>, BusError> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, timeout)
+        .map_err(|e| classify(&e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// The topic's `cleanup.policy`, when the broker answers `DescribeConfigs`.
+async fn cleanup_policy(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    options: &AdminOptions,
+) -> Option<String> {
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], options)
+        .await
+        .ok()?;
+    let resource = results.into_iter().next()?.ok()?;
+    resource
+        .get("cleanup.policy")
+        .and_then(|entry| entry.value.clone())
+}

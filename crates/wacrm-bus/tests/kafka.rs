@@ -1,0 +1,213 @@
+//! The Kafka backend against a real Kafka-protocol broker (tansu).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::broker::Broker;
+use wacrm_bus::kafka::{check_topics, expected_topics, KafkaBus, KafkaConfig, TopicState};
+use wacrm_bus::{EventBus, OutboundRecord, Record, Subscription, Topics};
+
+fn config(broker: &Broker, partitions: i32) -> KafkaConfig {
+    KafkaConfig {
+        brokers: broker.bootstrap(),
+        partitions,
+        session_timeout_ms: 6_000,
+        ..KafkaConfig::default()
+    }
+}
+
+fn record(topic: &str, key: &str, n: usize) -> OutboundRecord {
+    OutboundRecord {
+        topic: topic.into(),
+        key: key.into(),
+        headers: vec![("n".into(), n.to_string())],
+        payload: n.to_string().into_bytes(),
+    }
+}
+
+async fn drain(sub: &mut Box<dyn Subscription>, want: usize, within: Duration) -> Vec<Record> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        out.extend(sub.poll(1000, Duration::from_millis(500)).await.unwrap());
+    }
+    out
+}
+
+/// Kafka's Java client `Utils.murmur2`, the reference for where a key must land.
+fn java_murmur2(data: &[u8]) -> i32 {
+    let seed: u32 = 0x9747_b28c;
+    let m: u32 = 0x5bd1_e995;
+    let r = 24;
+    let len = data.len();
+    let mut h: u32 = seed ^ (len as u32);
+    let chunks = len / 4;
+    for i in 0..chunks {
+        let mut k = u32::from_le_bytes([
+            data[4 * i],
+            data[4 * i + 1],
+            data[4 * i + 2],
+            data[4 * i + 3],
+        ]);
+        k = k.wrapping_mul(m);
+        k ^= k >> r;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    let tail = &data[chunks * 4..];
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(m);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(m);
+    h ^= h >> 15;
+    h as i32
+}
+
+fn java_partition(key: &str, partitions: i32) -> i32 {
+    (java_murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_keys_order_commits_and_resume() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let cfg = config(&broker, 4);
+    let topics = Topics::with_prefix("it1.");
+    let specs = expected_topics(&topics, &cfg);
+    let created = check_topics(&cfg, &specs, true).await.unwrap();
+    assert!(
+        created.iter().all(|(_, s)| *s == TopicState::Ok),
+        "{created:?}"
+    );
+
+    let bus = KafkaBus::open(&cfg, Duration::from_secs(10)).unwrap();
+    bus.check().await.unwrap();
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("106540352242922/phone:+55119876543{i:02}"))
+        .collect();
+    let mut batch = Vec::new();
+    for n in 0..200 {
+        batch.push(record(&topics.conversations, &keys[n % 20], n));
+    }
+    bus.publish(batch).await.unwrap();
+
+    let mut sub = bus
+        .subscribe("it1-group", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let got = drain(&mut sub, 200, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 200);
+    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    for r in &got {
+        assert_eq!(
+            r.partition,
+            java_partition(&r.key, 4),
+            "murmur2 partitioning like the Java client"
+        );
+        assert_eq!(
+            r.header("n"),
+            Some(String::from_utf8_lossy(&r.payload).as_ref())
+        );
+        by_key
+            .entry(&r.key)
+            .or_default()
+            .push(String::from_utf8_lossy(&r.payload).parse().unwrap());
+    }
+    for (key, seq) in &by_key {
+        let mut sorted = seq.clone();
+        sorted.sort();
+        assert_eq!(seq, &sorted, "order of {key}");
+    }
+
+    // Commit everything of one partition only, leave the group, rejoin: the rest comes again.
+    let committed: Vec<Record> = got.iter().filter(|r| r.partition == 0).cloned().collect();
+    sub.commit(&committed).await.unwrap();
+    sub.close().await.unwrap();
+    let mut again = bus
+        .subscribe("it1-group", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let redelivered = drain(&mut again, 200 - committed.len(), Duration::from_secs(40)).await;
+    assert_eq!(redelivered.len(), 200 - committed.len());
+    assert!(redelivered.iter().all(|r| r.partition != 0));
+    again.commit(&redelivered).await.unwrap();
+    assert_eq!(again.lag().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_publishes_and_nothing_confirmed_is_lost() {
+    let Some(mut broker) = Broker::start() else {
+        return;
+    };
+    let cfg = config(&broker, 2);
+    let topics = Topics::with_prefix("it2.");
+    check_topics(&cfg, &expected_topics(&topics, &cfg), true)
+        .await
+        .unwrap();
+    let bus = KafkaBus::open(&cfg, Duration::from_secs(2)).unwrap();
+    bus.publish(
+        (0..10)
+            .map(|n| record(&topics.conversations, "k", n))
+            .collect(),
+    )
+    .await
+    .unwrap();
+
+    broker.stop();
+    let started = Instant::now();
+    let down = bus
+        .publish(vec![record(&topics.conversations, "k", 10)])
+        .await;
+    assert!(
+        down.is_err(),
+        "a publish during the outage must not be confirmed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the publish timeout"
+    );
+    assert!(bus.check().await.is_err());
+
+    broker.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match bus
+            .publish(vec![record(&topics.conversations, "k", 11)])
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let mut sub = bus
+        .subscribe("it2-group", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let got = drain(&mut sub, 11, Duration::from_secs(30)).await;
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect();
+    for n in (0..10).chain([11]) {
+        assert!(
+            values.contains(&n.to_string()),
+            "{n} confirmed before/after the outage is there: {values:?}"
+        );
+    }
+}
