@@ -46,6 +46,8 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u64,
     /// Timeout of metadata, commit and admin requests.
     pub request_timeout_ms: u64,
+    /// Create missing topics when `serve` starts (otherwise `wacrm doctor --create-topics`).
+    pub create_topics: bool,
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …) for producers,
     /// consumers and the admin client alike.
     pub properties: BTreeMap<String, String>,
@@ -60,6 +62,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             session_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
+            create_topics: false,
             properties: BTreeMap::new(),
         }
     }
@@ -165,11 +168,6 @@ impl KafkaBus {
             Err(err) => tracing::error!(error = %err, "kafka producer could not be replaced"),
         }
     }
-
-    /// Waits until everything queued is delivered (for shutdown).
-    pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
-        self.producer()?.flush(timeout).map_err(|e| classify(&e))
-    }
 }
 
 #[async_trait]
@@ -263,6 +261,13 @@ impl EventBus for KafkaBus {
 
     fn backend(&self) -> &'static str {
         "kafka"
+    }
+
+    async fn close(&self, timeout: Duration) -> Result<(), BusError> {
+        let producer = self.producer()?;
+        tokio::task::spawn_blocking(move || producer.flush(timeout).map_err(|e| classify(&e)))
+            .await
+            .map_err(|e| BusError::Fatal(e.to_string()))?
     }
 }
 

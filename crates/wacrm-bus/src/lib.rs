@@ -113,6 +113,13 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// The backend's name (`embedded`, `kafka`).
     fn backend(&self) -> &'static str;
+
+    /// Delivers whatever is still queued, within `timeout` (for shutdown). Publishes already
+    /// wait for durability, so this only matters for records whose publisher gave up waiting.
+    async fn close(&self, timeout: Duration) -> Result<(), BusError> {
+        let _ = timeout;
+        Ok(())
+    }
 }
 
 /// A consumer group member's view of its topics.
@@ -139,9 +146,22 @@ pub trait Subscription: Send {
 pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
     match config.backend {
         config::Backend::Embedded => Ok(Arc::new(embedded::EmbeddedBus::open(&config.embedded)?)),
-        config::Backend::Kafka => Ok(Arc::new(kafka::KafkaBus::open(
-            &config.kafka,
-            Duration::from_millis(config.publish_timeout_ms),
-        )?)),
+        config::Backend::Kafka => {
+            let specs = kafka::expected_topics(&config.topics(), &config.kafka);
+            match kafka::check_topics(&config.kafka, &specs, config.kafka.create_topics).await {
+                Ok(states) => {
+                    for (spec, state) in states {
+                        if state != kafka::TopicState::Ok {
+                            tracing::warn!(topic = %spec.name, ?state, "kafka topic is not as expected; see `wacrm doctor`");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "kafka topics could not be checked"),
+            }
+            Ok(Arc::new(kafka::KafkaBus::open(
+                &config.kafka,
+                Duration::from_millis(config.publish_timeout_ms),
+            )?))
+        }
     }
 }

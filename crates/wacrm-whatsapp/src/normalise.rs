@@ -34,8 +34,56 @@ use crate::webhook::{
 pub struct Rejected {
     /// What was wrong.
     pub reason: String,
-    /// The JSON of the part, exactly as received.
+    /// A complete webhook payload holding just this part (with its entry id, field, metadata
+    /// and contacts), so a dead letter can be re-driven through the same path once the cause is
+    /// fixed. The part itself is kept exactly as received.
     pub raw: String,
+}
+
+/// Where a change sits in its payload, to rebuild a one-part payload for a rejection.
+#[derive(Clone, Copy)]
+struct ChangeRef<'a> {
+    entry_id: Option<&'a str>,
+    field: Option<&'a str>,
+    value: &'a RawValue,
+}
+
+impl ChangeRef<'_> {
+    /// A payload with this change, its value reduced to `array: [part]` (or whole when `part`
+    /// is `None`).
+    fn payload_with(&self, part: Option<(&str, &RawValue)>) -> String {
+        let whole: serde_json::Value =
+            serde_json::from_str(self.value.get()).unwrap_or(serde_json::Value::Null);
+        let value = match part {
+            None => whole,
+            Some((array, item)) => {
+                let mut reduced = serde_json::Map::new();
+                for key in ["messaging_product", "metadata", "contacts"] {
+                    if let Some(v) = whole.get(key) {
+                        reduced.insert(key.to_owned(), v.clone());
+                    }
+                }
+                let item: serde_json::Value =
+                    serde_json::from_str(item.get()).unwrap_or(serde_json::Value::Null);
+                reduced.insert(array.to_owned(), serde_json::Value::Array(vec![item]));
+                serde_json::Value::Object(reduced)
+            }
+        };
+        let mut change = serde_json::Map::new();
+        if let Some(field) = self.field {
+            change.insert("field".into(), field.into());
+        }
+        change.insert("value".into(), value);
+        let mut entry = serde_json::Map::new();
+        if let Some(id) = self.entry_id {
+            entry.insert("id".into(), id.into());
+        }
+        entry.insert(
+            "changes".into(),
+            serde_json::Value::Array(vec![serde_json::Value::Object(change)]),
+        );
+        serde_json::json!({"object": "whatsapp_business_account", "entry": [entry]}).to_string()
+    }
 }
 
 /// Everything a webhook payload said.
@@ -76,13 +124,18 @@ pub fn normalise(payload: &WebhookPayload, received_at: DateTime<Utc>) -> Normal
     let mut out = Normalised::default();
     for entry in &payload.entry {
         for change in &entry.changes {
+            let at = ChangeRef {
+                entry_id: entry.id.as_deref(),
+                field: change.field.as_deref(),
+                value: &change.value,
+            };
             match change.field.as_deref() {
                 Some("messages") | Some("user_preferences") | None => {
-                    normalise_value(&change.value, received_at, &mut out)
+                    normalise_value(at, received_at, &mut out)
                 }
                 Some(other) => out.rejected.push(Rejected {
                     reason: format!("change field {other:?} is not handled by wacrm"),
-                    raw: change.value.get().to_owned(),
+                    raw: at.payload_with(None),
                 }),
             }
         }
@@ -90,14 +143,14 @@ pub fn normalise(payload: &WebhookPayload, received_at: DateTime<Utc>) -> Normal
     out
 }
 
-fn normalise_value(raw: &RawValue, received_at: DateTime<Utc>, out: &mut Normalised) {
-    let value: MessagesValue = match serde_json::from_str(raw.get()) {
+fn normalise_value(at: ChangeRef<'_>, received_at: DateTime<Utc>, out: &mut Normalised) {
+    let value: MessagesValue = match serde_json::from_str(at.value.get()) {
         Ok(v) => v,
         Err(e) => {
             return reject(
                 out,
                 format!("change value is not understood: {e}"),
-                raw.get(),
+                at.payload_with(None),
             )
         }
     };
@@ -105,7 +158,7 @@ fn normalise_value(raw: &RawValue, received_at: DateTime<Utc>, out: &mut Normali
         return reject(
             out,
             "change value has no metadata.phone_number_id".into(),
-            raw.get(),
+            at.payload_with(None),
         );
     };
     let business = BusinessNumber {
@@ -126,12 +179,16 @@ fn normalise_value(raw: &RawValue, received_at: DateTime<Utc>, out: &mut Normali
                     None => reject(
                         out,
                         "message has no sender identity".into(),
-                        raw_message.get(),
+                        at.payload_with(Some(("messages", raw_message))),
                     ),
                 }
                 out.events.extend(extra);
             }
-            Err(reason) => reject(out, reason, raw_message.get()),
+            Err(reason) => reject(
+                out,
+                reason,
+                at.payload_with(Some(("messages", raw_message))),
+            ),
         }
     }
 
@@ -162,14 +219,18 @@ fn normalise_value(raw: &RawValue, received_at: DateTime<Utc>, out: &mut Normali
     for raw_status in &value.statuses {
         match read_status(raw_status, &business) {
             Ok(event) => out.events.push(event),
-            Err(reason) => reject(out, reason, raw_status.get()),
+            Err(reason) => reject(out, reason, at.payload_with(Some(("statuses", raw_status)))),
         }
     }
 
     for raw_pref in &value.user_preferences {
         match read_preference(raw_pref, &business, &profiles) {
             Ok(event) => out.events.push(event),
-            Err(reason) => reject(out, reason, raw_pref.get()),
+            Err(reason) => reject(
+                out,
+                reason,
+                at.payload_with(Some(("user_preferences", raw_pref))),
+            ),
         }
     }
 
@@ -188,11 +249,8 @@ fn normalise_value(raw: &RawValue, received_at: DateTime<Utc>, out: &mut Normali
     }
 }
 
-fn reject(out: &mut Normalised, reason: String, raw: &str) {
-    out.rejected.push(Rejected {
-        reason,
-        raw: raw.to_owned(),
-    });
+fn reject(out: &mut Normalised, reason: String, raw: String) {
+    out.rejected.push(Rejected { reason, raw });
 }
 
 /// The `contacts[]` of a change, looked up by `wa_id` or BSUID.
