@@ -34,6 +34,8 @@ pub const DLQ_SOURCE: &str = "wacrm_dlq_source";
 pub const DLQ_TOPIC: &str = "wacrm_dlq_original_topic";
 /// Dead-letter header: original partition.
 pub const DLQ_PARTITION: &str = "wacrm_dlq_original_partition";
+/// Dead-letter header: original record key.
+pub const DLQ_KEY: &str = "wacrm_dlq_original_key";
 /// Dead-letter header: original offset.
 pub const DLQ_OFFSET: &str = "wacrm_dlq_original_offset";
 /// Dead-letter header: the consumer group that gave up.
@@ -136,6 +138,7 @@ pub fn dead_letter_record(
             headers.push((DLQ_TOPIC.into(), record.topic.clone()));
             headers.push((DLQ_PARTITION.into(), record.partition.to_string()));
             headers.push((DLQ_OFFSET.into(), record.offset.to_string()));
+            headers.push((DLQ_KEY.into(), record.key.clone()));
             headers.push((DLQ_GROUP.into(), (*group).to_owned()));
             let basis = format!(
                 "{}/{}/{}/{}",
@@ -161,6 +164,29 @@ pub fn dead_letter_record(
         headers,
         payload,
     }
+}
+
+/// The record a consumer dead letter re-drives: the original topic, key, headers (without the
+/// dead-letter ones) and bytes. `None` for webhook dead letters, which are re-driven through
+/// normalisation instead.
+pub fn redrive_record(headers: &[(String, String)], payload: &[u8]) -> Option<OutboundRecord> {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let topic = find(DLQ_TOPIC)?;
+    Some(OutboundRecord {
+        topic,
+        key: find(DLQ_KEY).unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with("wacrm_dlq_"))
+            .cloned()
+            .collect(),
+        payload: payload.to_vec(),
+    })
 }
 
 #[cfg(test)]

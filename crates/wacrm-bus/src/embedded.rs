@@ -7,8 +7,8 @@
 //! Readers use their own connections and never block the writer.
 //!
 //! Each topic is one partition, so every key's records stay in order. A consumer group has one
-//! member at a time (a second subscription of the same group is refused): the embedded bus is
-//! for one node; run Kafka for more.
+//! member at a time (a second subscription of the same group is refused), and one process owns
+//! the log (a lock file beside it): the embedded bus is for one node; run Kafka for more.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,8 @@ type Heads = Arc<RwLock<HashMap<String, i64>>>;
 
 /// The embedded single-node bus.
 pub struct EmbeddedBus {
+    /// Held for the bus's lifetime: one process owns the log.
+    _lock: std::fs::File,
     writer: mpsc::Sender<WriteOp>,
     path: PathBuf,
     heads: Heads,
@@ -70,6 +72,19 @@ impl EmbeddedBus {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| BusError::Fatal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let lock_path = config.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BusError::Fatal(format!("cannot open {}: {e}", lock_path.display())))?;
+        if lock.try_lock().is_err() {
+            return Err(BusError::Unavailable(format!(
+                "the embedded bus {} is in use by another wacrm process; stop it or use its API",
+                config.path.display()
+            )));
         }
         let conn = Connection::open(&config.path).map_err(fatal)?;
         conn.execute_batch(
@@ -88,6 +103,7 @@ impl EmbeddedBus {
             .spawn(move || writer_loop(conn, rx, writer_heads, appended_tx, max_batch))
             .map_err(|e| BusError::Fatal(format!("cannot start bus writer: {e}")))?;
         Ok(EmbeddedBus {
+            _lock: lock,
             writer: tx,
             path: config.path.clone(),
             heads,

@@ -12,6 +12,7 @@
 //! batch is redelivered to the new owner (at-least-once; handlers are idempotent).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -103,18 +104,41 @@ fn classify(e: &KafkaError) -> BusError {
     }
 }
 
+/// The producer's client context: notices when every broker connection went down, after
+/// which the producer is replaced before its next publish (see `KafkaBus::replace_producer`).
+#[derive(Clone, Default)]
+pub struct ProducerHealth {
+    all_brokers_down: Arc<AtomicBool>,
+}
+
+impl ClientContext for ProducerHealth {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.all_brokers_down.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(%error, reason, "kafka producer error");
+    }
+}
+
+type IdempotentProducer = FutureProducer<ProducerHealth>;
+
 /// The Kafka event bus.
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<(IdempotentProducer, ProducerHealth)>,
+    replaced_at: std::sync::Mutex<std::time::Instant>,
     publish_timeout: Duration,
 }
+
+/// Shortest time between two producer replacements.
+const MIN_REPLACE_INTERVAL: Duration = Duration::from_secs(1);
 
 fn create_producer(
     config: &KafkaConfig,
     publish_timeout: Duration,
-) -> Result<FutureProducer, BusError> {
+) -> Result<(IdempotentProducer, ProducerHealth), BusError> {
     let timeout_ms = publish_timeout.as_millis().max(1).to_string();
+    let health = ProducerHealth::default();
     config
         .client()
         .set("enable.idempotence", "true")
@@ -123,7 +147,8 @@ fn create_producer(
         .set("linger.ms", "1")
         .set("message.timeout.ms", &timeout_ms)
         .set("compression.type", "lz4")
-        .create()
+        .create_with_context(health.clone())
+        .map(|p| (p, health))
         .map_err(|e| BusError::Fatal(format!("kafka producer: {e}")))
 }
 
@@ -133,35 +158,63 @@ impl KafkaBus {
         Ok(KafkaBus {
             config: config.clone(),
             producer: RwLock::new(create_producer(config, publish_timeout)?),
+            replaced_at: std::sync::Mutex::new(std::time::Instant::now() - MIN_REPLACE_INTERVAL),
             publish_timeout,
         })
     }
 
-    fn producer(&self) -> Result<FutureProducer, BusError> {
-        self.producer
+    /// The current producer; one that lost every broker since it was made is replaced first.
+    fn producer(&self) -> Result<IdempotentProducer, BusError> {
+        let (producer, health) = self
+            .producer
             .read()
             .map(|p| p.clone())
-            .map_err(|_| BusError::Fatal("producer lock poisoned".into()))
+            .map_err(|_| BusError::Fatal("producer lock poisoned".into()))?;
+        if health.all_brokers_down.load(Ordering::Relaxed) {
+            self.replace_producer(&producer, "all brokers were down");
+            return self
+                .producer
+                .read()
+                .map(|p| p.0.clone())
+                .map_err(|_| BusError::Fatal("producer lock poisoned".into()));
+        }
+        Ok(producer)
     }
 
-    /// Replaces a producer whose delivery failed. librdkafka's idempotent producer cannot go
-    /// on after a fatal error, and a broker that restarted without its idempotence state (tansu
-    /// 0.6 does) rejects the old producer id for good — a producer that never sent to the
-    /// restarted broker is accepted at once. So the first failure of a producer retires it; its
-    /// other in-flight records fail to their publishers, who retry (webhooks get 503), and
-    /// consumers are idempotent, so a record that was in fact written and is published again
-    /// does no harm. During an outage this creates at most one producer per publish timeout.
-    fn replace_producer(&self, failed: &FutureProducer, e: &KafkaError) {
+    /// Replaces a producer whose delivery failed or that lost every broker. librdkafka's
+    /// idempotent producer cannot go on after a fatal error, and a broker that restarted
+    /// without its idempotence state (tansu 0.6 does) rejects the old producer id for good —
+    /// a producer that never sent to the restarted broker is accepted at once. So a failure
+    /// retires the producer; its other in-flight records fail to their publishers, who retry
+    /// (webhooks get 503), and consumers are idempotent, so a record that was in fact written
+    /// and is published again does no harm. During an outage this creates at most one
+    /// producer per publish timeout.
+    fn replace_producer(&self, failed: &IdempotentProducer, e: impl std::fmt::Display) {
         let Ok(mut current) = self.producer.write() else {
             return;
         };
         // Concurrent publishers see the same failure: replace once.
-        if !std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+        if !std::ptr::eq(
+            current.0.client().native_ptr(),
+            failed.client().native_ptr(),
+        ) {
+            return;
+        }
+        // While brokers stay down, a new producer a second is plenty.
+        if self
+            .replaced_at
+            .lock()
+            .map(|at| at.elapsed() < MIN_REPLACE_INTERVAL)
+            .unwrap_or(false)
+        {
             return;
         }
         match create_producer(&self.config, self.publish_timeout) {
             Ok(fresh) => {
-                tracing::warn!(error = %e, "kafka producer replaced after an unrecoverable error");
+                tracing::warn!(reason = %e, "kafka producer replaced");
+                if let Ok(mut at) = self.replaced_at.lock() {
+                    *at = std::time::Instant::now();
+                }
                 metrics::counter!("wacrm_kafka_producer_replacements_total").increment(1);
                 *current = fresh;
             }
@@ -197,12 +250,18 @@ impl EventBus for KafkaBus {
                 }
             }
         }
-        let results = tokio::time::timeout(
+        let results = match tokio::time::timeout(
             self.publish_timeout + Duration::from_secs(1),
             futures::future::join_all(deliveries),
         )
         .await
-        .map_err(|_| BusError::Timeout(self.publish_timeout))?;
+        {
+            Ok(results) => results,
+            Err(_) => {
+                self.replace_producer(&producer, "deliveries did not complete in time");
+                return Err(BusError::Timeout(self.publish_timeout));
+            }
+        };
         for result in results {
             match result {
                 Ok(Ok(_)) => {}

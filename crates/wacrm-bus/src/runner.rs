@@ -154,6 +154,9 @@ impl<H: Handler> ConsumerRunner<H> {
     ) -> Result<(), RunnerError> {
         let group = self.config.group.clone();
         let mut poll_backoff = self.config.backoff();
+        // Lag costs a round trip per partition on Kafka: measure it at most this often.
+        let lag_every = Duration::from_secs(5);
+        let mut lag_measured = tokio::time::Instant::now() - lag_every;
         while !shutdown.is_cancelled() {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -187,8 +190,11 @@ impl<H: Handler> ConsumerRunner<H> {
                 .await?;
             metrics::counter!("wacrm_consumer_records_total", "group" => group.clone())
                 .increment(batch.len() as u64);
-            if let Ok(lag) = subscription.lag().await {
-                metrics::gauge!("wacrm_consumer_lag", "group" => group.clone()).set(lag as f64);
+            if lag_measured.elapsed() >= lag_every {
+                lag_measured = tokio::time::Instant::now();
+                if let Ok(lag) = subscription.lag().await {
+                    metrics::gauge!("wacrm_consumer_lag", "group" => group.clone()).set(lag as f64);
+                }
             }
         }
         let _ = subscription.close().await;

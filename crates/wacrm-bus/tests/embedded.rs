@@ -224,3 +224,16 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
         .unwrap();
     assert_eq!(again.lag().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn one_process_owns_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(&config(&dir)).unwrap();
+    let second = EmbeddedBus::open(&config(&dir));
+    assert!(matches!(second, Err(wacrm_bus::BusError::Unavailable(_))));
+    drop(bus);
+    assert!(
+        EmbeddedBus::open(&config(&dir)).is_ok(),
+        "the lock goes with the owner"
+    );
+}

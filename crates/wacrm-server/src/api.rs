@@ -24,6 +24,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/contacts/{id}/messages", get(contact_messages))
         .route("/v1/messages/{wamid}", get(get_message))
         .route("/v1/dead-letters", get(dead_letters))
+        .route(
+            "/v1/dead-letters/{id}/retry",
+            axum::routing::post(retry_dead_letter),
+        )
 }
 
 fn store_error(e: wacrm_store::StoreError) -> Response {
@@ -156,18 +160,36 @@ pub async fn get_message(
     }
 }
 
+/// Filters of `GET /v1/dead-letters`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeadLetterFilter {
+    /// Most items (default 100, at most 1000).
+    pub limit: Option<u64>,
+    /// Include dead letters already re-driven successfully.
+    pub include_resolved: Option<bool>,
+}
+
 /// `GET /v1/dead-letters`, newest first.
-#[utoipa::path(get, path = "/v1/dead-letters", tag = "operations", security(("api_key" = [])), params(Page),
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "operations", security(("api_key" = [])), params(DeadLetterFilter),
     responses((status = 200, body = Vec<DeadLetterView>), (status = 401), (status = 403)))]
 pub async fn dead_letters(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(page): Query<Page>,
+    Query(filter): Query<DeadLetterFilter>,
 ) -> Response {
     if let Err(r) = caller.require(scope::DEAD_LETTERS_READ) {
         return r.into_response();
     }
-    match queries::dead_letters(&state.db, page.limit()).await {
+    let page = Page {
+        limit: filter.limit,
+    };
+    match queries::dead_letters(
+        &state.db,
+        page.limit(),
+        filter.include_resolved.unwrap_or(false),
+    )
+    .await
+    {
         Ok(d) => Json(d).into_response(),
         Err(e) => store_error(e),
     }
@@ -209,4 +231,51 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The outcome of a re-drive.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedriveOutcome {
+    /// The dead letter.
+    pub id: String,
+    /// Whether it was re-driven.
+    pub resolved: bool,
+    /// Why not, when it was not.
+    pub error: Option<String>,
+}
+
+/// `POST /v1/dead-letters/{id}/retry`: re-drives one dead letter.
+#[utoipa::path(post, path = "/v1/dead-letters/{id}/retry", tag = "operations", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Dead letter id")),
+    responses((status = 200, body = RedriveOutcome), (status = 401), (status = 403), (status = 404)))]
+pub async fn retry_dead_letter(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = caller.require(scope::DEAD_LETTERS_RETRY) {
+        return r.into_response();
+    }
+    let dead = match queries::dead_letter(&state.db, &id).await {
+        Ok(Some(dead)) => dead,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such dead letter"),
+        Err(e) => return store_error(e),
+    };
+    match crate::redrive::redrive(
+        &state.db,
+        state.bus.as_ref(),
+        &state.topics,
+        &state.source,
+        &dead,
+    )
+    .await
+    {
+        Ok(outcome) => Json(RedriveOutcome {
+            id,
+            resolved: outcome.is_ok(),
+            error: outcome.err(),
+        })
+        .into_response(),
+        Err(e) => store_error(e),
+    }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod metrics_endpoint;
 pub mod openapi;
+pub mod redrive;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -183,6 +183,12 @@ pub mod dead_letter {
         pub payload: Vec<u8>,
         pub bus_offset: i64,
         pub created_at: ChronoDateTimeUtc,
+        /// Set when a re-drive succeeded.
+        pub resolved_at: Option<ChronoDateTimeUtc>,
+        /// Re-drive attempts so far.
+        pub attempts: i32,
+        /// Why the last re-drive failed.
+        pub last_error: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -54,6 +54,7 @@ impl Role {
                 scope::MESSAGES_SEND,
                 scope::AUDIT_READ,
                 scope::DEAD_LETTERS_READ,
+                scope::DEAD_LETTERS_RETRY,
                 scope::KEYS_MANAGE,
             ],
             Role::Agent => &[scope::CONVERSATIONS_READ, scope::MESSAGES_SEND],
@@ -77,6 +78,8 @@ pub mod scope {
     pub const AUDIT_READ: &str = "audit:read";
     /// Read dead letters.
     pub const DEAD_LETTERS_READ: &str = "dead_letters:read";
+    /// Re-drive dead letters.
+    pub const DEAD_LETTERS_RETRY: &str = "dead_letters:retry";
     /// Create, list and revoke keys.
     pub const KEYS_MANAGE: &str = "keys:manage";
 }

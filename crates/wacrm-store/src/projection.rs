@@ -607,6 +607,9 @@ async fn apply_dead_letter<C: ConnectionTrait>(db: &C, record: &Record) -> Resul
         payload: Set(record.payload.clone()),
         bus_offset: Set(record.offset),
         created_at: Set(created_at),
+        resolved_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
     };
     dead_letter::Entity::insert(row)
         .on_conflict(

@@ -109,6 +109,12 @@ pub struct DeadLetterView {
     pub headers: serde_json::Value,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// When a re-drive succeeded; absent while it is still dead.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Re-drive attempts.
+    pub attempts: i32,
+    /// Why the last re-drive failed.
+    pub last_error: Option<String>,
 }
 
 async fn contact_view(
@@ -259,28 +265,77 @@ pub async fn get_message(
     }))
 }
 
-/// Dead letters, newest first.
+fn dead_letter_view(d: dead_letter::Model) -> DeadLetterView {
+    DeadLetterView {
+        id: d.id,
+        source: d.source,
+        error_class: d.error_class,
+        reason: d.reason,
+        payload: String::from_utf8_lossy(&d.payload).into_owned(),
+        headers: d.headers,
+        created_at: d.created_at,
+        resolved_at: d.resolved_at,
+        attempts: d.attempts,
+        last_error: d.last_error,
+    }
+}
+
+/// One dead letter.
+pub async fn dead_letter(
+    db: &DatabaseConnection,
+    id: &str,
+) -> Result<Option<DeadLetterView>, StoreError> {
+    Ok(dead_letter::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .map(dead_letter_view))
+}
+
+/// Dead letters, newest first; only unresolved ones unless `include_resolved`.
 pub async fn dead_letters(
     db: &DatabaseConnection,
     limit: u64,
+    include_resolved: bool,
 ) -> Result<Vec<DeadLetterView>, StoreError> {
-    Ok(dead_letter::Entity::find()
+    let mut query = dead_letter::Entity::find();
+    if !include_resolved {
+        query = query.filter(dead_letter::Column::ResolvedAt.is_null());
+    }
+    Ok(query
         .order_by_desc(dead_letter::Column::CreatedAt)
         .order_by_desc(dead_letter::Column::BusOffset)
         .limit(limit)
         .all(db)
         .await?
         .into_iter()
-        .map(|d| DeadLetterView {
-            id: d.id,
-            source: d.source,
-            error_class: d.error_class,
-            reason: d.reason,
-            payload: String::from_utf8_lossy(&d.payload).into_owned(),
-            headers: d.headers,
-            created_at: d.created_at,
-        })
+        .map(dead_letter_view)
         .collect())
+}
+
+/// Records the outcome of a re-drive: resolved, or still dead with the reason.
+pub async fn record_redrive(
+    db: &DatabaseConnection,
+    id: &str,
+    outcome: Result<(), String>,
+) -> Result<(), StoreError> {
+    let mut update = dead_letter::Entity::update_many()
+        .col_expr(
+            dead_letter::Column::Attempts,
+            sea_orm::sea_query::Expr::col(dead_letter::Column::Attempts).add(1),
+        )
+        .filter(dead_letter::Column::Id.eq(id));
+    update = match outcome {
+        Ok(()) => update.col_expr(
+            dead_letter::Column::ResolvedAt,
+            sea_orm::sea_query::Expr::value(Some(Utc::now())),
+        ),
+        Err(reason) => update.col_expr(
+            dead_letter::Column::LastError,
+            sea_orm::sea_query::Expr::value(Some(reason)),
+        ),
+    };
+    update.exec(db).await?;
+    Ok(())
 }
 
 /// How many rows each table holds (for tests and `wacrm doctor`).

@@ -1,0 +1,96 @@
+//! `wacrm keys`: employees' API keys.
+
+use anyhow::bail;
+use clap::Subcommand;
+use wacrm_store::keys::{self, NewKey, Role};
+
+use crate::settings::Settings;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (it is shown only this once).
+    Create {
+        /// The employee's name.
+        #[arg(long)]
+        name: String,
+        /// admin, agent or auditor.
+        #[arg(long)]
+        role: String,
+        /// Business numbers (phone number ids) the key may use; repeat for several. Default: all.
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-31T23:59:59Z).
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id.
+        id: String,
+    },
+}
+
+pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let db = wacrm_store::connect(&settings.store).await?;
+    wacrm_store::migrate(&db).await?;
+    match command {
+        KeysCommand::Create {
+            name,
+            role,
+            numbers,
+            expires_at,
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!("role must be admin, agent or auditor");
+            };
+            let (info, token) = keys::create(
+                &db,
+                NewKey {
+                    name,
+                    role,
+                    scopes: None,
+                    business_numbers: (!numbers.is_empty()).then_some(numbers),
+                    expires_at,
+                },
+            )
+            .await?;
+            eprintln!(
+                "created key {} for {} ({}); store it now, it is not shown again:",
+                info.id,
+                info.name,
+                info.role.as_str()
+            );
+            println!("{token}");
+        }
+        KeysCommand::List => {
+            for k in keys::list(&db).await? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.role.as_str(),
+                    state,
+                    k.business_numbers
+                        .map(|n| n.join(","))
+                        .unwrap_or_else(|| "*".into())
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !keys::revoke(&db, &id).await? {
+                bail!("no key {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

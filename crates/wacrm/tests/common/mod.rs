@@ -1,0 +1,310 @@
+//! Drives the real `wacrm` binary, on the embedded bus or on Kafka (tansu).
+#![allow(dead_code, clippy::unwrap_used)]
+
+#[path = "../../../wacrm-bus/tests/support/broker.rs"]
+pub mod broker;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use broker::Broker;
+use wacrm_whatsapp::signature::sign;
+
+pub const SECRET: &str = "e2e-secret";
+
+/// Which bus the service runs on.
+pub enum Bus {
+    Embedded,
+    Kafka(Broker),
+}
+
+impl Bus {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Bus::Embedded => "embedded",
+            Bus::Kafka(_) => "kafka",
+        }
+    }
+}
+
+/// Every backend available here: embedded always, Kafka when a broker can be started.
+pub fn backends() -> Vec<Bus> {
+    let mut out = vec![Bus::Embedded];
+    if let Some(broker) = Broker::start() {
+        out.push(Bus::Kafka(broker));
+    }
+    out
+}
+
+pub struct Service {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub child: Option<Child>,
+    pub client: reqwest::Client,
+    pub bus: Bus,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Service {
+    pub fn new(bus: Bus) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut env = vec![
+            (
+                "WACRM_SERVER__LISTEN".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
+            (
+                "WACRM_STORE__URL".to_owned(),
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("store.db").display()
+                ),
+            ),
+            (
+                "WACRM_BUS__EMBEDDED__PATH".to_owned(),
+                dir.path().join("bus.db").display().to_string(),
+            ),
+            ("WACRM_WHATSAPP__APP_SECRET".to_owned(), SECRET.to_owned()),
+            ("WACRM_LOG".to_owned(), "warn".to_owned()),
+        ];
+        if let Bus::Kafka(broker) = &bus {
+            env.extend([
+                ("WACRM_BUS__BACKEND".to_owned(), "kafka".to_owned()),
+                ("WACRM_BUS__KAFKA__BROKERS".to_owned(), broker.bootstrap()),
+                (
+                    "WACRM_BUS__KAFKA__CREATE_TOPICS".to_owned(),
+                    "true".to_owned(),
+                ),
+                ("WACRM_BUS__KAFKA__PARTITIONS".to_owned(), "3".to_owned()),
+                (
+                    "WACRM_BUS__KAFKA__SESSION_TIMEOUT_MS".to_owned(),
+                    "6000".to_owned(),
+                ),
+                (
+                    "WACRM_BUS__PUBLISH_TIMEOUT_MS".to_owned(),
+                    "3000".to_owned(),
+                ),
+            ]);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Service {
+            dir,
+            port,
+            child: None,
+            client,
+            bus,
+            env,
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wacrm"));
+        cmd.current_dir(self.dir.path())
+            .envs(self.env.iter().cloned());
+        cmd
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("wacrm.log"))
+            .unwrap();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wacrm ({}) did not become ready:\n{}",
+                self.bus.name(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("wacrm.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, and the exit must be clean and prompt.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "wacrm exited with {status} on SIGTERM:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "wacrm did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn admin_key(&self) -> String {
+        let out = self
+            .command()
+            .args(["keys", "create", "--name", "E2E", "--role", "admin"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Posts a signed webhook; the status code, or 0 when the connection failed.
+    pub async fn post_webhook(&self, body: Vec<u8>) -> u16 {
+        let sig = sign(SECRET.as_bytes(), &body);
+        match self
+            .client
+            .post(self.url("/webhooks/whatsapp"))
+            .header("x-hub-signature-256", sig)
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    pub async fn get_json(&self, path: &str, key: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Waits until every wamid is readable through the API.
+    pub async fn wait_stored(
+        &self,
+        key: &str,
+        wamids: impl IntoIterator<Item = String>,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        let mut missing: Vec<String> = wamids.into_iter().collect();
+        while !missing.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{} ({}): {} acknowledged messages never reached the store\n{}",
+                self.bus.name(),
+                missing.len(),
+                missing.len(),
+                self.log()
+            );
+            let mut still = Vec::new();
+            for wamid in missing {
+                if self.get_json(&format!("/v1/messages/{wamid}"), key).await.0 != 200 {
+                    still.push(wamid);
+                }
+            }
+            missing = still;
+            if !missing.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A one-message text webhook from one of 25 contacts.
+pub fn text_webhook(i: usize) -> (String, Vec<u8>) {
+    let wamid = format!("wamid.e2e.{i:06}");
+    let contact = contact_wa_id(i % 25);
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": format!("Cliente {}", i % 25)}, "wa_id": contact}],
+            "messages": [{"from": contact, "id": wamid, "timestamp": (1_750_000_000 + i).to_string(),
+                          "type": "text", "text": {"body": format!("mensagem {i}")}}]
+        }}]}]
+    });
+    (wamid, serde_json::to_vec(&body).unwrap())
+}
+
+pub fn contact_wa_id(c: usize) -> String {
+    format!("55119{:08}", 87_000_000 + c)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../wacrm-whatsapp/tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}

@@ -1,0 +1,203 @@
+//! Webhooks → bus → store → API through the real binary, on every bus backend.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{backends, fixture, text_webhook, Bus, Service};
+
+fn wamids(body: &[u8]) -> Vec<String> {
+    let raw: serde_json::Value = serde_json::from_slice(body).unwrap();
+    raw["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["changes"].as_array().unwrap().iter())
+        .flat_map(|c| {
+            c["value"]["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn fixtures_reach_the_store(bus: Bus) {
+    let mut service = Service::new(bus);
+    let key = service.admin_key();
+    service.start().await;
+    let mut expected = Vec::new();
+    for name in [
+        "batch_3x2.json",
+        "number_9th_digit_pair.json",
+        "system_user_changed_number.json",
+        "bsuid_only.json",
+        "unknown_future_type.json",
+        "interactive_nfm_reply.json",
+        "order.json",
+    ] {
+        let body = fixture(name);
+        for _ in 0..3 {
+            assert_eq!(
+                service.post_webhook(body.clone()).await,
+                200,
+                "{name} on {}",
+                service.bus.name()
+            );
+        }
+        expected.extend(wamids(&body));
+    }
+    service
+        .wait_stored(&key, expected.clone(), Duration::from_secs(60))
+        .await;
+    // Out-of-order statuses for a batch message that the business sent are folded in.
+    let (_, dead) = service.get_json("/v1/dead-letters", &key).await;
+    assert_eq!(
+        dead.as_array().unwrap().len(),
+        0,
+        "{}: {dead}",
+        service.bus.name()
+    );
+    // The Brazilian pair is one contact with both messages.
+    let (_, contacts) = service
+        .get_json("/v1/contacts?wa_id=551187654321", &key)
+        .await;
+    let contacts = contacts.as_array().unwrap().clone();
+    assert_eq!(contacts.len(), 1, "{}", service.bus.name());
+    let id = contacts[0]["id"].as_str().unwrap();
+    let (_, messages) = service
+        .get_json(&format!("/v1/contacts/{id}/messages"), &key)
+        .await;
+    assert!(messages.as_array().unwrap().len() >= 2);
+    service.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixtures_reach_the_store_once_on_every_backend() {
+    for bus in backends() {
+        fixtures_reach_the_store(bus).await;
+    }
+}
+
+async fn dead_letters_are_kept_and_re_driven(bus: Bus) {
+    let mut service = Service::new(bus);
+    let key = service.admin_key();
+    service.start().await;
+    assert_eq!(
+        service
+            .post_webhook(b"{\"not\":\"whatsapp\"".to_vec())
+            .await,
+        200
+    );
+    let odd = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"106540352242922"},
+        "statuses":[{"id":"wamid.x","status":"deleted","timestamp":"1750000000","recipient_id":"5511987654321"}]}}]}]}"#;
+    assert_eq!(service.post_webhook(odd.to_vec()).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let (_, dead) = service.get_json("/v1/dead-letters", &key).await;
+        if dead.as_array().unwrap().len() == 2 {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: dead letters not stored: {dead}",
+            service.bus.name()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reasons: HashSet<String> = dead
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("not a WhatsApp webhook")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown status")),
+        "{reasons:?}"
+    );
+    // Re-driving cannot fix them (the cause is still there): they stay, with the attempt counted.
+    for d in dead.as_array().unwrap() {
+        let id = d["id"].as_str().unwrap();
+        let r = service
+            .client
+            .post(service.url(&format!("/v1/dead-letters/{id}/retry")))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let outcome: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(outcome["resolved"], false, "{outcome}");
+    }
+    let (_, dead) = service.get_json("/v1/dead-letters", &key).await;
+    assert!(
+        dead.as_array().unwrap().iter().all(|d| d["attempts"] == 1),
+        "{dead}"
+    );
+    service.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_kept_and_re_driven_on_every_backend() {
+    for bus in backends() {
+        dead_letters_are_kept_and_re_driven(bus).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_gives_503_and_loses_nothing_acknowledged() {
+    let Some(Bus::Kafka(broker)) = backends().into_iter().find(|b| matches!(b, Bus::Kafka(_)))
+    else {
+        return;
+    };
+    let mut service = Service::new(Bus::Kafka(broker));
+    let key = service.admin_key();
+    service.start().await;
+    let mut acked = Vec::new();
+    let mut unavailable = 0;
+    let mut i = 0;
+    let started = Instant::now();
+    let mut stopped = false;
+    let mut restarted = false;
+    while started.elapsed() < Duration::from_secs(20) || !restarted {
+        let elapsed = started.elapsed();
+        if !stopped && elapsed > Duration::from_secs(2) {
+            if let Bus::Kafka(b) = &mut service.bus {
+                b.stop();
+            }
+            stopped = true;
+        }
+        if stopped && !restarted && elapsed > Duration::from_secs(8) {
+            if let Bus::Kafka(b) = &mut service.bus {
+                b.restart();
+            }
+            restarted = true;
+        }
+        let (wamid, body) = text_webhook(i);
+        i += 1;
+        match service.post_webhook(body).await {
+            200 => acked.push(wamid),
+            503 => unavailable += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(unavailable > 0, "the outage was noticed");
+    assert!(
+        acked.len() > 10,
+        "traffic flowed before and after the outage"
+    );
+    let last_acked_after_restart = acked.last().cloned();
+    assert!(last_acked_after_restart.is_some());
+    service
+        .wait_stored(&key, acked.clone(), Duration::from_secs(90))
+        .await;
+    service.terminate();
+}
