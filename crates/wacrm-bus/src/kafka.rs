@@ -358,7 +358,9 @@ struct KafkaSubscription {
     request_timeout: Duration,
 }
 
-fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+/// A record from a message read with rdkafka, for integrators who run their own consumer
+/// (then [`crate::cloudevents::decode_event`] gives the event).
+pub fn record_from_kafka(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     let headers = m
         .headers()
         .map(|h| {
@@ -392,13 +394,13 @@ impl Subscription for KafkaSubscription {
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => return Ok(Vec::new()),
             Ok(Err(e)) => return Err(classify(&e)),
-            Ok(Ok(m)) => to_record(&m),
+            Ok(Ok(m)) => record_from_kafka(&m),
         };
         let mut out = vec![first];
         // Take what is already fetched, without waiting.
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(m)) => out.push(to_record(&m)),
+                Some(Ok(m)) => out.push(record_from_kafka(&m)),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error while batching");
                     break;
@@ -613,4 +615,127 @@ async fn cleanup_policy(
     resource
         .get("cleanup.policy")
         .and_then(|entry| entry.value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against librdkafka's mock cluster. The cluster is not `Send`: it stays on the test's
+    //! thread (the default current-thread runtime) and is never moved into `tokio::spawn`.
+
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    fn cluster(
+        topic: &str,
+    ) -> (
+        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        KafkaConfig,
+    ) {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.create_topic(topic, 3, 1).expect("topic");
+        let config = KafkaConfig {
+            brokers: mock.bootstrap_servers(),
+            ..KafkaConfig::default()
+        };
+        (mock, config)
+    }
+
+    fn records(topic: &str, n: usize) -> Vec<OutboundRecord> {
+        (0..n)
+            .map(|i| OutboundRecord {
+                topic: topic.into(),
+                key: format!("key-{}", i % 5),
+                headers: vec![("ce_id".into(), i.to_string())],
+                payload: i.to_string().into_bytes(),
+            })
+            .collect()
+    }
+
+    async fn drain(sub: &mut Box<dyn Subscription>, want: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        for _ in 0..60 {
+            if out.len() >= want {
+                break;
+            }
+            out.extend(
+                sub.poll(100, Duration::from_millis(500))
+                    .await
+                    .expect("poll"),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn publish_consume_commit_on_a_mock_cluster() {
+        let (_mock, config) = cluster("t");
+        let bus = KafkaBus::open(&config, Duration::from_secs(5)).expect("bus");
+        bus.publish(records("t", 50)).await.expect("publish");
+        let mut sub = bus
+            .subscribe("g", &["t".to_owned()])
+            .await
+            .expect("subscribe");
+        let got = drain(&mut sub, 50).await;
+        assert_eq!(got.len(), 50);
+        assert!(got.iter().all(|r| r.header("ce_id").is_some()));
+        // One key, one partition.
+        for key in 0..5 {
+            let parts: std::collections::HashSet<i32> = got
+                .iter()
+                .filter(|r| r.key == format!("key-{key}"))
+                .map(|r| r.partition)
+                .collect();
+            assert_eq!(parts.len(), 1);
+        }
+        sub.commit(&got).await.expect("commit");
+        assert_eq!(sub.lag().await.expect("lag"), 0);
+    }
+
+    #[tokio::test]
+    async fn transient_produce_errors_are_retried_without_duplicates() {
+        let (mock, config) = cluster("t");
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            ],
+        );
+        let bus = KafkaBus::open(&config, Duration::from_secs(10)).expect("bus");
+        bus.publish(records("t", 10))
+            .await
+            .expect("retried until durable");
+        let mut sub = bus
+            .subscribe("g", &["t".to_owned()])
+            .await
+            .expect("subscribe");
+        let got = drain(&mut sub, 10).await;
+        let mut ids: Vec<&str> = got.iter().filter_map(|r| r.header("ce_id")).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10);
+        assert_eq!(
+            got.len(),
+            10,
+            "the idempotent producer wrote each record once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_down_broker_fails_the_publish_within_its_timeout() {
+        let (mock, config) = cluster("t");
+        let bus = KafkaBus::open(&config, Duration::from_millis(1500)).expect("bus");
+        bus.publish(records("t", 1)).await.expect("up");
+        mock.broker_down(1).expect("down");
+        let started = std::time::Instant::now();
+        let result = bus.publish(records("t", 1)).await;
+        assert!(result.is_err());
+        assert_eq!(
+            result.err().map(|e| e.class()),
+            Some(wacrm_core::ErrorClass::Retry)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -50,12 +50,22 @@ impl HandlerError {
     }
 }
 
-/// A consumer's processing step. A call must be all-or-nothing and idempotent: the same
-/// records may be handed again after a crash or a retry.
+/// What a handler did with a batch that it (otherwise) handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handled {
+    /// Records that can never be processed, by index in the batch, with the reason: the runner
+    /// dead-letters them before committing. The handler applied everything else.
+    pub dead_letters: Vec<(usize, String)>,
+}
+
+/// A consumer's processing step. A call must be idempotent: the same records may be handed
+/// again after a crash or a retry. On `Err`, nothing of the batch may be assumed applied (a
+/// `Permanent` error means nothing was applied; a `Retryable` one may leave part applied, which
+/// idempotence makes harmless).
 #[async_trait]
 pub trait Handler: Send {
     /// Processes a batch, in order.
-    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError>;
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError>;
 }
 
 /// Why the runner stopped other than by shutdown.
@@ -88,6 +98,9 @@ pub struct RunnerConfig {
     pub max_batch: usize,
     /// Longest wait for a batch.
     pub poll_wait: Duration,
+    /// Once a batch has started, how long to keep collecting records before handling it (up to
+    /// `max_batch`): larger batches mean fewer calls to slow downstream systems.
+    pub linger: Duration,
     /// First retry delay.
     pub initial_backoff: Duration,
     /// Longest retry delay.
@@ -101,6 +114,7 @@ impl RunnerConfig {
             group: group.into(),
             max_batch: 500,
             poll_wait: Duration::from_millis(500),
+            linger: Duration::ZERO,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
         }
@@ -129,8 +143,8 @@ enum Outcome {
     Abandoned,
 }
 
-enum Handled {
-    Ok,
+enum Attempt {
+    Ok(Vec<(usize, String)>),
     Bad { index: usize, reason: String },
     Abandoned,
 }
@@ -179,6 +193,7 @@ impl<H: Handler> ConsumerRunner<H> {
             if batch.is_empty() {
                 continue;
             }
+            let batch = self.linger(subscription.as_mut(), batch).await;
             match self.process(&batch, &shutdown).await? {
                 Outcome::Done => {}
                 Outcome::Abandoned => {
@@ -201,6 +216,33 @@ impl<H: Handler> ConsumerRunner<H> {
         Ok(())
     }
 
+    /// Tops a started batch up for at most `linger`.
+    async fn linger(
+        &self,
+        subscription: &mut dyn Subscription,
+        mut batch: Vec<Record>,
+    ) -> Vec<Record> {
+        if self.config.linger.is_zero() {
+            return batch;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.linger;
+        while batch.len() < self.config.max_batch {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            match subscription
+                .poll(self.config.max_batch - batch.len(), remaining)
+                .await
+            {
+                Ok(more) if !more.is_empty() => batch.extend(more),
+                // Nothing more in time, or a poll error: handle what we have.
+                _ => break,
+            }
+        }
+        batch
+    }
+
     async fn sleep(&self, backoff: &mut ExponentialBackoff, shutdown: &CancellationToken) {
         let delay = backoff.next_backoff().unwrap_or(self.config.max_backoff);
         tokio::select! {
@@ -217,25 +259,33 @@ impl<H: Handler> ConsumerRunner<H> {
         let mut rest = batch;
         while !rest.is_empty() {
             match self.handle_with_retry(rest, shutdown).await? {
-                Handled::Ok => return Ok(Outcome::Done),
-                Handled::Abandoned => return Ok(Outcome::Abandoned),
-                Handled::Bad { index, reason } => {
+                Attempt::Ok(dead) => {
+                    return Ok(if self.dead_letter_all(rest, &dead, shutdown).await {
+                        Outcome::Done
+                    } else {
+                        Outcome::Abandoned
+                    });
+                }
+                Attempt::Abandoned => return Ok(Outcome::Abandoned),
+                Attempt::Bad { index, reason } => {
                     if index > 0 {
                         // Records before the bad one are good: handle them on their own.
                         match self.handle_with_retry(&rest[..index], shutdown).await? {
-                            Handled::Ok => {}
-                            Handled::Abandoned => return Ok(Outcome::Abandoned),
-                            Handled::Bad {
+                            Attempt::Ok(dead) => {
+                                if !self.dead_letter_all(&rest[..index], &dead, shutdown).await {
+                                    return Ok(Outcome::Abandoned);
+                                }
+                            }
+                            Attempt::Abandoned => return Ok(Outcome::Abandoned),
+                            Attempt::Bad {
                                 index: i,
                                 reason: r,
-                            } => {
-                                return Err(RunnerError::Fatal {
-                                    group: self.config.group.clone(),
-                                    reason: format!(
+                            } => return Err(RunnerError::Fatal {
+                                group: self.config.group.clone(),
+                                reason: format!(
                                     "handler rejected record {i} after accepting it before ({r})"
                                 ),
-                                })
-                            }
+                            }),
                         }
                     }
                     if !self.dead_letter(&rest[index], &reason, shutdown).await {
@@ -248,18 +298,35 @@ impl<H: Handler> ConsumerRunner<H> {
         Ok(Outcome::Done)
     }
 
+    /// Dead-letters the records a handler named. False on shutdown.
+    async fn dead_letter_all(
+        &self,
+        records: &[Record],
+        dead: &[(usize, String)],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        for (index, reason) in dead {
+            if let Some(record) = records.get(*index) {
+                if !self.dead_letter(record, reason, shutdown).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Handles records, retrying transient errors until success, shutdown or a permanent error.
     async fn handle_with_retry(
         &mut self,
         records: &[Record],
         shutdown: &CancellationToken,
-    ) -> Result<Handled, RunnerError> {
+    ) -> Result<Attempt, RunnerError> {
         let mut backoff = self.config.backoff();
         loop {
             match self.handler.handle(records).await {
-                Ok(()) => return Ok(Handled::Ok),
+                Ok(handled) => return Ok(Attempt::Ok(handled.dead_letters)),
                 Err(HandlerError::Permanent { index, reason }) if index < records.len() => {
-                    return Ok(Handled::Bad { index, reason });
+                    return Ok(Attempt::Bad { index, reason });
                 }
                 Err(HandlerError::Permanent { index, reason }) => {
                     return Err(RunnerError::Fatal {
@@ -281,7 +348,7 @@ impl<H: Handler> ConsumerRunner<H> {
                         .increment(1);
                     tracing::warn!(group = %self.config.group, %reason, "handler failed; retrying");
                     if shutdown.is_cancelled() {
-                        return Ok(Handled::Abandoned);
+                        return Ok(Attempt::Abandoned);
                     }
                     self.sleep(&mut backoff, shutdown).await;
                 }

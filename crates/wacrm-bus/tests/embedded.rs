@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::config::EmbeddedConfig;
 use wacrm_bus::embedded::EmbeddedBus;
-use wacrm_bus::runner::{ConsumerRunner, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, RunnerConfig};
 use wacrm_bus::{cloudevents, EventBus, OutboundRecord, Record, Topics};
 
 fn config(dir: &tempfile::TempDir) -> EmbeddedConfig {
@@ -134,7 +134,7 @@ struct Flaky {
 
 #[async_trait]
 impl Handler for Flaky {
-    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError> {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
         if self.transient_left > 0 {
             self.transient_left -= 1;
             return Err(HandlerError::Retryable("database restarting".into()));
@@ -146,12 +146,15 @@ impl Handler for Flaky {
             });
         }
         let mut applied = self.applied.lock().unwrap();
-        applied.extend(
-            records
-                .iter()
-                .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
-        );
-        Ok(())
+        let mut handled = Handled::default();
+        for (i, r) in records.iter().enumerate() {
+            if r.payload == b"ugly" {
+                handled.dead_letters.push((i, "payload is ugly".into()));
+            } else {
+                applied.push(String::from_utf8_lossy(&r.payload).into_owned());
+            }
+        }
+        Ok(handled)
     }
 }
 
@@ -160,7 +163,7 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
     let dir = tempfile::tempdir().unwrap();
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
-    let payloads = ["a", "b", "bad", "c", "d"];
+    let payloads = ["a", "b", "bad", "c", "ugly", "d"];
     bus.publish(
         payloads
             .iter()
@@ -210,8 +213,16 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
         .subscribe("inspector", std::slice::from_ref(&topics.dead_letters))
         .await
         .unwrap();
-    let dead = drain(&mut dlq, 1).await;
+    let dead = drain(&mut dlq, 2).await;
     assert_eq!(dead[0].payload, b"bad");
+    assert_eq!(
+        dead[1].payload, b"ugly",
+        "a record the handler itself named is dead-lettered too"
+    );
+    assert_eq!(
+        dead[1].header(cloudevents::DLQ_REASON),
+        Some("payload is ugly")
+    );
     assert_eq!(dead[0].header(cloudevents::DLQ_OFFSET), Some("2"));
     assert_eq!(dead[0].header(cloudevents::DLQ_GROUP), Some("g"));
     assert_eq!(

@@ -13,7 +13,9 @@ use crate::phone::E164;
 
 /// One way of recognising a contact. Its text form (`phone:+55…`, `bsuid:…`, `wa:…`) is what
 /// the store indexes and what conversation keys are made of.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum IdentityKey {
     /// A canonical phone number (Brazilian mobiles with the 9th digit).
@@ -60,7 +62,7 @@ impl fmt::Display for IdentityKey {
 }
 
 /// The identities a webhook reported for one person. At least one of the fields is present.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContactIdentity {
     /// WhatsApp id as reported (digits), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,7 +115,7 @@ impl ContactIdentity {
 }
 
 /// What a contact says about themselves in WhatsApp.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContactProfile {
     /// The identities of the person.
     pub identity: ContactIdentity,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::contact::IdentityKey;
 
 /// A business phone number on the WhatsApp Business Platform.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BusinessNumber {
     /// Meta's phone number id (`metadata.phone_number_id`), the number's stable identity.
     pub phone_number_id: String,
@@ -28,7 +28,7 @@ impl BusinessNumber {
 
 /// The key of a conversation: business number + contact. Events of one conversation share it,
 /// so on a partitioned bus they stay in order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConversationKey {
     /// The business number's phone number id.
     pub phone_number_id: String,

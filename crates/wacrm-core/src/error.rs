@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What to do about a failure. Every library error in wacrm says which one it is, by type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Transient (timeouts, unavailable services, rate limits): try the same thing again later.

@@ -21,7 +21,19 @@ use crate::status::{MetaError, StatusUpdate};
 const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0b7e_7d4a_4f0e_9a51_7761_6372_6d01);
 
 /// A deterministic event id (a UUID v5 of the event's type and identifying content).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct EventId(pub Uuid);
 
@@ -46,7 +58,7 @@ impl fmt::Display for EventId {
 }
 
 /// A contact's profile as a webhook reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContactUpdate {
     /// The business number the contact wrote to.
     pub business: BusinessNumber,
@@ -55,7 +67,7 @@ pub struct ContactUpdate {
 }
 
 /// A contact moved to a new number (or other identity); their history stays one contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityChange {
     /// The business number that was told.
     pub business: BusinessNumber,
@@ -68,7 +80,7 @@ pub struct IdentityChange {
 }
 
 /// A contact's messaging preference (`user_preferences` webhooks: marketing stop / resume).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreferenceChange {
     /// The business number concerned.
     pub business: BusinessNumber,
@@ -84,7 +96,7 @@ pub struct PreferenceChange {
 }
 
 /// Errors WhatsApp reported for a whole webhook change rather than for one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlatformError {
     /// The business number concerned.
     pub business: BusinessNumber,
@@ -93,7 +105,7 @@ pub struct PlatformError {
 }
 
 /// What happened. The serialized tag is the versioned type name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum EventPayload {
     /// A contact wrote to the business.
@@ -221,7 +233,7 @@ pub enum Stream {
 }
 
 /// One event: id, event time, key, and what happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Deterministic id: the same webhook content yields the same id.
     pub id: EventId,

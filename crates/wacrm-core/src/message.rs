@@ -8,7 +8,7 @@ use crate::conversation::{BusinessNumber, ConversationKey};
 use crate::status::MetaError;
 
 /// Which way a message travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// From the contact to the business.
@@ -28,7 +28,7 @@ impl Direction {
 }
 
 /// One WhatsApp message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Message {
     /// WhatsApp's message id (`wamid.…`), unique per message.
     pub wamid: String,
@@ -64,7 +64,7 @@ impl Message {
 }
 
 /// The employee behind an outbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sender {
     /// The id of the API key used.
     pub key_id: String,
@@ -73,7 +73,7 @@ pub struct Sender {
 }
 
 /// What a message replies to, whether it was forwarded, and the product it asks about.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageContext {
     /// The wamid this message replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,7 +93,7 @@ pub struct MessageContext {
 }
 
 /// A product in a catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProductRef {
     /// The catalog id.
     pub catalog_id: String,
@@ -102,7 +102,7 @@ pub struct ProductRef {
 }
 
 /// A click-to-WhatsApp ad or post that started the conversation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Referral {
     /// The ad's or post's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,7 +128,7 @@ pub struct Referral {
 }
 
 /// A media object: WhatsApp's media id (inbound) or a link (outbound).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Media {
     /// WhatsApp's media id; the file is fetched from the Graph API with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,7 +148,7 @@ pub struct Media {
 }
 
 /// A reply to an interactive message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum InteractiveReply {
     /// A reply button was tapped.
@@ -182,7 +182,7 @@ pub enum InteractiveReply {
 }
 
 /// One item of an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderItem {
     /// The product's retailer id.
     pub product_retailer_id: String,
@@ -195,7 +195,7 @@ pub struct OrderItem {
 }
 
 /// What a message carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MessageContent {
     /// Plain text.

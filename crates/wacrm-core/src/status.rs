@@ -12,7 +12,19 @@ use crate::contact::ContactIdentity;
 use crate::conversation::{BusinessNumber, ConversationKey};
 
 /// The states of an outbound message, in the order they normally happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Accepted by wacrm, not yet confirmed by WhatsApp.
@@ -57,7 +69,9 @@ impl DeliveryState {
 }
 
 /// An error as WhatsApp reports it (on a status, a message or a whole webhook).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct MetaError {
     /// Meta's numeric error code, e.g. 131047 (re-engagement window closed).
     pub code: i64,
@@ -73,7 +87,7 @@ pub struct MetaError {
 }
 
 /// Pricing of a conversation or message as WhatsApp reports it on statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pricing {
     /// Whether it is billed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +101,7 @@ pub struct Pricing {
 }
 
 /// The conversation window WhatsApp opened, as reported on statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConversationWindow {
     /// WhatsApp's conversation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +115,7 @@ pub struct ConversationWindow {
 }
 
 /// One status report for one outbound message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusUpdate {
     /// The message's wamid.
     pub wamid: String,
@@ -135,7 +149,7 @@ impl StatusUpdate {
 }
 
 /// The current status of a message: the merge of every report seen so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageStatus {
     /// The furthest state reached, or `failed`.
     pub state: DeliveryState,

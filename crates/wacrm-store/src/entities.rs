@@ -221,3 +221,52 @@ pub mod api_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod crm_link {
+    use sea_orm::entity::prelude::*;
+
+    /// Which CRM record a contact is, per CRM connection.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "crm_links")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub connection: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_key: String,
+        pub crm_id: String,
+        /// `search` (found a contact people created) or `upsert` (created or keyed by wacrm).
+        pub linked_by: String,
+        pub linked_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod crm_ledger {
+    use sea_orm::entity::prelude::*;
+
+    /// The idempotency ledger: what a CRM connection holds for each wamid.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "crm_ledger")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub connection: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub wamid: String,
+        /// `pending` (a create may have reached the CRM) or `synced`.
+        pub state: String,
+        pub crm_id: Option<String>,
+        /// The last delivery status written to the CRM.
+        pub status: Option<String>,
+        pub pending_since: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod migration;
 pub mod projection;
 pub mod queries;
+pub mod sync;
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use sea_orm::{
     QueryFilter, TransactionTrait,
 };
 use wacrm_bus::cloudevents::{self, decode_event};
-use wacrm_bus::runner::{Handler, HandlerError};
+use wacrm_bus::runner::{Handled, Handler, HandlerError};
 use wacrm_bus::{Record, Topics};
 use wacrm_core::contact::{ContactIdentity, IdentityKey};
 use wacrm_core::event::{Event, EventPayload};
@@ -85,7 +85,7 @@ enum Item<'a> {
 
 #[async_trait]
 impl Handler for Projection {
-    async fn handle(&mut self, records: &[Record]) -> Result<(), HandlerError> {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
         let mut items = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             if record.topic == self.topics.dead_letters {
@@ -103,7 +103,7 @@ impl Handler for Projection {
             }
         }
         match self.apply_all(&items).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Handled::default()),
             Err((index, e)) => match e.class() {
                 wacrm_core::ErrorClass::DeadLetter if index < records.len() => {
                     Err(HandlerError::Permanent {

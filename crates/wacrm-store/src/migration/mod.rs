@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261122_000002_dead_letter_redrive;
+mod m20261122_000003_crm_sync;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_dead_letter_redrive::Migration),
+            Box::new(m20261122_000003_crm_sync::Migration),
         ]
     }
 }

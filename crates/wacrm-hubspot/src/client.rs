@@ -1,0 +1,355 @@
+//! [`HubSpot`]: the CRM adapter, and the one-time setup of the properties it relies on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{Days, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+use wacrm_sync::http::{retry_after, Budget, CrmHttp};
+use wacrm_sync::{
+    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+};
+
+use crate::config::HubSpotConfig;
+use crate::mapping::{self, FoundContact};
+
+/// Contacts per search request (each brings up to a dozen spellings into the `IN` filters).
+const CONTACTS_PER_SEARCH: usize = 8;
+
+/// Reads HubSpot's error answers: a 429's `policyName` tells a daily quota (park until it
+/// resets) from the rolling and per-second limits (wait and retry).
+pub fn classify(status: u16, headers: &HeaderMap, body: &Value) -> CrmError {
+    let message = body["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        429 => match body["policyName"].as_str() {
+            Some("DAILY") => CrmError::QuotaExhausted {
+                // HubSpot resets daily limits at midnight of the account's time zone; the
+                // next UTC midnight plus a margin is never early for the Americas.
+                until: Utc::now()
+                    .date_naive()
+                    .checked_add_days(Days::new(1))
+                    .and_then(|d| d.and_hms_opt(4, 0, 0))
+                    .map(|t| t.and_utc())
+                    .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(24)),
+            },
+            Some("SECONDLY") => CrmError::RateLimited {
+                retry_after: retry_after(headers).or(Some(Duration::from_secs(1))),
+            },
+            _ => CrmError::RateLimited {
+                retry_after: retry_after(headers).or_else(|| {
+                    headers
+                        .get("x-hubspot-ratelimit-interval-milliseconds")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|ms| Duration::from_millis(ms / 10))
+                }),
+            },
+        },
+        401 | 403 => CrmError::Fatal(message),
+        408 | 500..=599 => CrmError::Transient(message),
+        _ => CrmError::Invalid(message),
+    }
+}
+
+/// The HubSpot adapter of one connection.
+pub struct HubSpot {
+    http: CrmHttp,
+    config: HubSpotConfig,
+}
+
+impl HubSpot {
+    /// An adapter for a connection.
+    pub fn new(config: HubSpotConfig) -> Result<Self, CrmError> {
+        if config.token.is_empty() {
+            return Err(CrmError::Fatal(format!(
+                "connection {} has no HubSpot token (WACRM_CRM__CONNECTIONS__{}__TOKEN)",
+                config.sync.name,
+                config.sync.name.to_uppercase()
+            )));
+        }
+        let http = CrmHttp::new(
+            &config.sync.name,
+            &config.base_url,
+            &config.token,
+            config.sync.requests_per_10s,
+            config.sync.search_requests_per_s,
+            Arc::new(classify),
+        )?;
+        Ok(HubSpot { http, config })
+    }
+
+    fn owner(&self, phone_number_id: &str) -> Option<&str> {
+        self.config.owners.get(phone_number_id).map(String::as_str)
+    }
+
+    /// Creates, if missing, the properties wacrm relies on: the unique WhatsApp id on contacts,
+    /// and the wamid and status on communications. Returns what it created.
+    pub async fn setup(&self) -> Result<Vec<String>, CrmError> {
+        let wanted = [
+            (
+                "contacts",
+                self.config.whatsapp_property.as_str(),
+                "WhatsApp ID",
+                "contactinformation",
+                true,
+            ),
+            (
+                "communications",
+                mapping::WAMID_PROPERTY,
+                "WhatsApp message id",
+                "communicationinformation",
+                false,
+            ),
+            (
+                "communications",
+                mapping::STATUS_PROPERTY,
+                "WhatsApp delivery status",
+                "communicationinformation",
+                false,
+            ),
+        ];
+        let mut created = Vec::new();
+        for (object, name, label, group, unique) in wanted {
+            let path = format!("/crm/v3/properties/{object}/{name}");
+            match self
+                .http
+                .send(Method::GET, &path, None, Budget::General)
+                .await
+            {
+                Ok(_) => continue,
+                Err(CrmError::Invalid(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let mut body = json!({
+                "name": name,
+                "label": label,
+                "type": "string",
+                "fieldType": "text",
+                "groupName": group,
+            });
+            if unique {
+                body["hasUniqueValue"] = json!(true);
+            }
+            self.http
+                .send(
+                    Method::POST,
+                    &format!("/crm/v3/properties/{object}"),
+                    Some(&body),
+                    Budget::General,
+                )
+                .await?;
+            created.push(format!("{object}.{name}"));
+        }
+        Ok(created)
+    }
+
+    /// Contacts people already created that are these persons, by their id in `contacts`.
+    async fn find_existing(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<HashMap<usize, String>, CrmError> {
+        let mut found: HashMap<usize, FoundContact> = HashMap::new();
+        let property = &self.config.whatsapp_property;
+        for (chunk_index, chunk) in contacts.chunks(CONTACTS_PER_SEARCH).enumerate() {
+            let mut after: Option<String> = None;
+            loop {
+                let body = mapping::contact_search(chunk, property, after.as_deref());
+                let answer = self
+                    .http
+                    .send(
+                        Method::POST,
+                        "/crm/v3/objects/contacts/search",
+                        Some(&body),
+                        Budget::Search,
+                    )
+                    .await?;
+                let (results, next) = mapping::search_results(&answer);
+                for result in results {
+                    for (i, contact) in chunk.iter().enumerate() {
+                        let index = chunk_index * CONTACTS_PER_SEARCH + i;
+                        if mapping::matches(&result, contact, property) {
+                            // Several hand-made duplicates: link the oldest (lowest id).
+                            let better = found.get(&index).is_none_or(|f| {
+                                result.id.parse::<u64>().unwrap_or(u64::MAX)
+                                    < f.id.parse::<u64>().unwrap_or(u64::MAX)
+                            });
+                            if better {
+                                found.insert(index, result.clone());
+                            }
+                        }
+                    }
+                }
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(i, f)| (i, f.id)).collect())
+    }
+}
+
+fn results(answer: &Value) -> Vec<Value> {
+    answer["results"].as_array().cloned().unwrap_or_default()
+}
+
+#[async_trait]
+impl CrmAdapter for HubSpot {
+    fn limits(&self) -> AdapterLimits {
+        AdapterLimits {
+            contacts_per_batch: 100,
+            messages_per_batch: 100,
+            statuses_per_batch: 100,
+        }
+    }
+
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let existing = self.find_existing(contacts).await?;
+        let mut ids: Vec<Option<String>> = (0..contacts.len())
+            .map(|i| existing.get(&i).cloned())
+            .collect();
+        let to_create: Vec<(usize, &ContactSync)> = contacts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ids[*i].is_none())
+            .collect();
+        if !to_create.is_empty() {
+            let inputs: Vec<Value> = to_create
+                .iter()
+                .map(|(_, c)| {
+                    mapping::contact_upsert_input(
+                        c,
+                        &self.config.whatsapp_property,
+                        self.owner(&c.phone_number_id),
+                    )
+                })
+                .collect();
+            let answer = self
+                .http
+                .send(
+                    Method::POST,
+                    "/crm/v3/objects/contacts/batch/upsert",
+                    Some(&json!({"inputs": inputs})),
+                    Budget::General,
+                )
+                .await?;
+            let by_whatsapp_id: HashMap<String, String> = results(&answer)
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r["properties"][&self.config.whatsapp_property]
+                            .as_str()?
+                            .to_owned(),
+                        r["id"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            for (i, c) in to_create {
+                ids[i] = by_whatsapp_id.get(&c.whatsapp_id).cloned();
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                id.ok_or_else(|| CrmError::Transient("HubSpot did not return the contact".into()))
+            })
+            .collect())
+    }
+
+    async fn log_messages(
+        &self,
+        messages: &[MessageSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let inputs: Vec<Value> = messages
+            .iter()
+            .map(|m| mapping::communication_input(m, self.owner(&m.phone_number_id)))
+            .collect();
+        let answer = self
+            .http
+            .send(
+                Method::POST,
+                "/crm/v3/objects/communications/batch/create",
+                Some(&json!({"inputs": inputs})),
+                Budget::General,
+            )
+            .await?;
+        // Batch results are not in input order: match them by the wamid they carry.
+        let by_wamid: HashMap<String, String> = results(&answer)
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r["properties"][mapping::WAMID_PROPERTY]
+                        .as_str()?
+                        .to_owned(),
+                    r["id"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        Ok(messages
+            .iter()
+            .map(|m| {
+                by_wamid.get(&m.wamid).cloned().ok_or_else(|| {
+                    CrmError::Transient("HubSpot did not return the communication".into())
+                })
+            })
+            .collect())
+    }
+
+    async fn update_statuses(
+        &self,
+        statuses: &[StatusSync],
+    ) -> Result<Vec<ItemResult<()>>, CrmError> {
+        let inputs: Vec<Value> = statuses.iter().map(mapping::status_input).collect();
+        self.http
+            .send(
+                Method::POST,
+                "/crm/v3/objects/communications/batch/update",
+                Some(&json!({"inputs": inputs})),
+                Budget::General,
+            )
+            .await?;
+        Ok(statuses.iter().map(|_| Ok(())).collect())
+    }
+
+    async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
+        let mut out = Vec::new();
+        for chunk in wamids.chunks(100) {
+            let mut after: Option<String> = None;
+            loop {
+                let body = mapping::communication_search(chunk, after.as_deref());
+                let answer = self
+                    .http
+                    .send(
+                        Method::POST,
+                        "/crm/v3/objects/communications/search",
+                        Some(&body),
+                        Budget::Search,
+                    )
+                    .await?;
+                for r in results(&answer) {
+                    if let (Some(w), Some(id)) = (
+                        r["properties"][mapping::WAMID_PROPERTY].as_str(),
+                        r["id"].as_str(),
+                    ) {
+                        out.push((w.to_owned(), id.to_owned()));
+                    }
+                }
+                match answer["paging"]["next"]["after"].as_str() {
+                    Some(n) => after = Some(n.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,172 @@
+//! CRM sync state: contact links and the idempotency ledger (see docs/sync.md).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+
+use crate::entities::{crm_ledger, crm_link};
+use crate::StoreError;
+
+/// The CRM ids of contacts already linked on a connection, by contact key.
+pub async fn links(
+    db: &DatabaseConnection,
+    connection: &str,
+    contact_keys: &[String],
+) -> Result<HashMap<String, String>, StoreError> {
+    if contact_keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(crm_link::Entity::find()
+        .filter(crm_link::Column::Connection.eq(connection))
+        .filter(crm_link::Column::ContactKey.is_in(contact_keys.iter().cloned()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| (l.contact_key, l.crm_id))
+        .collect())
+}
+
+/// Records links (a later link for the same contact replaces an earlier one).
+pub async fn put_links(
+    db: &DatabaseConnection,
+    connection: &str,
+    links: &[(String, String, &str)],
+) -> Result<(), StoreError> {
+    for (contact_key, crm_id, linked_by) in links {
+        crm_link::Entity::insert(crm_link::ActiveModel {
+            connection: Set(connection.to_owned()),
+            contact_key: Set(contact_key.clone()),
+            crm_id: Set(crm_id.clone()),
+            linked_by: Set((*linked_by).to_owned()),
+            linked_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::columns([crm_link::Column::Connection, crm_link::Column::ContactKey])
+                .update_columns([
+                    crm_link::Column::CrmId,
+                    crm_link::Column::LinkedBy,
+                    crm_link::Column::LinkedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// `pending` or `synced`.
+    pub state: String,
+    /// The CRM object, once known.
+    pub crm_id: Option<String>,
+    /// The last status written to the CRM.
+    pub status: Option<String>,
+    /// Since when a create may be in flight.
+    pub pending_since: DateTime<Utc>,
+}
+
+/// Ledger rows of these wamids on a connection.
+pub async fn ledger(
+    db: &DatabaseConnection,
+    connection: &str,
+    wamids: &[String],
+) -> Result<HashMap<String, LedgerEntry>, StoreError> {
+    if wamids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut out = HashMap::new();
+    for chunk in wamids.chunks(500) {
+        let rows = crm_ledger::Entity::find()
+            .filter(crm_ledger::Column::Connection.eq(connection))
+            .filter(crm_ledger::Column::Wamid.is_in(chunk.iter().cloned()))
+            .all(db)
+            .await?;
+        for r in rows {
+            out.insert(
+                r.wamid,
+                LedgerEntry {
+                    state: r.state,
+                    crm_id: r.crm_id,
+                    status: r.status,
+                    pending_since: r.pending_since,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the intent to create these wamids' CRM objects, before the CRM call: after a crash
+/// a `pending` row says "reconcile before creating again".
+pub async fn mark_pending(
+    db: &DatabaseConnection,
+    connection: &str,
+    wamids: &[String],
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    for chunk in wamids.chunks(200) {
+        let rows = chunk.iter().map(|w| crm_ledger::ActiveModel {
+            connection: Set(connection.to_owned()),
+            wamid: Set(w.clone()),
+            state: Set("pending".into()),
+            crm_id: Set(None),
+            status: Set(None),
+            pending_since: Set(now),
+            updated_at: Set(now),
+        });
+        crm_ledger::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([crm_ledger::Column::Connection, crm_ledger::Column::Wamid])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records the CRM objects created (or found) for wamids.
+pub async fn mark_synced(
+    db: &DatabaseConnection,
+    connection: &str,
+    synced: &[(String, String)],
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    for (wamid, crm_id) in synced {
+        crm_ledger::Entity::update_many()
+            .col_expr(crm_ledger::Column::State, Expr::value("synced"))
+            .col_expr(crm_ledger::Column::CrmId, Expr::value(Some(crm_id.clone())))
+            .col_expr(crm_ledger::Column::UpdatedAt, Expr::value(now))
+            .filter(crm_ledger::Column::Connection.eq(connection))
+            .filter(crm_ledger::Column::Wamid.eq(wamid.clone()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records the status last written to the CRM for a wamid.
+pub async fn mark_status(
+    db: &DatabaseConnection,
+    connection: &str,
+    wamid: &str,
+    status: &str,
+) -> Result<(), StoreError> {
+    crm_ledger::Entity::update_many()
+        .col_expr(
+            crm_ledger::Column::Status,
+            Expr::value(Some(status.to_owned())),
+        )
+        .col_expr(crm_ledger::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(crm_ledger::Column::Connection.eq(connection))
+        .filter(crm_ledger::Column::Wamid.eq(wamid))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The adapter interface an integrator implements for their CRM.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use wacrm_core::{DeliveryState, Direction, ErrorClass, E164};
+
+/// What a CRM allows, declared by its adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterLimits {
+    /// Most contacts per `upsert_contacts` call.
+    pub contacts_per_batch: usize,
+    /// Most messages per `log_messages` call.
+    pub messages_per_batch: usize,
+    /// Most status updates per `update_statuses` call.
+    pub statuses_per_batch: usize,
+}
+
+/// A contact to find or create in the CRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactSync {
+    /// wacrm's key of the contact (`phone:+55…`, `bsuid:…`); the link table is keyed by it.
+    pub contact_key: String,
+    /// The WhatsApp id, the value of the CRM's unique WhatsApp property.
+    pub whatsapp_id: String,
+    /// The phone, when the data policy allows sending it.
+    pub phone: Option<E164>,
+    /// The WhatsApp profile name, when the policy allows: use it only when creating.
+    pub profile_name: Option<String>,
+    /// The business number the contact wrote to (for owner assignment).
+    pub phone_number_id: String,
+}
+
+/// A message to log on a contact's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSync {
+    /// The wamid (the adapter should store it in the CRM so [`CrmAdapter::find_messages`] works).
+    pub wamid: String,
+    /// The CRM contact.
+    pub crm_contact_id: String,
+    /// In or out.
+    pub direction: Direction,
+    /// WhatsApp's time.
+    pub timestamp: DateTime<Utc>,
+    /// The text to show, after data minimisation (direction and sender included).
+    pub body: String,
+    /// The content kind (`text`, `image`, …).
+    pub kind: String,
+    /// The business number.
+    pub phone_number_id: String,
+    /// The current delivery status, for outbound messages.
+    pub status: Option<DeliveryState>,
+}
+
+/// A status change of a logged message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSync {
+    /// The CRM object of the message.
+    pub crm_id: String,
+    /// The wamid.
+    pub wamid: String,
+    /// The new state.
+    pub state: DeliveryState,
+    /// Why it failed, for `failed`.
+    pub failure: Option<String>,
+}
+
+/// Why a CRM call failed, classified by what the engine should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CrmError {
+    /// Rate limited; wait (as long as the CRM said, when it said) and try again.
+    #[error("rate limited (retry after {retry_after:?})")]
+    RateLimited {
+        /// The CRM's `Retry-After` or equivalent.
+        retry_after: Option<Duration>,
+    },
+    /// A daily (or other long) quota is used up: park the connection until it resets.
+    #[error("quota exhausted until {until}")]
+    QuotaExhausted {
+        /// When it resets.
+        until: DateTime<Utc>,
+    },
+    /// Timeouts, connection failures, 5xx: retry with backoff.
+    #[error("transient CRM failure: {0}")]
+    Transient(String),
+    /// The CRM refused the input as invalid (4xx validation): dead-letter it.
+    #[error("CRM rejected the input: {0}")]
+    Invalid(String),
+    /// Credentials or configuration are wrong: stop the connection.
+    #[error("CRM connection unusable: {0}")]
+    Fatal(String),
+}
+
+impl CrmError {
+    /// The engine's action.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CrmError::RateLimited { .. }
+            | CrmError::QuotaExhausted { .. }
+            | CrmError::Transient(_) => ErrorClass::Retry,
+            CrmError::Invalid(_) => ErrorClass::DeadLetter,
+            CrmError::Fatal(_) => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// Per input of a batch call: the CRM id, or why this one input was refused (the rest of the
+/// batch went through).
+pub type ItemResult<T> = Result<T, CrmError>;
+
+/// A CRM, as the sync engine drives it. Every method handles one batch (at most the declared
+/// batch size) and returns one result per input, in order. A whole-call `Err` means nothing can
+/// be assumed written. Adapters send requests through [`crate::http::CrmHttp`], which enforces
+/// the connection's rate limits.
+#[async_trait]
+pub trait CrmAdapter: Send + Sync {
+    /// Batch sizes.
+    fn limits(&self) -> AdapterLimits;
+
+    /// Finds or creates contacts; returns each one's CRM id.
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError>;
+
+    /// Logs messages on their contacts' timelines; returns each one's CRM object id.
+    async fn log_messages(
+        &self,
+        messages: &[MessageSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError>;
+
+    /// Updates logged messages with delivery statuses.
+    async fn update_statuses(
+        &self,
+        statuses: &[StatusSync],
+    ) -> Result<Vec<ItemResult<()>>, CrmError>;
+
+    /// The CRM objects already holding these wamids (after a crash left them `pending`).
+    async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError>;
+}

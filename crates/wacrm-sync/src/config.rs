@@ -1,0 +1,89 @@
+//! Per-connection configuration shared by every adapter (`[crm.connections.<name>]`).
+
+use serde::{Deserialize, Serialize};
+
+/// How much of a message body a CRM receives (LGPD data minimisation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyPolicy {
+    /// The whole text.
+    #[default]
+    Full,
+    /// At most `truncate_at` characters.
+    Truncate,
+    /// `[message]` instead of the text.
+    Redact,
+}
+
+/// What a connection may send about people (LGPD data minimisation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Minimisation {
+    /// Send the contact's phone number.
+    pub send_phone: bool,
+    /// Send the contact's WhatsApp profile name (only ever used when creating a contact).
+    pub send_name: bool,
+    /// Message bodies: `full`, `truncate` or `redact`.
+    pub body: BodyPolicy,
+    /// Characters kept by `truncate`.
+    pub truncate_at: usize,
+}
+
+impl Default for Minimisation {
+    fn default() -> Self {
+        Minimisation {
+            send_phone: true,
+            send_name: true,
+            body: BodyPolicy::Full,
+            truncate_at: 280,
+        }
+    }
+}
+
+/// The part of a connection's configuration the engine reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionConfig {
+    /// The connection's name (its consumer group is `wacrm-sync-<name>`).
+    #[serde(skip)]
+    pub name: String,
+    /// The business numbers (phone number ids) this connection syncs; empty means all.
+    pub business_numbers: Vec<String>,
+    /// Data minimisation.
+    pub minimisation: Minimisation,
+    /// Requests allowed per 10 seconds (HubSpot: 100, or 190 on Professional/Enterprise).
+    pub requests_per_10s: u32,
+    /// Search requests allowed per second (HubSpot's search API: 5).
+    pub search_requests_per_s: u32,
+    /// How long a batch may gather records before it is synced, in milliseconds.
+    pub linger_ms: u64,
+    /// Most records per batch.
+    pub max_batch: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            name: String::new(),
+            business_numbers: Vec::new(),
+            minimisation: Minimisation::default(),
+            requests_per_10s: 100,
+            search_requests_per_s: 5,
+            linger_ms: 250,
+            max_batch: 1000,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Whether this connection syncs a business number.
+    pub fn routes(&self, phone_number_id: &str) -> bool {
+        self.business_numbers.is_empty()
+            || self.business_numbers.iter().any(|n| n == phone_number_id)
+    }
+
+    /// The connection's consumer group.
+    pub fn group(&self) -> String {
+        format!("wacrm-sync-{}", self.name)
+    }
+}

@@ -1,0 +1,478 @@
+//! The sync engine: one consumer group per CRM connection.
+//!
+//! A batch (up to the connection's `max_batch`, gathered for up to `linger_ms`) is synced in
+//! three steps, each in CRM-sized calls: contacts first (from the link table, else found or
+//! created by the adapter, then linked), then messages (skipping what the ledger says is
+//! synced, reconciling what it says may be), then statuses (merged per message, written only
+//! when they move forward). The runner commits the batch's offsets only after all of it was
+//! accepted by the CRM — or dead-lettered, for inputs the CRM refused as invalid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use wacrm_bus::cloudevents::decode_event;
+use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::{Record, Topics};
+use wacrm_core::event::EventPayload;
+use wacrm_core::{DeliveryState, Message, MessageStatus, StatusUpdate};
+use wacrm_store::{sync as ledger, Db, StoreError};
+
+use crate::adapter::{ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync};
+use crate::config::ConnectionConfig;
+use crate::minimise::timeline_body;
+
+/// A `pending` ledger row younger than this is not reconciled yet: CRM search indexes lag a
+/// few seconds behind writes, and a search too early could miss an object just created.
+const RECONCILE_AFTER: Duration = Duration::from_secs(10);
+
+/// The sync engine of one connection.
+pub struct SyncEngine {
+    config: ConnectionConfig,
+    adapter: Arc<dyn CrmAdapter>,
+    db: Db,
+    shutdown: CancellationToken,
+}
+
+enum Failure {
+    Crm(CrmError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<CrmError> for Failure {
+    fn from(e: CrmError) -> Self {
+        Failure::Crm(e)
+    }
+}
+
+/// The records a batch asks to sync, by index.
+struct Work {
+    messages: Vec<(usize, Message)>,
+    statuses: Vec<(usize, StatusUpdate)>,
+    dead: Vec<(usize, String)>,
+}
+
+impl SyncEngine {
+    /// An engine for a connection. `shutdown` interrupts a parked connection.
+    pub fn new(
+        config: ConnectionConfig,
+        adapter: Arc<dyn CrmAdapter>,
+        db: Db,
+        shutdown: CancellationToken,
+    ) -> Self {
+        SyncEngine {
+            config,
+            adapter,
+            db,
+            shutdown,
+        }
+    }
+
+    /// The topics the engine consumes.
+    pub fn topics(topics: &Topics) -> Vec<String> {
+        vec![topics.conversations.clone()]
+    }
+
+    /// How the runner should batch for this connection.
+    pub fn runner_config(&self) -> RunnerConfig {
+        let mut c = RunnerConfig::new(self.config.group());
+        c.max_batch = self.config.max_batch.max(1);
+        c.linger = Duration::from_millis(self.config.linger_ms);
+        c
+    }
+
+    fn sort(&self, records: &[Record]) -> Work {
+        let mut work = Work {
+            messages: Vec::new(),
+            statuses: Vec::new(),
+            dead: Vec::new(),
+        };
+        for (index, record) in records.iter().enumerate() {
+            let event = match decode_event(record) {
+                Ok(e) => e,
+                Err(e) => {
+                    work.dead.push((index, e.to_string()));
+                    continue;
+                }
+            };
+            match event.payload {
+                EventPayload::MessageReceived(m) | EventPayload::MessageSent(m)
+                    if self.config.routes(&m.business.phone_number_id) =>
+                {
+                    work.messages.push((index, m));
+                }
+                EventPayload::StatusChanged(s)
+                    if self.config.routes(&s.business.phone_number_id) =>
+                {
+                    work.statuses.push((index, s));
+                }
+                _ => {}
+            }
+        }
+        work
+    }
+
+    /// Contacts of the batch's messages, linked (found or created) as needed: contact key →
+    /// CRM id. Contacts the CRM refused are returned as dead letters for their records.
+    async fn contacts(
+        &self,
+        work: &Work,
+    ) -> Result<(HashMap<String, String>, Vec<(usize, String)>), Failure> {
+        let mut wanted: BTreeMap<String, (ContactSync, Vec<usize>)> = BTreeMap::new();
+        let mut dead = Vec::new();
+        for (index, m) in &work.messages {
+            let identity = &m.contact.identity;
+            let Some(key) = identity.primary_key().map(|k| k.to_string()) else {
+                dead.push((*index, "message has no contact identity".to_owned()));
+                continue;
+            };
+            let whatsapp_id = identity
+                .wa_id
+                .clone()
+                .or_else(|| identity.phone.as_ref().map(|p| p.digits().to_owned()))
+                .or_else(|| identity.bsuid.clone())
+                .unwrap_or_else(|| key.clone());
+            let policy = &self.config.minimisation;
+            let entry = wanted.entry(key.clone()).or_insert_with(|| {
+                (
+                    ContactSync {
+                        contact_key: key.clone(),
+                        whatsapp_id,
+                        phone: identity.phone.clone().filter(|_| policy.send_phone),
+                        profile_name: None,
+                        phone_number_id: m.business.phone_number_id.clone(),
+                    },
+                    Vec::new(),
+                )
+            });
+            if policy.send_name
+                && m.direction == wacrm_core::Direction::Inbound
+                && entry.0.profile_name.is_none()
+            {
+                entry.0.profile_name = m.contact.name.clone();
+            }
+            entry.1.push(*index);
+        }
+        let keys: Vec<String> = wanted.keys().cloned().collect();
+        let mut linked = ledger::links(&self.db, &self.config.name, &keys).await?;
+        let missing: Vec<&(ContactSync, Vec<usize>)> = wanted
+            .iter()
+            .filter(|(k, _)| !linked.contains_key(*k))
+            .map(|(_, v)| v)
+            .collect();
+        let batch = self.adapter.limits().contacts_per_batch.max(1);
+        for chunk in missing.chunks(batch) {
+            let inputs: Vec<ContactSync> = chunk.iter().map(|(c, _)| c.clone()).collect();
+            let results = self
+                .isolating(&inputs, |part| self.adapter.upsert_contacts(part))
+                .await?;
+            let mut new_links = Vec::new();
+            for ((contact, indices), result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(crm_id) => {
+                        new_links.push((contact.contact_key.clone(), crm_id.clone(), "adapter"));
+                        linked.insert(contact.contact_key.clone(), crm_id);
+                    }
+                    Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
+                        dead.extend(
+                            indices
+                                .iter()
+                                .map(|i| (*i, format!("contact refused by the CRM: {e}"))),
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            ledger::put_links(&self.db, &self.config.name, &new_links).await?;
+        }
+        Ok((linked, dead))
+    }
+
+    /// Calls a batch method; when the CRM refuses the whole batch as invalid, calls again input
+    /// by input so only the bad inputs are refused.
+    async fn isolating<'a, I, T, F, Fut>(
+        &self,
+        inputs: &'a [I],
+        call: F,
+    ) -> Result<Vec<ItemResult<T>>, CrmError>
+    where
+        F: Fn(&'a [I]) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<ItemResult<T>>, CrmError>>,
+    {
+        match call(inputs).await {
+            Ok(results) if results.len() == inputs.len() => Ok(results),
+            Ok(results) => Err(CrmError::Fatal(format!(
+                "adapter answered {} results for {} inputs",
+                results.len(),
+                inputs.len()
+            ))),
+            Err(CrmError::Invalid(_)) if inputs.len() > 1 => {
+                let mut out = Vec::with_capacity(inputs.len());
+                for i in 0..inputs.len() {
+                    match call(&inputs[i..=i]).await {
+                        Ok(mut r) if r.len() == 1 => out.push(r.remove(0)),
+                        Ok(_) => {
+                            return Err(CrmError::Fatal(
+                                "adapter answered a wrong number of results".into(),
+                            ))
+                        }
+                        Err(e @ CrmError::Invalid(_)) => out.push(Err(e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(out)
+            }
+            Err(CrmError::Invalid(reason)) => Ok(vec![Err(CrmError::Invalid(reason))]),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Logs the batch's messages that the CRM does not hold yet. Returns wamid → CRM id for
+    /// every message of the batch the CRM holds, and dead letters.
+    async fn messages(
+        &self,
+        work: &Work,
+        contacts: &HashMap<String, String>,
+        statuses: &HashMap<String, MessageStatus>,
+    ) -> Result<(HashMap<String, String>, Vec<(usize, String)>), Failure> {
+        let mut dead = Vec::new();
+        let wamids: Vec<String> = work.messages.iter().map(|(_, m)| m.wamid.clone()).collect();
+        let entries = ledger::ledger(&self.db, &self.config.name, &wamids).await?;
+        let mut held: HashMap<String, String> = entries
+            .iter()
+            .filter_map(|(w, e)| {
+                e.crm_id
+                    .clone()
+                    .filter(|_| e.state == "synced")
+                    .map(|id| (w.clone(), id))
+            })
+            .collect();
+
+        // Reconcile: a pending row means a create may have reached the CRM before a crash.
+        let pending: Vec<(String, chrono::DateTime<Utc>)> = entries
+            .iter()
+            .filter(|(_, e)| e.state == "pending")
+            .map(|(w, e)| (w.clone(), e.pending_since))
+            .collect();
+        if !pending.is_empty() {
+            let youngest = pending
+                .iter()
+                .map(|(_, t)| *t)
+                .max()
+                .unwrap_or_else(Utc::now);
+            let age = (Utc::now() - youngest).to_std().unwrap_or_default();
+            if age < RECONCILE_AFTER {
+                self.pause(RECONCILE_AFTER - age).await;
+            }
+            let names: Vec<String> = pending.into_iter().map(|(w, _)| w).collect();
+            let found = self.adapter.find_messages(&names).await?;
+            metrics::counter!("wacrm_sync_reconciled_total", "connection" => self.config.name.clone())
+                .increment(found.len() as u64);
+            ledger::mark_synced(&self.db, &self.config.name, &found).await?;
+            held.extend(found);
+        }
+
+        let mut to_log: Vec<(usize, MessageSync)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, m) in &work.messages {
+            if held.contains_key(&m.wamid) || !seen.insert(m.wamid.clone()) {
+                continue;
+            }
+            let key = m
+                .contact
+                .identity
+                .primary_key()
+                .map(|k| k.to_string())
+                .unwrap_or_default();
+            let Some(crm_contact_id) = contacts.get(&key) else {
+                continue; // its contact was dead-lettered
+            };
+            to_log.push((
+                *index,
+                MessageSync {
+                    wamid: m.wamid.clone(),
+                    crm_contact_id: crm_contact_id.clone(),
+                    direction: m.direction,
+                    timestamp: m.timestamp,
+                    body: timeline_body(m, &self.config.minimisation),
+                    kind: m.content.kind().to_owned(),
+                    phone_number_id: m.business.phone_number_id.clone(),
+                    status: statuses.get(&m.wamid).map(|s| s.state),
+                },
+            ));
+        }
+        let batch = self.adapter.limits().messages_per_batch.max(1);
+        for chunk in to_log.chunks(batch) {
+            let wamids: Vec<String> = chunk.iter().map(|(_, m)| m.wamid.clone()).collect();
+            ledger::mark_pending(&self.db, &self.config.name, &wamids).await?;
+            let inputs: Vec<MessageSync> = chunk.iter().map(|(_, m)| m.clone()).collect();
+            let results = self
+                .isolating(&inputs, |part| self.adapter.log_messages(part))
+                .await?;
+            let mut synced = Vec::new();
+            for ((index, m), result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(crm_id) => {
+                        synced.push((m.wamid.clone(), crm_id.clone()));
+                        held.insert(m.wamid.clone(), crm_id);
+                    }
+                    Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
+                        dead.push((*index, format!("message refused by the CRM: {e}")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            ledger::mark_synced(&self.db, &self.config.name, &synced).await?;
+            // Statuses sent with the create are recorded as written.
+            for (wamid, _) in &synced {
+                if let Some(s) = statuses.get(wamid) {
+                    ledger::mark_status(&self.db, &self.config.name, wamid, s.state.as_str())
+                        .await?;
+                }
+            }
+            metrics::counter!("wacrm_sync_messages_total", "connection" => self.config.name.clone())
+                .increment(synced.len() as u64);
+        }
+        Ok((held, dead))
+    }
+
+    /// Writes statuses that move a logged message forward.
+    async fn statuses(
+        &self,
+        merged: &HashMap<String, (Vec<usize>, MessageStatus)>,
+    ) -> Result<Vec<(usize, String)>, Failure> {
+        let mut dead = Vec::new();
+        let wamids: Vec<String> = merged.keys().cloned().collect();
+        let entries = ledger::ledger(&self.db, &self.config.name, &wamids).await?;
+        let mut updates: Vec<(Vec<usize>, StatusSync)> = Vec::new();
+        for (wamid, (indices, status)) in merged {
+            let Some(entry) = entries.get(wamid) else {
+                // Not a message this connection logged (sent before wacrm, or another route).
+                metrics::counter!("wacrm_sync_statuses_without_message_total", "connection" => self.config.name.clone())
+                    .increment(1);
+                continue;
+            };
+            let Some(crm_id) = entry.crm_id.clone() else {
+                continue;
+            };
+            let current = entry
+                .status
+                .as_deref()
+                .and_then(DeliveryState::parse)
+                .map(|s| MessageStatus::from_report(s, &[]))
+                .unwrap_or_else(|| MessageStatus::from_report(DeliveryState::Accepted, &[]));
+            let next = current.merge(status);
+            if Some(next.state.as_str()) == entry.status.as_deref() {
+                continue;
+            }
+            updates.push((
+                indices.clone(),
+                StatusSync {
+                    crm_id,
+                    wamid: wamid.clone(),
+                    state: next.state,
+                    failure: next.error.as_ref().map(|e| match &e.title {
+                        Some(t) => format!("{} ({})", t, e.code),
+                        None => e.code.to_string(),
+                    }),
+                },
+            ));
+        }
+        let batch = self.adapter.limits().statuses_per_batch.max(1);
+        for chunk in updates.chunks(batch) {
+            let inputs: Vec<StatusSync> = chunk.iter().map(|(_, s)| s.clone()).collect();
+            let results = self
+                .isolating(&inputs, |part| self.adapter.update_statuses(part))
+                .await?;
+            for ((indices, s), result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        ledger::mark_status(&self.db, &self.config.name, &s.wamid, s.state.as_str())
+                            .await?
+                    }
+                    Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
+                        dead.extend(
+                            indices
+                                .iter()
+                                .map(|i| (*i, format!("status refused by the CRM: {e}"))),
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(dead)
+    }
+
+    async fn pause(&self, duration: Duration) {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(duration) => {}
+        }
+    }
+
+    async fn sync(&self, records: &[Record]) -> Result<Handled, Failure> {
+        let mut work = self.sort(records);
+        let mut dead = std::mem::take(&mut work.dead);
+        let mut merged: HashMap<String, (Vec<usize>, MessageStatus)> = HashMap::new();
+        for (index, s) in &work.statuses {
+            let report = MessageStatus::from_report(s.state, &s.errors);
+            let entry = merged
+                .entry(s.wamid.clone())
+                .or_insert_with(|| (Vec::new(), report.clone()));
+            entry.0.push(*index);
+            entry.1 = entry.1.merge(&report);
+        }
+        let (contacts, refused) = self.contacts(&work).await?;
+        dead.extend(refused);
+        let current: HashMap<String, MessageStatus> = merged
+            .iter()
+            .map(|(w, (_, s))| (w.clone(), s.clone()))
+            .collect();
+        let (_, refused) = self.messages(&work, &contacts, &current).await?;
+        dead.extend(refused);
+        dead.extend(self.statuses(&merged).await?);
+        dead.sort();
+        dead.dedup_by_key(|(i, _)| *i);
+        if !dead.is_empty() {
+            metrics::counter!("wacrm_sync_dead_letters_total", "connection" => self.config.name.clone())
+                .increment(dead.len() as u64);
+        }
+        Ok(Handled { dead_letters: dead })
+    }
+}
+
+#[async_trait]
+impl Handler for SyncEngine {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let started = std::time::Instant::now();
+        let result = self.sync(records).await;
+        metrics::histogram!("wacrm_sync_batch_seconds", "connection" => self.config.name.clone())
+            .record(started.elapsed());
+        match result {
+            Ok(handled) => Ok(handled),
+            Err(Failure::Store(e)) => Err(HandlerError::Retryable(e.to_string())),
+            Err(Failure::Crm(CrmError::QuotaExhausted { until })) => {
+                let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                tracing::warn!(connection = %self.config.name, %until, "CRM quota exhausted; connection parked");
+                metrics::counter!("wacrm_sync_parked_total", "connection" => self.config.name.clone()).increment(1);
+                self.pause(wait).await;
+                Err(HandlerError::Retryable("CRM quota exhausted".into()))
+            }
+            Err(Failure::Crm(e @ CrmError::Fatal(_))) => Err(HandlerError::Fatal(e.to_string())),
+            Err(Failure::Crm(e)) => {
+                metrics::counter!("wacrm_sync_retries_total", "connection" => self.config.name.clone()).increment(1);
+                Err(HandlerError::Retryable(e.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The HTTP client every adapter sends through: rate limits, retries and error classification
+//! written once.
+//!
+//! - Rate limits (`governor`): a GCRA limiter per connection, shaped so that no rolling window
+//!   ever holds more than the configured number of requests (burst + rate × window ≤ limit, with
+//!   a 5 % margin), and a second, lower one for search requests.
+//! - 429: wait what the CRM said (`Retry-After`, or the adapter's reading of its headers) and
+//!   send again; a daily quota is returned as [`CrmError::QuotaExhausted`] at once, so the
+//!   engine parks the connection instead of spinning.
+//! - 5xx, timeouts, connection failures: exponential backoff with jitter, a few attempts, then
+//!   [`CrmError::Transient`] (the engine retries the batch later).
+//! - Other 4xx: [`CrmError::Invalid`] (401/403: [`CrmError::Fatal`]).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::adapter::CrmError;
+
+/// Which rate budget a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Ordinary API calls.
+    General,
+    /// Search calls (they also count against the general budget).
+    Search,
+}
+
+/// Reads an error response: status, headers, JSON body (or `Null`).
+pub type Classifier = Arc<dyn Fn(u16, &HeaderMap, &Value) -> CrmError + Send + Sync>;
+
+/// The default reading of error responses.
+pub fn default_classifier(status: u16, headers: &HeaderMap, body: &Value) -> CrmError {
+    let message = body
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        429 => CrmError::RateLimited {
+            retry_after: retry_after(headers),
+        },
+        401 | 403 => CrmError::Fatal(message),
+        408 | 500..=599 => CrmError::Transient(message),
+        _ => CrmError::Invalid(message),
+    }
+}
+
+/// `Retry-After` in seconds, if present.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A limiter that never lets more than `limit` requests into any rolling `window`.
+fn window_limiter(limit: u32, window: Duration) -> DefaultDirectRateLimiter {
+    let limit = limit.max(2);
+    let effective = limit - (limit / 20).max(1);
+    let burst = (effective / 10).max(1);
+    let steady = effective.saturating_sub(burst).max(1);
+    // One more cell can land on the window's closing edge: leave room for it.
+    let steady = if burst + steady + 1 > limit {
+        steady.saturating_sub(1).max(1)
+    } else {
+        steady
+    };
+    let period = window / steady;
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+    RateLimiter::direct(quota)
+}
+
+/// An HTTP client bound to one CRM connection.
+pub struct CrmHttp {
+    client: reqwest::Client,
+    base_url: String,
+    token: String,
+    connection: String,
+    general: DefaultDirectRateLimiter,
+    search: DefaultDirectRateLimiter,
+    classify: Classifier,
+    /// Attempts per request for 429s and transient failures.
+    pub max_attempts: u32,
+}
+
+impl CrmHttp {
+    /// A client for `base_url`, authenticating with a bearer token.
+    pub fn new(
+        connection: &str,
+        base_url: &str,
+        token: &str,
+        requests_per_10s: u32,
+        search_requests_per_s: u32,
+        classify: Classifier,
+    ) -> Result<Self, CrmError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| CrmError::Fatal(format!("HTTP client: {e}")))?;
+        Ok(CrmHttp {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            connection: connection.to_owned(),
+            general: window_limiter(requests_per_10s, Duration::from_secs(10)),
+            search: window_limiter(search_requests_per_s, Duration::from_secs(1)),
+            classify,
+            max_attempts: 6,
+        })
+    }
+
+    async fn wait_for_budget(&self, budget: Budget) {
+        let started = Instant::now();
+        if budget == Budget::Search {
+            self.search.until_ready().await;
+        }
+        self.general.until_ready().await;
+        metrics::histogram!("wacrm_crm_rate_limit_wait_seconds", "connection" => self.connection.clone())
+            .record(started.elapsed());
+    }
+
+    /// Sends a request and returns the JSON answer (`Null` for an empty body).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        budget: Budget,
+    ) -> Result<Value, CrmError> {
+        let mut backoff = ExponentialBackoff {
+            initial_interval: Duration::from_millis(200),
+            max_interval: Duration::from_secs(10),
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_budget(budget).await;
+            let started = Instant::now();
+            let mut request = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.base_url))
+                .bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let result = request.send().await;
+            metrics::histogram!("wacrm_crm_request_seconds", "connection" => self.connection.clone())
+                .record(started.elapsed());
+            let error = match result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let text = response.text().await.unwrap_or_default();
+                    let json: Value = if text.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    };
+                    if (200..300).contains(&status) {
+                        return Ok(json);
+                    }
+                    (self.classify)(status, &headers, &json)
+                }
+                Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
+                    CrmError::Transient(e.to_string())
+                }
+                Err(e) => CrmError::Transient(e.to_string()),
+            };
+            let wait = match &error {
+                CrmError::RateLimited { retry_after } => {
+                    metrics::counter!("wacrm_crm_rate_limited_total", "connection" => self.connection.clone())
+                        .increment(1);
+                    retry_after.unwrap_or(Duration::from_secs(1))
+                }
+                CrmError::Transient(_) => backoff.next_backoff().unwrap_or(Duration::from_secs(10)),
+                _ => return Err(error),
+            };
+            if attempt >= self.max_attempts {
+                return Err(error);
+            }
+            tracing::warn!(connection = %self.connection, %path, error = %error, ?wait, "CRM request failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limiter's worst case: how many of `n` immediate requests pass within a window.
+    fn admitted_in(limit: u32, window: Duration) -> u32 {
+        let limiter = window_limiter(limit, window);
+        let mut admitted = 0;
+        // With a fake clock we would step time; here, the burst alone must stay well below.
+        while limiter.check().is_ok() {
+            admitted += 1;
+        }
+        admitted
+    }
+
+    #[test]
+    fn bursts_stay_within_the_window_limit() {
+        assert!(admitted_in(100, Duration::from_secs(10)) <= 10);
+        assert!(admitted_in(190, Duration::from_secs(10)) <= 19);
+        assert!(admitted_in(5, Duration::from_secs(1)) <= 1);
+    }
+
+    #[test]
+    fn default_classification() {
+        let h = HeaderMap::new();
+        assert!(matches!(
+            default_classifier(429, &h, &Value::Null),
+            CrmError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            default_classifier(503, &h, &Value::Null),
+            CrmError::Transient(_)
+        ));
+        assert!(matches!(
+            default_classifier(400, &h, &Value::Null),
+            CrmError::Invalid(_)
+        ));
+        assert!(matches!(
+            default_classifier(401, &h, &Value::Null),
+            CrmError::Fatal(_)
+        ));
+    }
+}
