@@ -280,12 +280,14 @@ impl<H: Handler> ConsumerRunner<H> {
                             Attempt::Bad {
                                 index: i,
                                 reason: r,
-                            } => return Err(RunnerError::Fatal {
-                                group: self.config.group.clone(),
-                                reason: format!(
+                            } => {
+                                return Err(RunnerError::Fatal {
+                                    group: self.config.group.clone(),
+                                    reason: format!(
                                     "handler rejected record {i} after accepting it before ({r})"
                                 ),
-                            }),
+                                })
+                            }
                         }
                     }
                     if !self.dead_letter(&rest[index], &reason, shutdown).await {

@@ -59,6 +59,9 @@ pub struct ConnectionConfig {
     pub linger_ms: u64,
     /// Most records per batch.
     pub max_batch: usize,
+    /// How old a `pending` ledger row must be before it is reconciled (CRM search indexes lag
+    /// behind writes), in milliseconds.
+    pub reconcile_after_ms: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -71,6 +74,7 @@ impl Default for ConnectionConfig {
             search_requests_per_s: 5,
             linger_ms: 250,
             max_batch: 1000,
+            reconcile_after_ms: 10_000,
         }
     }
 }

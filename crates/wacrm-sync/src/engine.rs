@@ -25,10 +25,6 @@ use crate::adapter::{ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
 use crate::config::ConnectionConfig;
 use crate::minimise::timeline_body;
 
-/// A `pending` ledger row younger than this is not reconciled yet: CRM search indexes lag a
-/// few seconds behind writes, and a search too early could miss an object just created.
-const RECONCILE_AFTER: Duration = Duration::from_secs(10);
-
 /// The sync engine of one connection.
 pub struct SyncEngine {
     config: ConnectionConfig,
@@ -270,8 +266,10 @@ impl SyncEngine {
                 .max()
                 .unwrap_or_else(Utc::now);
             let age = (Utc::now() - youngest).to_std().unwrap_or_default();
-            if age < RECONCILE_AFTER {
-                self.pause(RECONCILE_AFTER - age).await;
+            // A search too soon after a create could miss it: CRM search indexes lag writes.
+            let reconcile_after = Duration::from_millis(self.config.reconcile_after_ms);
+            if age < reconcile_after {
+                self.pause(reconcile_after - age).await;
             }
             let names: Vec<String> = pending.into_iter().map(|(w, _)| w).collect();
             let found = self.adapter.find_messages(&names).await?;

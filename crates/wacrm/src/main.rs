@@ -1,5 +1,6 @@
 //! The `wacrm` command: `serve`, `migrate`, `keys`, `doctor`, `dead-letters`.
 
+mod crm;
 mod dead_letters;
 mod doctor;
 mod keys;
@@ -52,6 +53,11 @@ enum Command {
         #[arg(long)]
         create_topics: bool,
     },
+    /// CRM connections.
+    Crm {
+        #[command(subcommand)]
+        command: crm::CrmCommand,
+    },
     /// List and re-drive dead letters.
     DeadLetters {
         #[command(subcommand)]
@@ -87,5 +93,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(settings, command).await,
         Command::Doctor { create_topics } => doctor::run(settings, create_topics).await,
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
+        Command::Crm { command } => crm::run(settings, command).await,
     }
 }

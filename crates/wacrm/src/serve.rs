@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::runner::{ConsumerRunner, RunnerConfig};
 use wacrm_store::projection::{self, Projection};
+use wacrm_sync::SyncEngine;
 
 use crate::settings::Settings;
 
@@ -45,6 +46,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     let projection_task = tokio::spawn(runner.run(subscription, shutdown.clone()));
 
+    let mut sync_tasks = Vec::new();
+    for name in settings.crm.connections.keys() {
+        let (config, adapter) = settings.crm.build(name)?;
+        let engine = SyncEngine::new(config, adapter, db.clone(), shutdown.clone());
+        let runner_config = engine.runner_config();
+        let subscription = bus
+            .subscribe(&runner_config.group, &SyncEngine::topics(&topics))
+            .await
+            .with_context(|| format!("subscribing CRM connection {name}"))?;
+        let runner = ConsumerRunner::new(bus.clone(), topics.clone(), runner_config, engine);
+        tracing::info!(connection = %name, "CRM sync started");
+        sync_tasks.push((
+            name.clone(),
+            tokio::spawn(runner.run(subscription, shutdown.clone())),
+        ));
+    }
+
     let state = Arc::new(wacrm_server::AppState {
         bus: bus.clone(),
         topics,
@@ -70,6 +88,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let server_result = wacrm_server::serve(listener, app, shutdown.clone()).await;
     shutdown.cancel();
+    for (name, task) in sync_tasks {
+        match tokio::time::timeout(SHUTDOWN_BOUND, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::error!(connection = %name, error = %e, "CRM sync stopped with an error")
+            }
+            Ok(Err(e)) => tracing::error!(connection = %name, error = %e, "CRM sync task failed"),
+            Err(_) => {
+                tracing::warn!(connection = %name, "CRM sync did not stop within {SHUTDOWN_BOUND:?}")
+            }
+        }
+    }
     match tokio::time::timeout(SHUTDOWN_BOUND, projection_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "store projection stopped with an error"),

@@ -1,0 +1,370 @@
+//! The sync engine against an in-memory CRM: batching, links, the ledger, crash windows,
+//! duplicates, reordering and bad input.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+use wacrm_bus::cloudevents::event_record;
+use wacrm_bus::runner::Handler;
+use wacrm_bus::{Record, Topics};
+use wacrm_core::{
+    BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
+    MessageContent, MetaError, StatusUpdate,
+};
+use wacrm_sync::{
+    AdapterLimits, ConnectionConfig, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
+    StatusSync, SyncEngine,
+};
+
+#[derive(Default)]
+struct Crm {
+    contacts: BTreeMap<String, String>, // whatsapp id -> crm id
+    messages: BTreeMap<String, (String, String, String, Option<String>)>, // crm id -> (wamid, contact, body, status)
+    calls: usize,
+    /// Fail the next log_messages *after* writing (a crash between the CRM write and the ledger).
+    crash_after_write: usize,
+    /// Bodies containing this are refused as invalid.
+    refuse: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct MemoryCrm(Arc<Mutex<Crm>>);
+
+#[async_trait]
+impl CrmAdapter for MemoryCrm {
+    fn limits(&self) -> AdapterLimits {
+        AdapterLimits {
+            contacts_per_batch: 100,
+            messages_per_batch: 100,
+            statuses_per_batch: 100,
+        }
+    }
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let mut crm = self.0.lock().unwrap();
+        crm.calls += 1;
+        Ok(contacts
+            .iter()
+            .map(|c| {
+                let next = format!("c{}", crm.contacts.len() + 1);
+                Ok(crm
+                    .contacts
+                    .entry(c.whatsapp_id.clone())
+                    .or_insert(next)
+                    .clone())
+            })
+            .collect())
+    }
+    async fn log_messages(
+        &self,
+        messages: &[MessageSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let mut crm = self.0.lock().unwrap();
+        crm.calls += 1;
+        if let Some(bad) = crm.refuse.clone() {
+            if messages.iter().any(|m| m.body.contains(&bad)) {
+                return Err(CrmError::Invalid(format!("body contains {bad}")));
+            }
+        }
+        let mut out = Vec::new();
+        for m in messages {
+            let id = format!("m{}", crm.messages.len() + 1);
+            crm.messages.insert(
+                id.clone(),
+                (
+                    m.wamid.clone(),
+                    m.crm_contact_id.clone(),
+                    m.body.clone(),
+                    m.status.map(|s| s.as_str().to_owned()),
+                ),
+            );
+            out.push(Ok(id));
+        }
+        if crm.crash_after_write > 0 {
+            crm.crash_after_write -= 1;
+            return Err(CrmError::Transient(
+                "connection reset after the write".into(),
+            ));
+        }
+        Ok(out)
+    }
+    async fn update_statuses(
+        &self,
+        statuses: &[StatusSync],
+    ) -> Result<Vec<ItemResult<()>>, CrmError> {
+        let mut crm = self.0.lock().unwrap();
+        crm.calls += 1;
+        for s in statuses {
+            if let Some(m) = crm.messages.get_mut(&s.crm_id) {
+                m.3 = Some(s.state.as_str().to_owned());
+            }
+        }
+        Ok(statuses.iter().map(|_| Ok(())).collect())
+    }
+    async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
+        let mut crm = self.0.lock().unwrap();
+        crm.calls += 1;
+        Ok(crm
+            .messages
+            .iter()
+            .filter(|(_, m)| wamids.contains(&m.0))
+            .map(|(id, m)| (m.0.clone(), id.clone()))
+            .collect())
+    }
+}
+
+async fn store() -> (wacrm_store::Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let db = wacrm_store::connect(&wacrm_store::StoreConfig {
+        url,
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    wacrm_store::migrate(&db).await.unwrap();
+    (db, dir)
+}
+
+fn engine(db: &wacrm_store::Db, crm: &MemoryCrm) -> SyncEngine {
+    let config = ConnectionConfig {
+        name: "main".into(),
+        reconcile_after_ms: 0,
+        ..ConnectionConfig::default()
+    };
+    SyncEngine::new(
+        config,
+        Arc::new(crm.clone()),
+        db.clone(),
+        CancellationToken::new(),
+    )
+}
+
+fn message(i: usize, contact: usize, direction: Direction) -> Event {
+    Event::message(Message {
+        wamid: format!("wamid.{i}"),
+        direction,
+        business: BusinessNumber::new("106540352242922"),
+        contact: ContactProfile {
+            identity: ContactIdentity::from_webhook(
+                Some(&format!("55119{:08}", 80_000_000 + contact)),
+                None,
+            ),
+            name: Some(format!("Cliente {contact}")),
+            username: None,
+        },
+        timestamp: chrono::DateTime::from_timestamp(1_750_000_000 + i as i64, 0).unwrap(),
+        context: None,
+        referral: None,
+        content: MessageContent::Text {
+            body: format!("mensagem {i}"),
+            preview_url: false,
+        },
+        sent_by: None,
+    })
+    .unwrap()
+}
+
+fn status(i: usize, contact: usize, state: DeliveryState, at: i64) -> Event {
+    Event::status(StatusUpdate {
+        wamid: format!("wamid.{i}"),
+        state,
+        timestamp: chrono::DateTime::from_timestamp(1_750_000_000 + at, 0).unwrap(),
+        business: BusinessNumber::new("106540352242922"),
+        recipient: ContactIdentity::from_webhook(
+            Some(&format!("55119{:08}", 80_000_000 + contact)),
+            None,
+        ),
+        errors: if state == DeliveryState::Failed {
+            vec![MetaError {
+                code: 131026,
+                title: Some("Message undeliverable".into()),
+                message: None,
+                details: None,
+            }]
+        } else {
+            vec![]
+        },
+        pricing: None,
+        conversation: None,
+    })
+    .unwrap()
+}
+
+fn records(events: &[Event]) -> Vec<Record> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let r = event_record(&Topics::default(), "/t", e).unwrap();
+            Record {
+                topic: r.topic,
+                partition: 0,
+                offset: i as i64,
+                key: r.key,
+                headers: r.headers,
+                payload: r.payload,
+                timestamp_ms: 0,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_thousand_messages_from_a_hundred_contacts_take_a_handful_of_calls() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    let mut engine = engine(&db, &crm);
+    let events: Vec<Event> = (0..1000)
+        .map(|i| message(i, i % 100, Direction::Inbound))
+        .collect();
+    let handled = engine.handle(&records(&events)).await.unwrap();
+    assert!(handled.dead_letters.is_empty());
+    let crm_state = crm.0.lock().unwrap();
+    assert_eq!(crm_state.contacts.len(), 100);
+    assert_eq!(crm_state.messages.len(), 1000);
+    // 1 contact batch + 10 message batches.
+    assert_eq!(
+        crm_state.calls, 11,
+        "calls for 1,000 messages from 100 contacts"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_the_crm_write_and_the_ledger_does_not_duplicate() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    crm.0.lock().unwrap().crash_after_write = 1;
+    let events: Vec<Event> = (0..5).map(|i| message(i, 0, Direction::Inbound)).collect();
+    let mut first = engine(&db, &crm);
+    assert!(
+        first.handle(&records(&events)).await.is_err(),
+        "the write 'crashed'"
+    );
+    // The bus redelivers the uncommitted batch to a restarted engine.
+    let mut second = engine(&db, &crm);
+    second.handle(&records(&events)).await.unwrap();
+    let crm_state = crm.0.lock().unwrap();
+    assert_eq!(crm_state.messages.len(), 5, "reconciled, not created again");
+}
+
+#[tokio::test]
+async fn a_refused_message_is_dead_lettered_and_the_rest_goes_through() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    crm.0.lock().unwrap().refuse = Some("mensagem 3".into());
+    let events: Vec<Event> = (0..6).map(|i| message(i, 0, Direction::Inbound)).collect();
+    let handled = engine(&db, &crm).handle(&records(&events)).await.unwrap();
+    assert_eq!(handled.dead_letters.len(), 1);
+    assert_eq!(handled.dead_letters[0].0, 3);
+    assert!(handled.dead_letters[0].1.contains("refused"));
+    assert_eq!(crm.0.lock().unwrap().messages.len(), 5);
+}
+
+#[tokio::test]
+async fn routing_limits_a_connection_to_its_numbers() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    let config = ConnectionConfig {
+        name: "other".into(),
+        business_numbers: vec!["999".into()],
+        reconcile_after_ms: 0,
+        ..ConnectionConfig::default()
+    };
+    let mut engine = SyncEngine::new(
+        config,
+        Arc::new(crm.clone()),
+        db.clone(),
+        CancellationToken::new(),
+    );
+    engine
+        .handle(&records(&[message(1, 1, Direction::Inbound)]))
+        .await
+        .unwrap();
+    assert_eq!(crm.0.lock().unwrap().calls, 0);
+}
+
+/// One step of a delivery history: the bus delivers these events (possibly again), and the
+/// consumer may restart before committing.
+#[derive(Debug, Clone)]
+enum Step {
+    Deliver(Vec<usize>),
+    CrashAfterWrite,
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<usize>, Vec<Step>)> {
+    // Events 0..4 are outbound messages, 4..16 statuses (3 per message, any order).
+    let order = Just((0..16).collect::<Vec<usize>>()).prop_shuffle();
+    let steps = prop::collection::vec(
+        prop_oneof![
+            prop::collection::vec(0usize..16, 1..8).prop_map(Step::Deliver),
+            Just(Step::CrashAfterWrite),
+        ],
+        0..6,
+    );
+    (order, steps)
+}
+
+fn history() -> Vec<Event> {
+    let mut events: Vec<Event> = (0..4).map(|i| message(i, i, Direction::Outbound)).collect();
+    for i in 0..4 {
+        let last = if i == 2 {
+            DeliveryState::Failed
+        } else {
+            DeliveryState::Read
+        };
+        events.push(status(i, i, DeliveryState::Sent, 10));
+        events.push(status(i, i, DeliveryState::Delivered, 20));
+        events.push(status(i, i, last, 30));
+    }
+    events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_ends_with_one_entry_per_wamid_and_the_right_status((order, steps) in scenario()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (db, _dir) = store().await;
+            let crm = MemoryCrm::default();
+            let all = history();
+            // Duplicates and crashes first, then the full history in a shuffled order (as a
+            // redelivery after a restart would), which must converge.
+            for step in &steps {
+                match step {
+                    Step::Deliver(idx) => {
+                        let batch: Vec<Event> = idx.iter().map(|i| all[*i].clone()).collect();
+                        let _ = engine(&db, &crm).handle(&records(&batch)).await;
+                    }
+                    Step::CrashAfterWrite => crm.0.lock().unwrap().crash_after_write = 1,
+                }
+            }
+            crm.0.lock().unwrap().crash_after_write = 0;
+            let shuffled: Vec<Event> = order.iter().map(|i| all[*i].clone()).collect();
+            engine(&db, &crm).handle(&records(&shuffled)).await.unwrap();
+            // A late redelivery of everything changes nothing.
+            engine(&db, &crm).handle(&records(&all)).await.unwrap();
+
+            let crm_state = crm.0.lock().unwrap();
+            let mut per_wamid: HashMap<&str, usize> = HashMap::new();
+            for (wamid, _, _, _) in crm_state.messages.values() {
+                *per_wamid.entry(wamid.as_str()).or_default() += 1;
+            }
+            prop_assert_eq!(per_wamid.len(), 4);
+            prop_assert!(per_wamid.values().all(|n| *n == 1), "{:?}", per_wamid);
+            for (wamid, _, _, status) in crm_state.messages.values() {
+                let expected = if wamid == "wamid.2" { "failed" } else { "read" };
+                prop_assert_eq!(status.as_deref(), Some(expected), "{}", wamid);
+            }
+            Ok(())
+        })?;
+    }
+}
