@@ -23,13 +23,36 @@ use wacrm_core::ErrorClass;
 pub use sea_orm::DatabaseConnection as Db;
 
 /// `[store]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreConfig {
     /// Database URL: `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
     pub url: String,
     /// Most pooled connections.
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL with its password replaced by `***`, for logs.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for StoreConfig {
@@ -114,6 +137,17 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let c = StoreConfig {
+            url: "postgres://wacrm:hunter2@db:5432/wacrm".into(),
+            max_connections: 1,
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("postgres://wacrm:***@db:5432/wacrm"));
+    }
 
     #[test]
     fn sqlite_paths_are_found() {

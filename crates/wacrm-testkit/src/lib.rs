@@ -5,5 +5,11 @@
 //! (Meta's WhatsApp Business Platform document, HubSpot's CRM documents), with every known defect
 //! of those documents patched *explicitly* and by name, so a test says exactly where it departs
 //! from the published schema.
+//!
+//! Its [`hubspot`] module is a stateful fake of HubSpot's CRM API (contacts, communications,
+//! notes, associations, properties, owners) that validates every request against HubSpot's own
+//! documents and plays HubSpot's rate limits and injected faults, for CRM adapter and end-to-end
+//! tests.
 
+pub mod hubspot;
 pub mod openapi;
