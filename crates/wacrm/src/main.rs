@@ -4,6 +4,7 @@ mod crm;
 mod dead_letters;
 mod doctor;
 mod keys;
+mod replay;
 mod serve;
 mod settings;
 
@@ -53,6 +54,16 @@ enum Command {
         #[arg(long)]
         create_topics: bool,
     },
+    /// Re-drive a CRM connection from a point in time (idempotent). With the embedded bus,
+    /// stop `wacrm serve` first.
+    Replay {
+        /// The connection.
+        #[arg(long)]
+        connection: String,
+        /// From this WhatsApp time, RFC 3339 (e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+    },
     /// CRM connections.
     Crm {
         #[command(subcommand)]
@@ -94,5 +105,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Doctor { create_topics } => doctor::run(settings, create_topics).await,
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
         Command::Crm { command } => crm::run(settings, command).await,
+        Command::Replay { connection, from } => replay::run(settings, connection, from).await,
     }
 }

@@ -55,6 +55,13 @@ fn free_port() -> u16 {
 }
 
 impl Service {
+    /// Adds configuration (environment variables) before start.
+    pub fn with_env(mut self, vars: &[(&str, String)]) -> Service {
+        self.env
+            .extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        self
+    }
+
     pub fn new(bus: Bus) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
