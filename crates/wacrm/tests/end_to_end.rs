@@ -201,3 +201,71 @@ async fn broker_outage_gives_503_and_loses_nothing_acknowledged() {
         .await;
     service.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_carry_phone_numbers_or_message_bodies() {
+    let mut service = Service::new(Bus::Embedded).with_env(&[("WACRM_LOG", "trace".into())]);
+    service.start().await;
+    let body = fixture("text.json");
+    assert_eq!(service.post_webhook(body.clone()).await, 200);
+    assert_eq!(service.post_webhook(b"garbage".to_vec()).await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.terminate();
+    let log = service.log();
+    assert!(log.contains("wacrm"), "the log was captured");
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let from = raw["entry"][0]["changes"][0]["value"]["messages"][0]["from"]
+        .as_str()
+        .unwrap();
+    let text = raw["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"]
+        .as_str()
+        .unwrap();
+    assert!(!log.contains(from), "a phone number reached the log");
+    assert!(!log.contains(text), "a message body reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_and_creates_the_kafka_topics() {
+    let Some(Bus::Kafka(broker)) = backends().into_iter().find(|b| matches!(b, Bus::Kafka(_)))
+    else {
+        return;
+    };
+    let service = Service::new(Bus::Kafka(broker)).with_env(&[
+        ("WACRM_BUS__KAFKA__CREATE_TOPICS", "false".into()),
+        ("WACRM_BUS__TOPIC_PREFIX", "doctor.".into()),
+    ]);
+    assert!(service.command().arg("migrate").output().unwrap().status.success());
+    let before = service.command().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&before.stdout).into_owned();
+    assert!(
+        !before.status.success(),
+        "missing topics fail the doctor: {text}"
+    );
+    assert!(
+        text.contains("FAIL topic doctor.conversations: missing"),
+        "{text}"
+    );
+    let created = service
+        .command()
+        .args(["doctor", "--create-topics"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    assert!(
+        created.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for topic in [
+        "conversations",
+        "contacts",
+        "commands",
+        "audit",
+        "dead-letters",
+    ] {
+        assert!(
+            text.contains(&format!("ok   topic doctor.{topic}")),
+            "{topic}: {text}"
+        );
+    }
+}
