@@ -24,10 +24,37 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/contacts/{id}/messages", get(contact_messages))
         .route("/v1/messages/{wamid}", get(get_message))
         .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/audit", get(audit_log))
         .route(
             "/v1/dead-letters/{id}/retry",
             axum::routing::post(retry_dead_letter),
         )
+}
+
+/// Writes the audit entry of an API call from its response, and answers it — or 503 when the
+/// audit log cannot be written (an unaudited read is not served).
+async fn audited(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    contact_id: Option<&str>,
+    target: Option<&str>,
+    response: Response,
+) -> Response {
+    let outcome = match response.status() {
+        s if s.is_success() => "ok",
+        StatusCode::FORBIDDEN => "denied",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::BAD_REQUEST => "invalid",
+        _ => "error",
+    };
+    match caller
+        .audit(state, action, contact_id, target, outcome)
+        .await
+    {
+        Ok(()) => response,
+        Err(unavailable) => unavailable,
+    }
 }
 
 fn store_error(e: wacrm_store::StoreError) -> Response {
@@ -55,29 +82,33 @@ pub async fn list_contacts(
     caller: Caller,
     Query(filter): Query<ContactFilter>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r.into_response();
-    }
-    let mut keys = Vec::new();
-    for raw in [filter.wa_id.as_deref(), filter.phone.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        match E164::parse(raw) {
-            Ok(phone) => keys.push(IdentityKey::Phone(phone)),
-            Err(_) => keys.push(IdentityKey::WaId(raw.to_owned())),
+    let response = async {
+        if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+            return r.into_response();
+        }
+        let mut keys = Vec::new();
+        for raw in [filter.wa_id.as_deref(), filter.phone.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            match E164::parse(raw) {
+                Ok(phone) => keys.push(IdentityKey::Phone(phone)),
+                Err(_) => keys.push(IdentityKey::WaId(raw.to_owned())),
+            }
+        }
+        if let Some(bsuid) = filter.bsuid {
+            keys.push(IdentityKey::Bsuid(bsuid));
+        }
+        if keys.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "give wa_id, phone or bsuid");
+        }
+        match queries::find_contacts(&state.db, &keys).await {
+            Ok(contacts) => Json(contacts).into_response(),
+            Err(e) => store_error(e),
         }
     }
-    if let Some(bsuid) = filter.bsuid {
-        keys.push(IdentityKey::Bsuid(bsuid));
-    }
-    if keys.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "give wa_id, phone or bsuid");
-    }
-    match queries::find_contacts(&state.db, &keys).await {
-        Ok(contacts) => Json(contacts).into_response(),
-        Err(e) => store_error(e),
-    }
+    .await;
+    audited(&state, &caller, "contacts.search", None, None, response).await
 }
 
 /// `GET /v1/contacts/{id}`
@@ -89,14 +120,18 @@ pub async fn get_contact(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r.into_response();
+    let response = async {
+        if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+            return r.into_response();
+        }
+        match queries::get_contact(&state.db, &id).await {
+            Ok(Some(c)) => Json(c).into_response(),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no such contact"),
+            Err(e) => store_error(e),
+        }
     }
-    match queries::get_contact(&state.db, &id).await {
-        Ok(Some(c)) => Json(c).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such contact"),
-        Err(e) => store_error(e),
-    }
+    .await;
+    audited(&state, &caller, "contacts.read", Some(&id), None, response).await
 }
 
 /// Paging of lists.
@@ -122,19 +157,23 @@ pub async fn contact_messages(
     Path(id): Path<String>,
     Query(page): Query<Page>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r.into_response();
+    let response = async {
+        if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+            return r.into_response();
+        }
+        let contact = match queries::get_contact(&state.db, &id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "no such contact"),
+            Err(e) => return store_error(e),
+        };
+        let numbers = caller.0.business_numbers.as_deref();
+        match queries::contact_messages(&state.db, &contact.id, numbers, page.limit()).await {
+            Ok(messages) => Json(messages).into_response(),
+            Err(e) => store_error(e),
+        }
     }
-    let contact = match queries::get_contact(&state.db, &id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such contact"),
-        Err(e) => return store_error(e),
-    };
-    let numbers = caller.0.business_numbers.as_deref();
-    match queries::contact_messages(&state.db, &contact.id, numbers, page.limit()).await {
-        Ok(messages) => Json(messages).into_response(),
-        Err(e) => store_error(e),
-    }
+    .await;
+    audited(&state, &caller, "messages.list", Some(&id), None, response).await
 }
 
 /// `GET /v1/messages/{wamid}`, with status history.
@@ -146,18 +185,30 @@ pub async fn get_message(
     caller: Caller,
     Path(wamid): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
-        return r.into_response();
+    let response = async {
+        if let Err(r) = caller.require(scope::CONVERSATIONS_READ) {
+            return r.into_response();
+        }
+        match queries::get_message(&state.db, &wamid).await {
+            Ok(Some(m)) if !caller.0.may_use_number(&m.message.phone_number_id) => error(
+                StatusCode::FORBIDDEN,
+                "this key may not read that business number",
+            ),
+            Ok(Some(m)) => Json(m).into_response(),
+            Ok(None) => error(StatusCode::NOT_FOUND, "no such message"),
+            Err(e) => store_error(e),
+        }
     }
-    match queries::get_message(&state.db, &wamid).await {
-        Ok(Some(m)) if !caller.0.may_use_number(&m.message.phone_number_id) => error(
-            StatusCode::FORBIDDEN,
-            "this key may not read that business number",
-        ),
-        Ok(Some(m)) => Json(m).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such message"),
-        Err(e) => store_error(e),
-    }
+    .await;
+    audited(
+        &state,
+        &caller,
+        "messages.read",
+        None,
+        Some(&wamid),
+        response,
+    )
+    .await
 }
 
 /// Filters of `GET /v1/dead-letters`.
@@ -177,22 +228,26 @@ pub async fn dead_letters(
     caller: Caller,
     Query(filter): Query<DeadLetterFilter>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::DEAD_LETTERS_READ) {
-        return r.into_response();
+    let response = async {
+        if let Err(r) = caller.require(scope::DEAD_LETTERS_READ) {
+            return r.into_response();
+        }
+        let page = Page {
+            limit: filter.limit,
+        };
+        match queries::dead_letters(
+            &state.db,
+            page.limit(),
+            filter.include_resolved.unwrap_or(false),
+        )
+        .await
+        {
+            Ok(d) => Json(d).into_response(),
+            Err(e) => store_error(e),
+        }
     }
-    let page = Page {
-        limit: filter.limit,
-    };
-    match queries::dead_letters(
-        &state.db,
-        page.limit(),
-        filter.include_resolved.unwrap_or(false),
-    )
-    .await
-    {
-        Ok(d) => Json(d).into_response(),
-        Err(e) => store_error(e),
-    }
+    .await;
+    audited(&state, &caller, "dead_letters.list", None, None, response).await
 }
 
 /// Readiness of each dependency.
@@ -253,29 +308,98 @@ pub async fn retry_dead_letter(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(scope::DEAD_LETTERS_RETRY) {
-        return r.into_response();
+    let response = async {
+        if let Err(r) = caller.require(scope::DEAD_LETTERS_RETRY) {
+            return r.into_response();
+        }
+        let dead = match queries::dead_letter(&state.db, &id).await {
+            Ok(Some(dead)) => dead,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "no such dead letter"),
+            Err(e) => return store_error(e),
+        };
+        match crate::redrive::redrive(
+            &state.db,
+            state.bus.as_ref(),
+            &state.topics,
+            &state.source,
+            &dead,
+        )
+        .await
+        {
+            Ok(outcome) => Json(RedriveOutcome {
+                id: id.clone(),
+                resolved: outcome.is_ok(),
+                error: outcome.err(),
+            })
+            .into_response(),
+            Err(e) => store_error(e),
+        }
     }
-    let dead = match queries::dead_letter(&state.db, &id).await {
-        Ok(Some(dead)) => dead,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such dead letter"),
-        Err(e) => return store_error(e),
-    };
-    match crate::redrive::redrive(
-        &state.db,
-        state.bus.as_ref(),
-        &state.topics,
-        &state.source,
-        &dead,
+    .await;
+    audited(
+        &state,
+        &caller,
+        "dead_letters.retry",
+        None,
+        Some(&id),
+        response,
     )
     .await
-    {
-        Ok(outcome) => Json(RedriveOutcome {
-            id,
-            resolved: outcome.is_ok(),
-            error: outcome.err(),
-        })
-        .into_response(),
-        Err(e) => store_error(e),
+}
+
+/// Filters of `GET /v1/audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AuditFilter {
+    /// Only this API key.
+    pub key_id: Option<String>,
+    /// Only this action (`messages.read`, `contacts.read`, `keys.create`, …).
+    pub action: Option<String>,
+    /// Only this contact.
+    pub contact_id: Option<String>,
+    /// Entries after this sequence number (the last `seq` of the previous page).
+    pub after: Option<i64>,
+    /// From this time (RFC 3339).
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Until this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most entries (default 100, at most 1000).
+    pub limit: Option<u64>,
+}
+
+/// `GET /v1/audit`: the audit log in order, with filters (auditors and admins).
+#[utoipa::path(get, path = "/v1/audit", tag = "operations", security(("api_key" = [])), params(AuditFilter),
+    responses((status = 200, body = Vec<wacrm_store::audit::Entry>), (status = 401), (status = 403)))]
+pub async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(f): Query<AuditFilter>,
+) -> Response {
+    let response = async {
+        if let Err(r) = caller.require(scope::AUDIT_READ) {
+            return r.into_response();
+        }
+        let filter = wacrm_store::audit::Filter {
+            key_id: f.key_id.clone(),
+            action: f.action.clone(),
+            contact_id: f.contact_id.clone(),
+            after_seq: f.after,
+            from: f.from,
+            until: f.until,
+            limit: f.limit.unwrap_or(100),
+        };
+        match wacrm_store::audit::page(&state.db, &filter).await {
+            Ok(entries) => Json(entries).into_response(),
+            Err(e) => store_error(e),
+        }
     }
+    .await;
+    audited(
+        &state,
+        &caller,
+        "audit.read",
+        f.contact_id.as_deref(),
+        None,
+        response,
+    )
+    .await
 }

@@ -34,6 +34,30 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl Caller {
+    /// Writes an audit entry for this caller. An audit failure fails the request: an action
+    /// that cannot be audited is not performed (`Err` is the 503 to answer).
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        contact_id: Option<&str>,
+        target: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), Response> {
+        let entry = wacrm_store::audit::NewEntry {
+            key_id: self.0.key_id.clone(),
+            actor: self.0.name.clone(),
+            action: action.to_owned(),
+            contact_id: contact_id.map(str::to_owned),
+            target: target.map(str::to_owned),
+            outcome: outcome.to_owned(),
+        };
+        state.audit.append(entry).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable");
+            error(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable")
+        })
+    }
+
     /// 403 unless the key carries the scope.
     pub fn require(&self, scope: &'static str) -> Result<(), MissingScope> {
         if self.0.has_scope(scope) {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub source: String,
     /// How long a publish may take before the webhook is answered 503.
     pub publish_timeout: Duration,
+    /// The audit log every API call is written to.
+    pub audit: Arc<wacrm_store::audit::AuditLog>,
 }
 
 /// The whole HTTP application.

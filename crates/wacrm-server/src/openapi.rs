@@ -25,7 +25,7 @@ impl Modify for BearerKeys {
     paths(
         webhook::handshake, webhook::receive,
         api::list_contacts, api::get_contact, api::contact_messages, api::get_message,
-        api::dead_letters, api::retry_dead_letter, api::healthz, api::readyz,
+        api::dead_letters, api::retry_dead_letter, api::audit_log, api::healthz, api::readyz,
     ),
     components(schemas(auth::ApiError, api::Readiness)),
     modifiers(&BearerKeys)

@@ -55,6 +55,7 @@ async fn harness_with(bus: Option<Arc<dyn EventBus>>, secret: Option<&str>) -> H
     let state = Arc::new(AppState {
         bus: bus.clone(),
         topics: Topics::default(),
+        audit: Arc::new(wacrm_store::audit::AuditLog::new(db.clone())),
         db: db.clone(),
         secrets: WebhookSecrets::new(secret, None),
         verify_token: Some("verify-me".into()),
@@ -457,5 +458,97 @@ async fn an_unavailable_or_stuck_bus_gets_503_so_meta_retries() {
     assert_eq!(
         call(&h.app, signed(fixture("text.json"))).await.0,
         StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn every_api_call_is_audited_and_agents_are_held_to_their_numbers() {
+    let h = harness().await;
+    assert_eq!(
+        call(&h.app, signed(fixture("text.json"))).await.0,
+        StatusCode::OK
+    );
+    h.project().await;
+    let raw: serde_json::Value = serde_json::from_slice(&fixture("text.json")).unwrap();
+    let wamid = raw["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+        .as_str()
+        .unwrap();
+    let number = raw["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"]
+        .as_str()
+        .unwrap();
+    let (_, other_number_agent) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Bia".into(),
+            role: Role::Agent,
+            scopes: None,
+            business_numbers: Some(vec!["999".into()]),
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (_, own_number_agent) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Caio".into(),
+            role: Role::Agent,
+            scopes: None,
+            business_numbers: Some(vec![number.into()]),
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (_, auditor) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Dora".into(),
+            role: Role::Auditor,
+            scopes: None,
+            business_numbers: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let path = format!("/v1/messages/{wamid}");
+    assert_eq!(
+        h.get(&path, Some(&other_number_agent)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.get(&path, Some(&own_number_agent)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/v1/audit", Some(&own_number_agent)).await.0,
+        StatusCode::FORBIDDEN,
+        "agents do not read the audit log"
+    );
+    let (status, body) = h
+        .get("/v1/audit?action=messages.read", Some(&auditor))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["actor"], "Bia");
+    assert_eq!(entries[0]["outcome"], "denied");
+    assert_eq!(entries[0]["target"], wamid);
+    assert_eq!(entries[1]["actor"], "Caio");
+    assert_eq!(entries[1]["outcome"], "ok");
+    let (_, all) = h.get("/v1/audit", Some(&auditor)).await;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&all).unwrap();
+    assert!(
+        all.iter()
+            .any(|e| e["action"] == "audit.read" && e["actor"] == "Dora"),
+        "reading the log is audited too"
+    );
+    assert!(all
+        .iter()
+        .any(|e| e["action"] == "audit.read" && e["outcome"] == "denied"));
+    assert_eq!(
+        wacrm_store::audit::verify(&h.db).await.unwrap(),
+        Ok(all.len() as u64 + 1)
     );
 }

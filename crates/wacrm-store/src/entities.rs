@@ -270,3 +270,29 @@ pub mod crm_ledger {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod audit_log {
+    use sea_orm::entity::prelude::*;
+
+    /// One audit entry; `hash` covers the entry and the previous entry's hash.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub at: ChronoDateTimeUtc,
+        pub key_id: String,
+        pub actor: String,
+        pub action: String,
+        pub contact_id: Option<String>,
+        pub target: Option<String>,
+        pub outcome: String,
+        pub prev_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,6 +6,7 @@
 //! - [`queries`]: what the read API asks.
 //! - [`keys`]: employees' API keys.
 
+pub mod audit;
 pub mod entities;
 pub mod keys;
 pub mod migration;

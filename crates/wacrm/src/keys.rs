@@ -56,6 +56,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
                 },
             )
             .await?;
+            crate::audit::cli(&db, "keys.create", &info.id).await?;
             eprintln!(
                 "created key {} for {} ({}); store it now, it is not shown again:",
                 info.id,
@@ -89,6 +90,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
             if !keys::revoke(&db, &id).await? {
                 bail!("no key {id}");
             }
+            crate::audit::cli(&db, "keys.revoke", &id).await?;
             println!("revoked {id}");
         }
     }

@@ -1,5 +1,6 @@
 //! The `wacrm` command: `serve`, `migrate`, `keys`, `doctor`, `dead-letters`.
 
+mod audit;
 mod crm;
 mod dead_letters;
 mod doctor;
@@ -64,6 +65,11 @@ enum Command {
         #[arg(long)]
         from: chrono::DateTime<chrono::Utc>,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// CRM connections.
     Crm {
         #[command(subcommand)]
@@ -105,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Doctor { create_topics } => doctor::run(settings, create_topics).await,
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
         Command::Crm { command } => crm::run(settings, command).await,
+        Command::Audit { command } => audit::run(settings, command).await,
         Command::Replay { connection, from } => replay::run(settings, connection, from).await,
     }
 }

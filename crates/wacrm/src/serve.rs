@@ -66,6 +66,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(wacrm_server::AppState {
         bus: bus.clone(),
         topics,
+        audit: Arc::new(wacrm_store::audit::AuditLog::new(db.clone())),
         db,
         secrets,
         verify_token: settings.whatsapp.verify_token.clone(),

@@ -234,7 +234,13 @@ async fn doctor_checks_and_creates_the_kafka_topics() {
         ("WACRM_BUS__KAFKA__CREATE_TOPICS", "false".into()),
         ("WACRM_BUS__TOPIC_PREFIX", "doctor.".into()),
     ]);
-    assert!(service.command().arg("migrate").output().unwrap().status.success());
+    assert!(service
+        .command()
+        .arg("migrate")
+        .output()
+        .unwrap()
+        .status
+        .success());
     let before = service.command().arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&before.stdout).into_owned();
     assert!(
@@ -268,4 +274,36 @@ async fn doctor_checks_and_creates_the_kafka_topics() {
             "{topic}: {text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_names_an_edited_row() {
+    let service = Service::new(Bus::Embedded);
+    let _ = service.admin_key();
+    let _ = service.admin_key();
+    let ok = service
+        .command()
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 entries verified"));
+    let db = service.path().join("store.db");
+    let status = std::process::Command::new("python3")
+        .args(["-c", &format!("import sqlite3; c=sqlite3.connect('{}'); c.execute(\"UPDATE audit_log SET actor='someone else' WHERE seq=2\"); c.commit()", db.display())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let broken = service
+        .command()
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(err.contains("entry 2"), "{err}");
 }

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_dead_letter_redrive;
 mod m20261122_000003_crm_sync;
+mod m20261122_000004_audit_log;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_dead_letter_redrive::Migration),
             Box::new(m20261122_000003_crm_sync::Migration),
+            Box::new(m20261122_000004_audit_log::Migration),
         ]
     }
 }
