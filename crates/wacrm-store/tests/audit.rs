@@ -11,7 +11,7 @@ fn entry(i: usize) -> NewEntry {
     NewEntry {
         key_id: format!("key{}", i % 2),
         actor: "Ana Souza".into(),
-        action: if i % 2 == 0 {
+        action: if i.is_multiple_of(2) {
             "messages.read".into()
         } else {
             "contacts.read".into()
