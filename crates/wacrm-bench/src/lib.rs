@@ -1,0 +1,33 @@
+//! Realistic WhatsApp webhook bodies for benchmarks and load generation.
+
+use serde_json::json;
+
+/// A webhook with `updates` inbound text messages from `contacts` different senders, in one
+/// entry and change (Meta batches up to 1,000 updates this way).
+pub fn text_webhook(first: usize, updates: usize, contacts: usize) -> Vec<u8> {
+    let contacts = contacts.max(1);
+    let messages: Vec<_> = (first..first + updates)
+        .map(|i| {
+            json!({
+                "from": format!("55119{:08}", 80_000_000 + i % contacts),
+                "id": format!("wamid.bench.{i:09}"),
+                "timestamp": (1_750_000_000 + i).to_string(),
+                "type": "text",
+                "text": {"body": format!("Olá, quero saber o preço do produto {i}")}
+            })
+        })
+        .collect();
+    let profiles: Vec<_> = (0..contacts.min(updates.max(1)))
+        .map(|c| json!({"profile": {"name": format!("Cliente {c}")}, "wa_id": format!("55119{:08}", 80_000_000 + c)}))
+        .collect();
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": profiles,
+            "messages": messages
+        }}]}]
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
