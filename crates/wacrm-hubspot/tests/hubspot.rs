@@ -281,7 +281,7 @@ async fn statuses_update_the_same_communication_in_any_order() {
     let mut h = harness(FakeConfig::default(), |_| {}).await;
     let sent = message(7, 3, Direction::Outbound, "seu pedido saiu");
     assert!(sync(&mut h.engine, &[sent]).await.is_empty());
-    let status = |state, at| {
+    let status = |state, at: i64| {
         Event::status(StatusUpdate {
             wamid: "wamid.7".into(),
             state,

@@ -6,16 +6,18 @@
 //! | Operation | Path |
 //! |---|---|
 //! | upsert contacts by a unique property | `POST /crm/v3/objects/contacts/batch/upsert` |
+//! | update contacts by id or unique property | `POST /crm/v3/objects/contacts/batch/update` |
 //! | search contacts | `POST /crm/v3/objects/contacts/search` |
 //! | read contacts by id or unique property | `POST /crm/v3/objects/contacts/batch/read` |
 //! | log WhatsApp messages | `POST /crm/v3/objects/communications/batch/create` |
 //! | update logged messages | `POST /crm/v3/objects/communications/batch/update` |
+//! | search logged messages | `POST /crm/v3/objects/communications/search` |
 //! | create notes | `POST /crm/v3/objects/notes/batch/create` |
 //! | associate two records | `PUT /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}/{toObjectId}` |
 //! | associate with the default type | `PUT /crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/{toObjectType}/{toObjectId}` |
 //! | associate in bulk | `POST /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/create` |
 //! | list a record's associations | `GET /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}` |
-//! | contact properties | `GET`/`POST /crm/v3/properties/contacts`, `GET /crm/v3/properties/contacts/{propertyName}` |
+//! | contact and communication properties | `GET`/`POST /crm/v3/properties/{contacts,communications}`, `GET /crm/v3/properties/{contacts,communications}/{propertyName}` |
 //! | owners | `GET /crm/v3/owners` |
 //!
 //! Every request is checked in this order, each step able to answer on its own:
@@ -34,6 +36,12 @@
 //!
 //! Every answer carries `X-HubSpot-RateLimit-*` headers and an `X-HubSpot-Correlation-Id`.
 //! Every request is recorded ([`HubSpotFake::requests`]), including rejected ones.
+//!
+//! Contacts and communications keep property definitions (HubSpot's built-in ones, plus those
+//! created through the properties API or [`HubSpotFake::insert_contact_property`] /
+//! [`HubSpotFake::insert_communication_property`]): a write or search naming any other property
+//! is a `400`. Notes keep none (their properties API answers `501`) and accept any property.
+//! `hasUniqueValue` is enforced on contacts only.
 //!
 //! Phone numbers follow `shared/README.md`: `phone` and `mobilephone` keep the text as typed and
 //! an `EQ` filter compares that text, while the fake maintains HubSpot's formatting-free
@@ -306,7 +314,16 @@ impl HubSpotFake {
     /// Defines a custom contact property as if created in HubSpot's UI (no request), e.g. one
     /// the adapter expects to exist already. Does nothing when the property exists.
     pub fn insert_contact_property(&self, name: &str, has_unique_value: bool) {
-        self.lock().insert_contact_property(name, has_unique_value);
+        self.lock()
+            .insert_property(state::Kind::Contact, name, has_unique_value);
+    }
+
+    /// Defines a custom text property of communications as if created in HubSpot's UI (no
+    /// request), e.g. one the adapter expects to exist already. Does nothing when the property
+    /// exists.
+    pub fn insert_communication_property(&self, name: &str) {
+        self.lock()
+            .insert_property(state::Kind::Communication, name, false);
     }
 
     /// Adds a HubSpot user who can own records; returns the owner id.

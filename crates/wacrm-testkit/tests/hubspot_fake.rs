@@ -1026,3 +1026,554 @@ async fn owners_and_unknown_operations() {
     fake.clear_requests();
     assert!(fake.requests().is_empty());
 }
+
+/// A communication carrying the custom `wacrm_wamid` property.
+fn communication_with_wamid(contact: &str, wamid: &str) -> Value {
+    let mut input = communication(contact, "WHATS_APP", COMMUNICATION_TO_CONTACT);
+    input["properties"]["wacrm_wamid"] = json!(wamid);
+    input["properties"]["hs_communication_body"] = json!(format!("message {wamid}"));
+    input
+}
+
+async fn create_wamid_property(fake: &HubSpotFake) -> Answer {
+    post(
+        fake,
+        "/crm/v3/properties/communications",
+        json!({
+            "name": "wacrm_wamid",
+            "label": "WhatsApp message id",
+            "type": "string",
+            "fieldType": "text",
+            "groupName": "communicationinformation",
+            "hasUniqueValue": true,
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn communication_properties_are_kept_like_contact_properties() {
+    let fake = started().await;
+    let list = send(&fake, "GET", "/crm/v3/properties/communications", None).await;
+    assert_eq!(list.status, 200, "{:#}", list.body);
+    assert_schema(
+        "properties-v3.json",
+        "CollectionResponsePropertyNoPaging",
+        &list.body,
+    );
+    let names: Vec<&str> = list.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for builtin in [
+        "hs_communication_channel_type",
+        "hs_communication_logged_from",
+        "hs_communication_body",
+        "hs_timestamp",
+        "hubspot_owner_id",
+        "hs_object_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ] {
+        assert!(names.contains(&builtin), "{builtin} missing from {names:?}");
+    }
+    // Contact properties are not communication properties.
+    assert!(!names.contains(&"email"));
+
+    let channel = send(
+        &fake,
+        "GET",
+        "/crm/v3/properties/communications/hs_communication_channel_type",
+        None,
+    )
+    .await;
+    assert_eq!(channel.status, 200, "{:#}", channel.body);
+    assert_schema("properties-v3.json", "Property", &channel.body);
+    let options: Vec<&str> = channel.body["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(options, ["WHATS_APP", "LINKEDIN_MESSAGE", "SMS"]);
+
+    let missing = send(
+        &fake,
+        "GET",
+        "/crm/v3/properties/communications/wacrm_wamid",
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{:#}", missing.body);
+    assert_eq!(missing.body["category"], "OBJECT_NOT_FOUND");
+    assert!(missing.body["message"].as_str().unwrap().contains("0-18"));
+
+    let created = create_wamid_property(&fake).await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    assert_schema("properties-v3.json", "Property", &created.body);
+    assert_eq!(created.body["hubspotDefined"], false);
+    let found = send(
+        &fake,
+        "GET",
+        "/crm/v3/properties/communications/wacrm_wamid",
+        None,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{:#}", found.body);
+    assert_eq!(found.body["groupName"], "communicationinformation");
+    let again = create_wamid_property(&fake).await;
+    assert_eq!(again.status, 409, "{:#}", again.body);
+    assert_eq!(again.body["category"], "OBJECT_ALREADY_EXISTS");
+    // A communication property is not a contact property.
+    let of_contacts = send(
+        &fake,
+        "GET",
+        "/crm/v3/properties/contacts/wacrm_wamid",
+        None,
+    )
+    .await;
+    assert_eq!(of_contacts.status, 404);
+
+    // Notes keep no properties.
+    let notes = send(&fake, "GET", "/crm/v3/properties/notes", None).await;
+    assert_eq!(notes.status, 501, "{:#}", notes.body);
+    if validating() {
+        assert_eq!(fake.violations(), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn communications_accept_only_defined_custom_properties() {
+    let fake = started().await;
+    let contact = fake.insert_contact(&[("firstname", "Ana")]);
+    let create = "/crm/v3/objects/communications/batch/create";
+
+    let unknown = post(
+        &fake,
+        create,
+        json!({"inputs": [communication_with_wamid(&contact, "wamid.0")]}),
+    )
+    .await;
+    assert_eq!(unknown.status, 400, "{:#}", unknown.body);
+    assert_eq!(unknown.body["category"], "VALIDATION_ERROR");
+    let message = unknown.body["message"].as_str().unwrap();
+    assert!(message.contains("PROPERTY_DOESNT_EXIST"), "{message}");
+    assert!(message.contains("wacrm_wamid"), "{message}");
+    assert!(fake.communications().is_empty());
+
+    assert_eq!(create_wamid_property(&fake).await.status, 201);
+    let created = post(
+        &fake,
+        create,
+        json!({"inputs": [communication_with_wamid(&contact, "wamid.0")]}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let id = created.body["results"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        fake.communications()[0].properties["wacrm_wamid"],
+        "wamid.0"
+    );
+
+    let update = "/crm/v3/objects/communications/batch/update";
+    let undefined = post(
+        &fake,
+        update,
+        json!({"inputs": [{"id": id, "properties": {"wacrm_status": "read"}}]}),
+    )
+    .await;
+    assert_eq!(undefined.status, 400, "{:#}", undefined.body);
+    assert!(undefined.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("PROPERTY_DOESNT_EXIST"));
+    let read_only = post(
+        &fake,
+        update,
+        json!({"inputs": [{"id": id, "properties": {"hs_body_preview": "x"}}]}),
+    )
+    .await;
+    assert_eq!(read_only.status, 400, "{:#}", read_only.body);
+    assert!(read_only.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("READ_ONLY_VALUE"));
+
+    // Defined in HubSpot's UI (no request), then writable.
+    fake.insert_communication_property("wacrm_status");
+    let updated = post(
+        &fake,
+        update,
+        json!({"inputs": [{"id": id, "properties": {"wacrm_status": "read"}}]}),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{:#}", updated.body);
+    assert_schema(
+        "communications-v3.json",
+        "BatchResponseSimplePublicObject",
+        &updated.body,
+    );
+    assert_eq!(fake.communications()[0].properties["wacrm_status"], "read");
+    if validating() {
+        assert_eq!(fake.violations(), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn communications_are_searched_by_in_with_paging() {
+    let fake = HubSpotFake::start(FakeConfig {
+        search_requests_per_s: 100,
+        ..FakeConfig::default()
+    })
+    .await;
+    let ana = fake.insert_contact(&[("firstname", "Ana")]);
+    let bia = fake.insert_contact(&[("firstname", "Bia")]);
+    assert_eq!(create_wamid_property(&fake).await.status, 201);
+    let inputs: Vec<Value> = (0..5)
+        .map(|i| {
+            communication_with_wamid(if i % 2 == 0 { &ana } else { &bia }, &format!("wamid.{i}"))
+        })
+        .collect();
+    let created = post(
+        &fake,
+        "/crm/v3/objects/communications/batch/create",
+        json!({ "inputs": inputs }),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let path = "/crm/v3/objects/communications/search";
+    let wamids = |answer: &Answer| -> Vec<String> {
+        answer.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["properties"]["wacrm_wamid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let mut body = json!({
+        "filterGroups": [{"filters": [{
+            "propertyName": "wacrm_wamid",
+            "operator": "IN",
+            "values": ["wamid.0", "wamid.2", "wamid.4", "wamid.9"],
+        }]}],
+        "sorts": [],
+        "properties": ["wacrm_wamid", "hs_communication_body"],
+        "limit": 2,
+        "after": "",
+    });
+    let page1 = post(&fake, path, body.clone()).await;
+    assert_eq!(page1.status, 200, "{:#}", page1.body);
+    assert_schema(
+        "communications-v3.json",
+        "CollectionResponseWithTotalSimplePublicObject",
+        &page1.body,
+    );
+    assert_eq!(page1.body["total"], 3);
+    assert_eq!(wamids(&page1), ["wamid.0", "wamid.2"]);
+    assert_eq!(
+        page1.body["results"][0]["properties"]["hs_communication_body"],
+        "message wamid.0"
+    );
+    let after = page1.body["paging"]["next"]["after"].as_str().unwrap();
+    body["after"] = json!(after);
+    let page2 = post(&fake, path, body).await;
+    assert_eq!(page2.status, 200, "{:#}", page2.body);
+    assert_eq!(wamids(&page2), ["wamid.4"]);
+    assert!(page2.body.get("paging").is_none());
+
+    // Groups are ORed, filters ANDed; sorting; the defaults when no properties are asked for.
+    let answer = post(
+        &fake,
+        path,
+        json!({
+            "filterGroups": [
+                {"filters": [
+                    {"propertyName": "wacrm_wamid", "operator": "EQ", "value": "wamid.1"},
+                    {"propertyName": "hs_communication_channel_type", "operator": "EQ", "value": "WHATS_APP"},
+                ]},
+                {"filters": [{"propertyName": "wacrm_wamid", "operator": "EQ", "value": "wamid.3"}]},
+            ],
+            "sorts": ["-hs_object_id"],
+            "properties": [],
+            "limit": 10,
+            "after": "",
+        }),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:#}", answer.body);
+    assert_eq!(answer.body["total"], 2);
+    let results = answer.body["results"].as_array().unwrap();
+    let ids: Vec<u64> = results
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids[0] > ids[1], "{ids:?}");
+    let defaults: Vec<&String> = results[0]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        defaults,
+        ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"]
+    );
+
+    // HAS_PROPERTY finds every communication and no contact.
+    let all = post(
+        &fake,
+        path,
+        json!({
+            "filterGroups": [{"filters": [{"propertyName": "wacrm_wamid", "operator": "HAS_PROPERTY"}]}],
+            "sorts": [],
+            "properties": ["wacrm_wamid"],
+            "limit": 200,
+            "after": "",
+        }),
+    )
+    .await;
+    assert_eq!(all.body["total"], 5);
+
+    // Only communication properties can be searched, and the limits are those of contacts.
+    let contact_property = post(
+        &fake,
+        path,
+        json!({
+            "filterGroups": [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": "Ana"}]}],
+            "sorts": [],
+            "properties": [],
+            "limit": 10,
+            "after": "",
+        }),
+    )
+    .await;
+    assert_eq!(contact_property.status, 400, "{:#}", contact_property.body);
+    assert!(contact_property.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("no communication property \"firstname\""));
+    let group = |n: usize| {
+        json!({"filters": (0..n)
+            .map(|i| json!({"propertyName": "wacrm_wamid", "operator": "EQ", "value": i.to_string()}))
+            .collect::<Vec<_>>()})
+    };
+    let limited = |groups: Value, limit: u64| json!({"filterGroups": groups, "sorts": [], "properties": [], "limit": limit, "after": ""});
+    let six_groups = json!((0..6).map(|_| group(1)).collect::<Vec<_>>());
+    assert_eq!(post(&fake, path, limited(six_groups, 10)).await.status, 400);
+    assert_eq!(
+        post(&fake, path, limited(json!([group(7)]), 10))
+            .await
+            .status,
+        400
+    );
+    let twenty = json!((0..4).map(|_| group(5)).collect::<Vec<_>>());
+    assert_eq!(post(&fake, path, limited(twenty, 10)).await.status, 400);
+    let eighteen = json!((0..3).map(|_| group(6)).collect::<Vec<_>>());
+    assert_eq!(post(&fake, path, limited(eighteen, 10)).await.status, 200);
+    assert_eq!(post(&fake, path, limited(json!([]), 201)).await.status, 400);
+    if validating() {
+        assert_eq!(fake.violations(), Vec::<String>::new());
+        // The body is validated against the communications document's search operation.
+        let answer = post(
+            &fake,
+            path,
+            json!({"filterGroups": [], "properties": [], "limit": 10}),
+        )
+        .await;
+        assert_eq!(answer.status, 400);
+        assert!(
+            fake.violations()
+                .iter()
+                .any(|v| v
+                    .starts_with("POST /crm/v3/objects/communications/search: (root): required: ")),
+            "{:?}",
+            fake.violations()
+        );
+    }
+}
+
+#[tokio::test]
+async fn communication_search_shares_the_per_second_search_limit() {
+    let fake = HubSpotFake::start(FakeConfig {
+        requests_per_10s: 1,
+        search_requests_per_s: 2,
+        ..FakeConfig::default()
+    })
+    .await;
+    let empty =
+        json!({"filterGroups": [], "sorts": [], "properties": [], "limit": 10, "after": ""});
+    let contacts = post(&fake, "/crm/v3/objects/contacts/search", empty.clone()).await;
+    assert_eq!(contacts.status, 200, "{:#}", contacts.body);
+    let path = "/crm/v3/objects/communications/search";
+    let first = post(&fake, path, empty.clone()).await;
+    assert_eq!(first.status, 200, "{:#}", first.body);
+    assert_eq!(first.body["total"], 0);
+    let limited = post(&fake, path, empty).await;
+    assert_eq!(limited.status, 429, "{:#}", limited.body);
+    assert_eq!(limited.body["policyName"], "SECONDLY");
+    // The searches did not use the ten-second window.
+    assert_eq!(send(&fake, "GET", "/crm/v3/owners", None).await.status, 200);
+    let ten_secondly = send(&fake, "GET", "/crm/v3/owners", None).await;
+    assert_eq!(ten_secondly.status, 429);
+    assert_eq!(ten_secondly.body["policyName"], "TEN_SECONDLY_ROLLING");
+}
+
+#[tokio::test]
+async fn contacts_batch_update_by_id_or_unique_property() {
+    let fake = started().await;
+    create_unique_property(&fake, "whatsapp_id").await;
+    // Contacts people created by hand, without a WhatsApp id.
+    let ana = fake.insert_contact(&[("email", "ana@example.com"), ("firstname", "Ana")]);
+    let bia = fake.insert_contact(&[("email", "bia@example.com"), ("phone", "+55 11 91234-5678")]);
+    let path = "/crm/v3/objects/contacts/batch/update";
+    let contact = |id: &str| fake.contacts().into_iter().find(|c| c.id == id).unwrap();
+
+    let stamped = post(
+        &fake,
+        path,
+        json!({"inputs": [{"id": ana, "properties": {"whatsapp_id": "5511987654321"}}]}),
+    )
+    .await;
+    assert_eq!(stamped.status, 200, "{:#}", stamped.body);
+    assert_schema(
+        "contacts-v3.json",
+        "BatchResponseSimplePublicObject",
+        &stamped.body,
+    );
+    assert_eq!(stamped.body["results"][0]["id"], ana.as_str());
+    assert_eq!(
+        stamped.body["results"][0]["properties"]["whatsapp_id"],
+        "5511987654321"
+    );
+    assert_eq!(contact(&ana).properties["whatsapp_id"], "5511987654321");
+    assert_eq!(contact(&ana).properties["firstname"], "Ana");
+
+    // By a unique property; the calculated phone properties follow a new phone.
+    let by_email = post(
+        &fake,
+        path,
+        json!({"inputs": [{
+            "id": "BIA@example.com", "idProperty": "email",
+            "properties": {"firstname": "Bia", "phone": "+55 11 99999-0000"},
+        }]}),
+    )
+    .await;
+    assert_eq!(by_email.status, 200, "{:#}", by_email.body);
+    assert_eq!(by_email.body["results"][0]["id"], bia.as_str());
+    assert_eq!(contact(&bia).properties["firstname"], "Bia");
+    assert_eq!(
+        contact(&bia).properties["hs_searchable_calculated_phone_number"],
+        "11999990000"
+    );
+
+    // Unknown ids are reported; the others are updated.
+    let partial = post(
+        &fake,
+        path,
+        json!({"inputs": [
+            {"id": ana, "properties": {"lastname": "Silva"}},
+            {"id": "999999", "properties": {"lastname": "Nobody"}},
+        ]}),
+    )
+    .await;
+    assert_eq!(partial.status, 207, "{:#}", partial.body);
+    assert_schema(
+        "contacts-v3.json",
+        "BatchResponseSimplePublicObjectWithErrors",
+        &partial.body,
+    );
+    assert_eq!(partial.body["numErrors"], 1);
+    assert_eq!(partial.body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(
+        partial.body["errors"][0]["context"]["ids"],
+        json!(["999999"])
+    );
+    assert_eq!(contact(&ana).properties["lastname"], "Silva");
+    assert_eq!(fake.contacts().len(), 2);
+
+    // Properties are checked as for upsert, and the batch is rejected whole.
+    for (properties, what) in [
+        (json!({"wacrm_nothing": "x"}), "PROPERTY_DOESNT_EXIST"),
+        (json!({"createdate": "0"}), "READ_ONLY_VALUE"),
+        (json!({"email": "not an email"}), "INVALID_EMAIL"),
+        (json!({"lifecyclestage": "prospect"}), "INVALID_OPTION"),
+    ] {
+        let answer = post(
+            &fake,
+            path,
+            json!({"inputs": [
+                {"id": bia, "properties": {"lastname": "Souza"}},
+                {"id": ana, "properties": properties},
+            ]}),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{what}: {:#}", answer.body);
+        assert_eq!(answer.body["category"], "VALIDATION_ERROR");
+        assert!(
+            answer.body["message"].as_str().unwrap().contains(what),
+            "{what}: {:#}",
+            answer.body
+        );
+    }
+    assert!(!contact(&bia).properties.contains_key("lastname"));
+
+    // A unique value another contact holds.
+    let taken = post(
+        &fake,
+        path,
+        json!({"inputs": [{"id": bia, "properties": {"whatsapp_id": "5511987654321"}}]}),
+    )
+    .await;
+    assert_eq!(taken.status, 409, "{:#}", taken.body);
+    assert_eq!(
+        taken.body["message"],
+        format!("Contact already exists. Existing ID: {ana}")
+    );
+    let non_unique = post(
+        &fake,
+        path,
+        json!({"inputs": [{"id": "Ana", "idProperty": "firstname", "properties": {}}]}),
+    )
+    .await;
+    assert_eq!(non_unique.status, 400);
+    assert!(non_unique.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unable to perform update/upsert by non-unique 0-1 property firstname"));
+    let duplicate = post(
+        &fake,
+        path,
+        json!({"inputs": [
+            {"id": ana, "properties": {"firstname": "A"}},
+            {"id": ana, "properties": {"firstname": "B"}},
+        ]}),
+    )
+    .await;
+    assert_eq!(duplicate.status, 400);
+    assert_eq!(duplicate.body["context"]["ids"], json!([ana.clone()]));
+    let too_many: Vec<Value> = (0..101)
+        .map(|_| json!({"id": ana, "properties": {}}))
+        .collect();
+    let answer = post(&fake, path, json!({ "inputs": too_many })).await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum number of inputs supported in a batch is 100"));
+    assert_eq!(contact(&ana).properties["firstname"], "Ana");
+    if validating() {
+        assert_eq!(fake.violations(), Vec::<String>::new());
+        // The document requires `properties` on every input.
+        let answer = post(&fake, path, json!({"inputs": [{"id": ana}]})).await;
+        assert_eq!(answer.status, 400);
+        assert!(fake
+            .violations()
+            .iter()
+            .any(|v| v.starts_with("POST /crm/v3/objects/contacts/batch/update: ")));
+    }
+}

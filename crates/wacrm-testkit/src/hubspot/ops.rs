@@ -24,6 +24,11 @@ pub(super) const CONTACT_DEFAULT_PROPERTIES: &[&str] = &[
     "lastname",
 ];
 
+/// Properties a communication search returns when none are requested (HubSpot answers the
+/// system properties of an engagement).
+pub(super) const COMMUNICATION_DEFAULT_PROPERTIES: &[&str] =
+    &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"];
+
 /// HubSpot's allowed `hs_communication_channel_type` values (Communications API guide).
 pub(super) const CHANNEL_TYPES: &[&str] = &["WHATS_APP", "LINKEDIN_MESSAGE", "SMS"];
 
@@ -157,6 +162,31 @@ fn batch_response(status: StatusCode, results: Vec<Value>, errors: Vec<Value>) -
     Reply::json(status, body)
 }
 
+/// `409 CONFLICT` when `props` give a unique contact property a value another contact than
+/// `target` holds.
+fn unique_conflict(
+    contacts: &BTreeMap<u64, Record>,
+    unique: &[String],
+    props: &BTreeMap<String, String>,
+    target: Option<u64>,
+) -> Result<(), Reply> {
+    for name in unique {
+        let Some(value) = props.get(name).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if let Some(other) = State::contact_by_unique(contacts, name, value) {
+            if Some(other) != target {
+                return Err(Reply::error(
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    format!("Contact already exists. Existing ID: {other}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// HubSpot's `StandardError` for records that were not found.
 fn not_found_error(kind: Kind, verb: &str, ids: Vec<String>) -> Value {
     json!({
@@ -182,10 +212,12 @@ impl State {
     ) -> Reply {
         let result = match route.op {
             Op::ContactsUpsert => self.contacts_upsert(body),
-            Op::ContactsSearch => self.contacts_search(body),
+            Op::ContactsBatchUpdate => self.contacts_batch_update(body),
+            Op::ContactsSearch => self.search(Kind::Contact, body),
             Op::ContactsBatchRead => self.contacts_batch_read(body),
             Op::CommunicationsBatchCreate => self.engagements_create(Kind::Communication, body),
             Op::CommunicationsBatchUpdate => self.engagements_update(Kind::Communication, body),
+            Op::CommunicationsSearch => self.search(Kind::Communication, body),
             Op::NotesBatchCreate => self.engagements_create(Kind::Note, body),
             Op::AssociationPut => self.association_put(route, body),
             Op::AssociationPutDefault => self.association_put_default(route),
@@ -203,7 +235,7 @@ impl State {
     fn check_contact_props(&self, props: &BTreeMap<String, String>) -> Vec<Value> {
         let mut bad = Vec::new();
         for (name, value) in props {
-            let Some(def) = self.contact_properties.get(name) else {
+            let Some(def) = self.contact_property(name) else {
                 bad.push(invalid(
                     name,
                     "PROPERTY_DOESNT_EXIST",
@@ -231,7 +263,8 @@ impl State {
 
     fn check_value(&self, def: &PropertyDef, value: &str) -> Option<Value> {
         let name = def.name.as_str();
-        if name == "email" && !is_email(value) {
+        // HubSpot's own `email` (of contacts), not a custom property of that name elsewhere.
+        if name == "email" && def.hubspot_defined && !is_email(value) {
             return Some(invalid(
                 name,
                 "INVALID_EMAIL",
@@ -303,7 +336,7 @@ impl State {
                          unique property"
                     ))
                 })?;
-            if !self.contact_properties.contains_key(id_property) {
+            if !self.is_defined(Kind::Contact, id_property) {
                 return Err(invalid_properties(vec![invalid(
                     id_property,
                     "PROPERTY_DOESNT_EXIST",
@@ -374,20 +407,7 @@ impl State {
         let mut results = Vec::new();
         for plan in &plans {
             let existing = State::contact_by_unique(&contacts, &plan.id_property, &plan.id_value);
-            for name in &unique {
-                let Some(value) = plan.props.get(name).filter(|v| !v.is_empty()) else {
-                    continue;
-                };
-                if let Some(other) = State::contact_by_unique(&contacts, name, value) {
-                    if Some(other) != existing {
-                        return Err(Reply::error(
-                            StatusCode::CONFLICT,
-                            "CONFLICT",
-                            format!("Contact already exists. Existing ID: {other}"),
-                        ));
-                    }
-                }
-            }
+            unique_conflict(&contacts, &unique, &plan.props, existing)?;
             // A new contact takes the id as its value; an existing one keeps the value it has
             // (it matched), unless the input sets the property explicitly.
             let mut written = plan.props.clone();
@@ -428,6 +448,124 @@ impl State {
         }
         self.records.insert(Kind::Contact, contacts);
         Ok(batch_response(StatusCode::OK, results, Vec::new()))
+    }
+
+    /// `POST /crm/v3/objects/contacts/batch/update`, by record id or (with `idProperty`) by a
+    /// unique property value. Properties are checked as for upsert, all-or-nothing; inputs whose
+    /// contact does not exist are reported in a `207` while the others are updated, as for
+    /// communications.
+    fn contacts_batch_update(&mut self, body: &Value) -> Result<Reply, Reply> {
+        struct Plan {
+            id: String,
+            id_property: Option<String>,
+            props: BTreeMap<String, String>,
+        }
+        let inputs = inputs(body)?;
+        if inputs.len() > BATCH_LIMIT {
+            return Err(too_many(BATCH_LIMIT));
+        }
+        let mut plans = Vec::new();
+        let mut seen = Vec::new();
+        let mut duplicates = Vec::new();
+        let mut bad = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let id = input
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Reply::validation(format!("inputs[{i}].id is required")))?;
+            let id_property = input
+                .get("idProperty")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty());
+            if let Some(p) = id_property {
+                if !self.is_defined(Kind::Contact, p) {
+                    return Err(invalid_properties(vec![invalid(
+                        p,
+                        "PROPERTY_DOESNT_EXIST",
+                        format!("Property \"{p}\" does not exist"),
+                    )]));
+                }
+                if !self.is_unique_contact_property(p) {
+                    return Err(non_unique(Kind::Contact, p));
+                }
+            }
+            let key = match id_property {
+                Some("email") => ("email".to_owned(), id.to_ascii_lowercase()),
+                Some(p) => (p.to_owned(), id.to_owned()),
+                None => ("hs_object_id".to_owned(), id.to_owned()),
+            };
+            if seen.contains(&key) {
+                if !duplicates.contains(&id.to_owned()) {
+                    duplicates.push(id.to_owned());
+                }
+            } else {
+                seen.push(key);
+            }
+            let props = string_props(input)?;
+            bad.extend(self.check_contact_props(&props));
+            plans.push(Plan {
+                id: id.to_owned(),
+                id_property: id_property.map(str::to_owned),
+                props,
+            });
+        }
+        if !duplicates.is_empty() {
+            return Err(duplicate_ids(duplicates));
+        }
+        if !bad.is_empty() {
+            return Err(invalid_properties(bad));
+        }
+
+        let now = Utc::now();
+        let unique = self.unique_contact_properties();
+        let mut contacts = self.table(Kind::Contact).clone();
+        let mut results = Vec::new();
+        let mut missing = Vec::new();
+        for plan in &plans {
+            let target = match &plan.id_property {
+                Some(p) => State::contact_by_unique(&contacts, p, &plan.id),
+                None => plan
+                    .id
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|id| contacts.contains_key(id)),
+            };
+            let Some(id) = target else {
+                missing.push(plan.id.clone());
+                continue;
+            };
+            unique_conflict(&contacts, &unique, &plan.props, Some(id))?;
+            let Some(record) = contacts.get_mut(&id) else {
+                continue;
+            };
+            record.write(Kind::Contact, &plan.props, now, "API");
+            let mut properties = serde_json::Map::new();
+            for name in plan
+                .props
+                .keys()
+                .map(String::as_str)
+                .chain(plan.id_property.as_deref())
+                .chain(["hs_object_id", "createdate", "lastmodifieddate"])
+            {
+                if let Some(value) = record.props.get(name) {
+                    properties.insert(name.to_owned(), json!(value));
+                }
+            }
+            results.push(json!({
+                "id": id.to_string(),
+                "properties": properties,
+                "createdAt": iso(record.created_at),
+                "updatedAt": iso(record.updated_at),
+                "archived": false,
+            }));
+        }
+        self.records.insert(Kind::Contact, contacts);
+        let errors = if missing.is_empty() {
+            Vec::new()
+        } else {
+            vec![not_found_error(Kind::Contact, "update", missing)]
+        };
+        Ok(batch_response(StatusCode::OK, results, errors))
     }
 
     /// `POST /crm/v3/objects/contacts/batch/read`, by record id or by a unique property.
@@ -473,7 +611,7 @@ impl State {
                 None => missing.push(id.to_owned()),
             }
         }
-        let defined = |name: &str| self.contact_properties.contains_key(name);
+        let defined = |name: &str| self.is_defined(Kind::Contact, name);
         let results = found
             .iter()
             .filter_map(|id| self.table(Kind::Contact).get(id).map(|r| (id, r)))
@@ -520,8 +658,19 @@ impl State {
                 }
             }
         }
+        let defs = self.defs(kind);
         for (name, value) in props {
-            if kind.is_read_only(name) {
+            // Types that keep definitions accept only defined properties.
+            let def = defs.and_then(|d| d.get(name));
+            if defs.is_some() && def.is_none() {
+                bad.push(invalid(
+                    name,
+                    "PROPERTY_DOESNT_EXIST",
+                    format!("Property \"{name}\" does not exist"),
+                ));
+                continue;
+            }
+            if kind.is_read_only(name) || def.is_some_and(|d| d.read_only) {
                 bad.push(invalid(
                     name,
                     "READ_ONLY_VALUE",
@@ -561,7 +710,9 @@ impl State {
                     "INVALID_OWNER_ID",
                     format!("{value} is not a valid owner id"),
                 )),
-                _ => None,
+                // Custom properties (and the built-ins above, once their own checks passed)
+                // are checked against their definition.
+                _ => def.and_then(|d| self.check_value(d, value)),
             };
             bad.extend(entry);
         }
@@ -917,48 +1068,56 @@ impl State {
         Ok(Reply::json(StatusCode::OK, page(all, query, 500)))
     }
 
-    fn contacts_only(route: &Route) -> Result<(), Reply> {
+    /// The object type of a properties request, if it keeps properties (contacts,
+    /// communications); `501` otherwise.
+    fn property_kind(&self, route: &Route) -> Result<Kind, Reply> {
         match Kind::parse(route.param("objectType")) {
-            Some(Kind::Contact) => Ok(()),
+            Some(kind) if self.defs(kind).is_some() => Ok(kind),
             _ => Err(Reply::error(
                 StatusCode::NOT_IMPLEMENTED,
                 "NOT_IMPLEMENTED",
                 format!(
-                    "wacrm HubSpot fake: properties of {:?} are not kept (contacts only)",
+                    "wacrm HubSpot fake: properties of {:?} are not kept (contacts and \
+                     communications only)",
                     route.param("objectType")
                 ),
             )),
         }
     }
 
-    /// `GET /crm/v3/properties/contacts`.
+    /// `GET /crm/v3/properties/{contacts,communications}`.
     fn properties_list(&mut self, route: &Route) -> Result<Reply, Reply> {
-        Self::contacts_only(route)?;
+        let kind = self.property_kind(route)?;
         let results: Vec<Value> = self
-            .contact_properties
-            .values()
+            .defs(kind)
+            .into_iter()
+            .flat_map(|d| d.values())
             .map(PropertyDef::to_json)
             .collect();
         Ok(Reply::json(StatusCode::OK, json!({"results": results})))
     }
 
-    /// `GET /crm/v3/properties/contacts/{propertyName}`.
+    /// `GET /crm/v3/properties/{contacts,communications}/{propertyName}`.
     fn property_get(&mut self, route: &Route) -> Result<Reply, Reply> {
-        Self::contacts_only(route)?;
+        let kind = self.property_kind(route)?;
         let name = route.param("propertyName");
-        match self.contact_properties.get(name) {
+        match self.defs(kind).and_then(|d| d.get(name)) {
             Some(def) => Ok(Reply::json(StatusCode::OK, def.to_json())),
             None => Err(Reply::error(
                 StatusCode::NOT_FOUND,
                 "OBJECT_NOT_FOUND",
-                format!("Unable to find property {name} for object type 0-1"),
+                format!(
+                    "Unable to find property {name} for object type {}",
+                    kind.type_id()
+                ),
             )),
         }
     }
 
-    /// `POST /crm/v3/properties/contacts`.
+    /// `POST /crm/v3/properties/{contacts,communications}`. `hasUniqueValue` is kept and
+    /// echoed for both, but enforced on contacts only.
     fn property_create(&mut self, route: &Route, body: &Value) -> Result<Reply, Reply> {
-        Self::contacts_only(route)?;
+        let kind = self.property_kind(route)?;
         let field = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
         let name = field("name");
         for required in ["name", "label", "type", "fieldType", "groupName"] {
@@ -975,7 +1134,7 @@ impl State {
                  underscores, starting with a letter"
             )));
         }
-        if self.contact_properties.contains_key(name) {
+        if self.is_defined(kind, name) {
             return Err(Reply::error(
                 StatusCode::CONFLICT,
                 "OBJECT_ALREADY_EXISTS",
@@ -1034,7 +1193,10 @@ impl State {
             created_at: Utc::now(),
         };
         let out = def.to_json();
-        self.contact_properties.insert(name.to_owned(), def);
+        self.properties
+            .entry(kind)
+            .or_default()
+            .insert(name.to_owned(), def);
         Ok(Reply::json(StatusCode::CREATED, out))
     }
 

@@ -8,10 +8,12 @@ use super::specs::Doc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Op {
     ContactsUpsert,
+    ContactsBatchUpdate,
     ContactsSearch,
     ContactsBatchRead,
     CommunicationsBatchCreate,
     CommunicationsBatchUpdate,
+    CommunicationsSearch,
     NotesBatchCreate,
     AssociationPut,
     AssociationPutDefault,
@@ -46,6 +48,13 @@ pub(super) const OPERATIONS: &[(Op, &str, Doc, &str, Limiter)] = &[
         Limiter::TenSecondly,
     ),
     (
+        Op::ContactsBatchUpdate,
+        "POST",
+        Doc::Contacts,
+        "/crm/v3/objects/contacts/batch/update",
+        Limiter::TenSecondly,
+    ),
+    (
         Op::ContactsSearch,
         "POST",
         Doc::Contacts,
@@ -72,6 +81,13 @@ pub(super) const OPERATIONS: &[(Op, &str, Doc, &str, Limiter)] = &[
         Doc::Communications,
         "/crm/v3/objects/communications/batch/update",
         Limiter::TenSecondly,
+    ),
+    (
+        Op::CommunicationsSearch,
+        "POST",
+        Doc::Communications,
+        "/crm/v3/objects/communications/search",
+        Limiter::Search,
     ),
     (
         Op::NotesBatchCreate,
@@ -220,6 +236,11 @@ mod tests {
         assert_eq!(route.param("fromObjectId"), "1001");
         assert!(match_route("GET", "/crm/v3/objects/contacts/batch/upsert").is_none());
         assert!(match_route("POST", "/crm/v3/objects/deals/search").is_none());
+        let route = match_route("POST", "/crm/v3/objects/communications/search").unwrap();
+        assert_eq!(route.op, Op::CommunicationsSearch);
+        assert_eq!(route.limiter, Limiter::Search);
+        let route = match_route("POST", "/crm/v3/objects/contacts/batch/update").unwrap();
+        assert_eq!(route.op, Op::ContactsBatchUpdate);
         let route = match_route("GET", "/crm/v3/properties/contacts/whatsapp_id").unwrap();
         assert_eq!(route.op, Op::PropertyGet);
     }

@@ -1,5 +1,6 @@
-//! `POST /crm/v3/objects/contacts/search`: filter groups (OR) of filters (AND), HubSpot's
-//! limits, sorting and paging.
+//! `POST /crm/v3/objects/{contacts,communications}/search`: filter groups (OR) of filters
+//! (AND), HubSpot's limits, sorting and paging, against the records and property definitions of
+//! the searched type.
 //!
 //! Comparisons follow HubSpot's CRM search guide: text compares without regard to case, numbers
 //! and dates (ISO 8601 or epoch milliseconds) compare as numbers. An `EQ` compares the stored
@@ -12,7 +13,7 @@ use axum::http::StatusCode;
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use super::ops::CONTACT_DEFAULT_PROPERTIES;
+use super::ops::{COMMUNICATION_DEFAULT_PROPERTIES, CONTACT_DEFAULT_PROPERTIES};
 use super::server::Reply;
 use super::state::{Kind, Record, State};
 use super::{
@@ -20,8 +21,8 @@ use super::{
     SEARCH_MAX_RESULTS,
 };
 
-/// Properties a free-text `query` looks in.
-const QUERY_PROPERTIES: &[&str] = &[
+/// Properties a free-text `query` looks in, for contacts.
+const CONTACT_QUERY_PROPERTIES: &[&str] = &[
     "email",
     "firstname",
     "lastname",
@@ -30,6 +31,20 @@ const QUERY_PROPERTIES: &[&str] = &[
     "company",
     "hs_object_id",
 ];
+
+/// Properties a free-text `query` looks in, for communications.
+const COMMUNICATION_QUERY_PROPERTIES: &[&str] = &["hs_communication_body", "hs_object_id"];
+
+/// What a search of one type looks in, and answers when no properties are asked for.
+fn query_and_default_properties(kind: Kind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        Kind::Contact => (CONTACT_QUERY_PROPERTIES, CONTACT_DEFAULT_PROPERTIES),
+        Kind::Communication | Kind::Note => (
+            COMMUNICATION_QUERY_PROPERTIES,
+            COMMUNICATION_DEFAULT_PROPERTIES,
+        ),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operator {
@@ -172,7 +187,13 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 impl State {
-    fn parse_filter(&self, group: usize, index: usize, raw: &Value) -> Result<Filter, Reply> {
+    fn parse_filter(
+        &self,
+        kind: Kind,
+        group: usize,
+        index: usize,
+        raw: &Value,
+    ) -> Result<Filter, Reply> {
         let at = format!("filterGroups[{group}].filters[{index}]");
         let property = raw
             .get("propertyName")
@@ -182,9 +203,10 @@ impl State {
         let operator = Operator::parse(operator_text).ok_or_else(|| {
             Reply::validation(format!("{at}: unknown operator {operator_text:?}"))
         })?;
-        if !self.contact_properties.contains_key(property) {
+        if !self.is_defined(kind, property) {
             return Err(Reply::validation(format!(
-                "{at}: there is no contact property {property:?}"
+                "{at}: there is no {} property {property:?}",
+                kind.singular()
             )));
         }
         let value = text(raw.get("value"));
@@ -218,7 +240,8 @@ impl State {
         })
     }
 
-    pub(super) fn contacts_search(&mut self, body: &Value) -> Result<Reply, Reply> {
+    /// A search of `kind` (contacts or communications).
+    pub(super) fn search(&mut self, kind: Kind, body: &Value) -> Result<Reply, Reply> {
         let groups = body
             .get("filterGroups")
             .and_then(Value::as_array)
@@ -249,7 +272,7 @@ impl State {
             let filters = filters
                 .iter()
                 .enumerate()
-                .map(|(i, f)| self.parse_filter(g, i, f))
+                .map(|(i, f)| self.parse_filter(kind, g, i, f))
                 .collect::<Result<Vec<_>, _>>()?;
             parsed.push(filters);
         }
@@ -301,9 +324,10 @@ impl State {
                     Some(p) => (p, true),
                     None => (s.as_str(), false),
                 };
-                if !self.contact_properties.contains_key(property) {
+                if !self.is_defined(kind, property) {
                     return Err(Reply::validation(format!(
-                        "sorts: there is no contact property {property:?}"
+                        "sorts: there is no {} property {property:?}",
+                        kind.singular()
                     )));
                 }
                 Some((property.to_owned(), descending))
@@ -325,15 +349,16 @@ impl State {
             })
             .unwrap_or_default();
 
-        let contacts = self.table(Kind::Contact);
-        let mut hits: Vec<(&u64, &Record)> = contacts
+        let (query_properties, default_properties) = query_and_default_properties(kind);
+        let mut hits: Vec<(&u64, &Record)> = self
+            .table(kind)
             .iter()
             .filter(|(_, r)| {
                 parsed.is_empty() || parsed.iter().any(|g| g.iter().all(|f| f.matches(r)))
             })
             .filter(|(_, r)| {
                 query.as_ref().is_none_or(|q| {
-                    QUERY_PROPERTIES.iter().any(|p| {
+                    query_properties.iter().any(|p| {
                         r.props
                             .get(*p)
                             .is_some_and(|v| v.to_lowercase().contains(q.as_str()))
@@ -354,14 +379,14 @@ impl State {
             });
         }
         let total = hits.len();
-        let defined = |name: &str| self.contact_properties.contains_key(name);
+        let defined = |name: &str| self.is_defined(kind, name);
         let start = usize::try_from(after).unwrap_or(usize::MAX);
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
         let results: Vec<Value> = hits
             .iter()
             .skip(start)
             .take(take)
-            .map(|(id, r)| r.to_json(**id, &properties, CONTACT_DEFAULT_PROPERTIES, &defined))
+            .map(|(id, r)| r.to_json(**id, &properties, default_properties, &defined))
             .collect();
         let mut out = json!({"total": total, "results": results});
         let next = start.saturating_add(take);

@@ -255,6 +255,33 @@ mod tests {
                 *limiter != Limiter::TenSecondly,
                 "{op:?} {method} {template}"
             );
+            // Exempt searches count against the per-second search limit instead.
+            assert_eq!(
+                exempt && template.ends_with("/search"),
+                *limiter == Limiter::Search,
+                "{op:?} {method} {template}"
+            );
+        }
+        // Both searches are implemented, and both documents exempt them.
+        for (doc, template) in [
+            (Doc::Contacts, "/crm/v3/objects/contacts/search"),
+            (Doc::Communications, "/crm/v3/objects/communications/search"),
+        ] {
+            assert!(
+                specs
+                    .rate_limit_exemptions(doc, template, "POST")
+                    .iter()
+                    .any(|e| e == "ten-secondly"),
+                "{} no longer exempts {template}",
+                doc.file()
+            );
+            assert!(
+                OPERATIONS.iter().any(|(_, m, d, t, l)| *m == "POST"
+                    && *d == doc
+                    && *t == template
+                    && *l == Limiter::Search),
+                "{template} is not a search-limited operation of the fake"
+            );
         }
     }
 

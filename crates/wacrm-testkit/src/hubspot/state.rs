@@ -38,6 +38,15 @@ impl Kind {
         }
     }
 
+    /// Singular and lower case, for messages (`contact`).
+    pub(super) fn singular(self) -> &'static str {
+        match self {
+            Kind::Contact => "contact",
+            Kind::Communication => "communication",
+            Kind::Note => "note",
+        }
+    }
+
     pub(super) fn type_id(self) -> &'static str {
         match self {
             Kind::Contact => "0-1",
@@ -249,7 +258,8 @@ impl Record {
     }
 }
 
-/// A property definition (contacts only; the engagement types are checked field by field).
+/// A property definition of contacts or communications (notes keep no definitions: their
+/// writes are checked field by field).
 #[derive(Debug, Clone)]
 pub(super) struct PropertyDef {
     pub name: String,
@@ -270,7 +280,13 @@ pub(super) struct PropertyDef {
 }
 
 impl PropertyDef {
-    fn builtin(name: &str, label: &str, type_: &str, field_type: &str, now: DateTime<Utc>) -> Self {
+    pub(super) fn builtin(
+        name: &str,
+        label: &str,
+        type_: &str,
+        field_type: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         PropertyDef {
             name: name.to_owned(),
             label: label.to_owned(),
@@ -438,6 +454,86 @@ fn builtin_contact_properties(now: DateTime<Utc>) -> BTreeMap<String, PropertyDe
     defs.into_iter().map(|d| (d.name.clone(), d)).collect()
 }
 
+/// HubSpot's communications properties the fake defines: the writable ones of HubSpot's
+/// "Engagements | Communications" guide, the system ones every record has, and the calculated
+/// body preview.
+fn builtin_communication_properties(now: DateTime<Utc>) -> BTreeMap<String, PropertyDef> {
+    let group = "communicationinformation";
+    let options = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(l, v)| ((*l).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let mut defs = Vec::new();
+    let mut channel = PropertyDef::builtin(
+        "hs_communication_channel_type",
+        "Channel type",
+        "enumeration",
+        "select",
+        now,
+    );
+    channel.options = options(&[
+        ("WhatsApp", "WHATS_APP"),
+        ("LinkedIn", "LINKEDIN_MESSAGE"),
+        ("SMS", "SMS"),
+    ]);
+    defs.push(channel);
+    let mut logged_from = PropertyDef::builtin(
+        "hs_communication_logged_from",
+        "Logged from",
+        "enumeration",
+        "select",
+        now,
+    );
+    logged_from.options = options(&[("CRM", "CRM")]);
+    defs.push(logged_from);
+    defs.push(PropertyDef::builtin(
+        "hs_communication_body",
+        "Body",
+        "string",
+        "textarea",
+        now,
+    ));
+    defs.push(PropertyDef::builtin(
+        "hs_timestamp",
+        "Activity date",
+        "datetime",
+        "date",
+        now,
+    ));
+    // Owner ids are checked against the owners, not against options.
+    defs.push(PropertyDef::builtin(
+        "hubspot_owner_id",
+        "Activity assigned to",
+        "enumeration",
+        "select",
+        now,
+    ));
+    let mut preview =
+        PropertyDef::builtin("hs_body_preview", "Body preview", "string", "textarea", now);
+    preview.read_only = true;
+    preview.calculated = true;
+    defs.push(preview);
+    let mut object_id = PropertyDef::builtin("hs_object_id", "Record ID", "number", "number", now);
+    object_id.read_only = true;
+    defs.push(object_id);
+    for (name, label) in [
+        ("hs_createdate", "Create date"),
+        ("hs_lastmodifieddate", "Last modified date"),
+    ] {
+        let mut def = PropertyDef::builtin(name, label, "datetime", "date", now);
+        def.read_only = true;
+        defs.push(def);
+    }
+    defs.into_iter()
+        .map(|mut d| {
+            d.group_name = group.to_owned();
+            (d.name.clone(), d)
+        })
+        .collect()
+}
+
 /// A HubSpot user who can own records.
 #[derive(Debug, Clone)]
 pub(super) struct Owner {
@@ -494,7 +590,8 @@ pub(super) struct State {
     next_owner: u64,
     pub records: BTreeMap<Kind, BTreeMap<u64, Record>>,
     pub associations: Vec<Assoc>,
-    pub contact_properties: BTreeMap<String, PropertyDef>,
+    /// Property definitions per object type that keeps them (contacts, communications).
+    pub properties: BTreeMap<Kind, BTreeMap<String, PropertyDef>>,
     pub owners: Vec<Owner>,
     pub requests: Vec<FakeRequest>,
     pub violations: Vec<String>,
@@ -523,7 +620,12 @@ impl State {
                 .map(|k| (k, BTreeMap::new()))
                 .collect(),
             associations: Vec::new(),
-            contact_properties: builtin_contact_properties(now),
+            properties: [
+                (Kind::Contact, builtin_contact_properties(now)),
+                (Kind::Communication, builtin_communication_properties(now)),
+            ]
+            .into_iter()
+            .collect(),
             owners: Vec::new(),
             requests: Vec::new(),
             violations: Vec::new(),
@@ -637,12 +739,26 @@ impl State {
         out
     }
 
+    /// The property definitions of `kind`; `None` for a type whose properties are not kept.
+    pub(super) fn defs(&self, kind: Kind) -> Option<&BTreeMap<String, PropertyDef>> {
+        self.properties.get(&kind)
+    }
+
+    /// Whether `kind` defines the property `name` (always `false` when it keeps none).
+    pub(super) fn is_defined(&self, kind: Kind, name: &str) -> bool {
+        self.defs(kind).is_some_and(|d| d.contains_key(name))
+    }
+
+    /// A contact property definition.
+    pub(super) fn contact_property(&self, name: &str) -> Option<&PropertyDef> {
+        self.defs(Kind::Contact).and_then(|d| d.get(name))
+    }
+
     /// Whether `name` can identify a contact in upsert/read (`email`, or a unique property).
     pub(super) fn is_unique_contact_property(&self, name: &str) -> bool {
         name == "email"
             || self
-                .contact_properties
-                .get(name)
+                .contact_property(name)
                 .is_some_and(|p| p.has_unique_value)
     }
 
@@ -670,8 +786,9 @@ impl State {
     pub(super) fn unique_contact_properties(&self) -> Vec<String> {
         let mut names = vec!["email".to_owned()];
         names.extend(
-            self.contact_properties
-                .values()
+            self.defs(Kind::Contact)
+                .into_iter()
+                .flat_map(BTreeMap::values)
                 .filter(|p| p.has_unique_value && p.name != "email")
                 .map(|p| p.name.clone()),
         );
@@ -698,15 +815,22 @@ impl State {
         Ok(id.to_string())
     }
 
-    pub(super) fn insert_contact_property(&mut self, name: &str, has_unique_value: bool) {
-        if self.contact_properties.contains_key(name) {
+    /// Defines a custom text property of `kind` (no request); nothing when it exists.
+    pub(super) fn insert_property(&mut self, kind: Kind, name: &str, has_unique_value: bool) {
+        let group = match kind {
+            Kind::Contact => "contactinformation",
+            Kind::Communication => "communicationinformation",
+            Kind::Note => "noteinformation",
+        };
+        let defs = self.properties.entry(kind).or_default();
+        if defs.contains_key(name) {
             return;
         }
         let mut def = PropertyDef::builtin(name, name, "string", "text", Utc::now());
-        def.group_name = "contactinformation".to_owned();
+        def.group_name = group.to_owned();
         def.hubspot_defined = false;
         def.has_unique_value = has_unique_value;
-        self.contact_properties.insert(name.to_owned(), def);
+        defs.insert(name.to_owned(), def);
     }
 
     pub(super) fn insert_owner(
