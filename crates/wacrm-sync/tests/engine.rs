@@ -29,6 +29,8 @@ struct Crm {
     crash_after_write: usize,
     /// Bodies containing this are refused as invalid.
     refuse: Option<String>,
+    /// The next call answers that the daily quota is used up until this time.
+    quota_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Default)]
@@ -49,6 +51,9 @@ impl CrmAdapter for MemoryCrm {
     ) -> Result<Vec<ItemResult<String>>, CrmError> {
         let mut crm = self.0.lock().unwrap();
         crm.calls += 1;
+        if let Some(until) = crm.quota_until.take() {
+            return Err(CrmError::QuotaExhausted { until });
+        }
         Ok(contacts
             .iter()
             .map(|c| {
@@ -265,6 +270,26 @@ async fn a_refused_message_is_dead_lettered_and_the_rest_goes_through() {
     assert_eq!(handled.dead_letters[0].0, 3);
     assert!(handled.dead_letters[0].1.contains("refused"));
     assert_eq!(crm.0.lock().unwrap().messages.len(), 5);
+}
+
+#[tokio::test]
+async fn a_daily_quota_parks_the_connection_until_it_resets() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    let mut engine = engine(&db, &crm);
+    let batch = records(&[message(1, 1, Direction::Inbound)]);
+    let started = std::time::Instant::now();
+    crm.0.lock().unwrap().quota_until =
+        Some(chrono::Utc::now() + chrono::Duration::milliseconds(700));
+    let parked = engine.handle(&batch).await;
+    assert!(parked.is_err(), "parked, then retried by the runner");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(600),
+        "waited for the reset, did not spin"
+    );
+    assert_eq!(crm.0.lock().unwrap().calls, 1, "no calls while parked");
+    engine.handle(&batch).await.unwrap();
+    assert_eq!(crm.0.lock().unwrap().messages.len(), 1);
 }
 
 #[tokio::test]
