@@ -139,6 +139,20 @@ impl From<E164> for String {
     }
 }
 
+impl schemars::JsonSchema for E164 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "E164".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A phone number in E.164 (`+` and 8 to 15 digits); Brazilian mobiles always with their 9th digit.",
+            "pattern": "^\\+[1-9][0-9]{7,14}$"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,19 +208,5 @@ mod tests {
     fn rejects_garbage() {
         assert!(matches!(E164::parse("12"), Err(PhoneError::Length(2))));
         assert!(E164::parse("not a number").is_err());
-    }
-}
-
-impl schemars::JsonSchema for E164 {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "E164".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "A phone number in E.164 (`+` and 8 to 15 digits); Brazilian mobiles always with their 9th digit.",
-            "pattern": "^\\+[1-9][0-9]{7,14}$"
-        })
     }
 }

@@ -11,5 +11,6 @@
 //! documents and plays HubSpot's rate limits and injected faults, for CRM adapter and end-to-end
 //! tests.
 
+pub mod graph;
 pub mod hubspot;
 pub mod openapi;

@@ -19,6 +19,7 @@
 //! formats are not asserted.
 
 mod meta;
+mod meta_send;
 mod normalise;
 mod report;
 
@@ -34,6 +35,7 @@ use serde_json::{json, Value};
 pub use meta::{
     meta_webhook_validator, patch_meta_webhooks, MetaWebhookPatch, META_SPEC, META_WEBHOOK_PATCHES,
 };
+pub use meta_send::*;
 
 use normalise::Dialect;
 
