@@ -160,17 +160,27 @@ pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<()
                 errors: Set(json(&e.errors)?),
                 received_at: Set(event.time),
             };
-            platform_error::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(platform_error::Column::EventId)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
+            insert_or_ignore(db, row, [platform_error::Column::EventId]).await?;
             Ok(())
         }
     }
+}
+
+/// Inserts a row unless one with the same key exists; the number of rows inserted (0 or 1).
+/// Every projection write goes through here or through an update guarded by it: that is what
+/// makes applying an event twice a no-op.
+async fn insert_or_ignore<C, A, K, Col>(db: &C, row: A, key: K) -> Result<u64, sea_orm::DbErr>
+where
+    C: ConnectionTrait,
+    A: sea_orm::ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
+    K: IntoIterator<Item = Col>,
+    Col: sea_orm::sea_query::IntoIden,
+{
+    <A::Entity as EntityTrait>::insert(row)
+        .on_conflict(OnConflict::columns(key).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
@@ -214,14 +224,7 @@ pub async fn resolve_contact<C: ConnectionTrait>(
                 created_at: Set(at),
                 updated_at: Set(at),
             };
-            contact::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(contact::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
+            insert_or_ignore(db, row, [contact::Column::Id]).await?;
             id
         }
         1 => owners.into_iter().next().unwrap_or_default(),
@@ -238,17 +241,15 @@ pub async fn resolve_contact<C: ConnectionTrait>(
                 contact_id: Set(contact_id.clone()),
                 created_at: Set(at),
             };
-            contact_identity::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::columns([
-                        contact_identity::Column::Kind,
-                        contact_identity::Column::Value,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(db)
-                .await?;
+            insert_or_ignore(
+                db,
+                row,
+                [
+                    contact_identity::Column::Kind,
+                    contact_identity::Column::Value,
+                ],
+            )
+            .await?;
         }
     }
     if name.is_some() || username.is_some() {
@@ -421,14 +422,7 @@ async fn apply_message<C: ConnectionTrait>(
         sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
         stored_at: Set(Utc::now()),
     };
-    let inserted = message::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(message::Column::Wamid)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+    let inserted = insert_or_ignore(db, row, [message::Column::Wamid]).await?;
     if inserted == 0 {
         return Ok(());
     }
@@ -498,18 +492,16 @@ async fn apply_status<C: ConnectionTrait>(db: &C, s: &StatusUpdate) -> Result<()
         pricing: Set(s.pricing.as_ref().map(json).transpose()?),
         conversation: Set(s.conversation.as_ref().map(json).transpose()?),
     };
-    let inserted = message_status::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                message_status::Column::Wamid,
-                message_status::Column::State,
-                message_status::Column::Timestamp,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+    let inserted = insert_or_ignore(
+        db,
+        row,
+        [
+            message_status::Column::Wamid,
+            message_status::Column::State,
+            message_status::Column::Timestamp,
+        ],
+    )
+    .await?;
     if inserted == 0 {
         return Ok(());
     }
@@ -611,14 +603,7 @@ async fn apply_dead_letter<C: ConnectionTrait>(db: &C, record: &Record) -> Resul
         attempts: Set(0),
         last_error: Set(None),
     };
-    dead_letter::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(dead_letter::Column::Id)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+    insert_or_ignore(db, row, [dead_letter::Column::Id]).await?;
     Ok(())
 }
 
