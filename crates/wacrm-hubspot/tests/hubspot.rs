@@ -312,3 +312,51 @@ async fn statuses_update_the_same_communication_in_any_order() {
     assert!(comms[0].properties["hs_communication_body"].starts_with("WhatsApp sent by"));
     assert!(h.fake.violations().is_empty(), "{:?}", h.fake.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_number_owner_owns_its_contacts_and_messages() {
+    let mut h = harness(FakeConfig::default(), |_| {}).await;
+    // Owners must exist in HubSpot: create one, then an adapter that maps the number to it.
+    let owner_id = h.fake.insert_owner("ana@example.com", "Ana", "Souza");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let db = wacrm_store::connect(&wacrm_store::StoreConfig {
+        url,
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    wacrm_store::migrate(&db).await.unwrap();
+    let mut config = HubSpotConfig {
+        token: FakeConfig::default().token,
+        base_url: h.fake.base_url(),
+        ..HubSpotConfig::default()
+    };
+    config.sync.name = "owned".into();
+    config.sync.reconcile_after_ms = 0;
+    config
+        .owners
+        .insert("106540352242922".into(), owner_id.clone());
+    h.engine = SyncEngine::new(
+        config.sync.clone(),
+        Arc::new(HubSpot::new(config).unwrap()),
+        db,
+        CancellationToken::new(),
+    );
+    assert!(
+        sync(&mut h.engine, &[message(1, 42, Direction::Inbound, "olá")])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        h.fake.contacts()[0].properties.get("hubspot_owner_id"),
+        Some(&owner_id)
+    );
+    assert_eq!(
+        h.fake.communications()[0]
+            .properties
+            .get("hubspot_owner_id"),
+        Some(&owner_id)
+    );
+    assert!(h.fake.violations().is_empty(), "{:?}", h.fake.violations());
+}
