@@ -40,7 +40,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service: webhooks, API, store projection.
+    /// Run the service: webhooks, API, store projection, CRM sync.
     Serve,
     /// Apply database migrations.
     Migrate,
