@@ -150,6 +150,37 @@ impl HubSpot {
         Ok(created)
     }
 
+    /// Writes the WhatsApp id onto contacts found by phone, so HubSpot users (and later
+    /// upserts) see the link. Best effort: a contact another record already claims the id for
+    /// (HubSpot answers 409 on the unique property) stays linked by wacrm all the same.
+    async fn stamp_whatsapp_ids(&self, stamps: Vec<(String, String)>) -> Result<(), CrmError> {
+        if stamps.is_empty() {
+            return Ok(());
+        }
+        let property = &self.config.whatsapp_property;
+        let inputs: Vec<Value> = stamps
+            .iter()
+            .map(|(id, whatsapp_id)| json!({"id": id, "properties": {property.as_str(): whatsapp_id}}))
+            .collect();
+        match self
+            .http
+            .send(
+                Method::POST,
+                "/crm/v3/objects/contacts/batch/update",
+                Some(&json!({"inputs": inputs})),
+                Budget::General,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CrmError::Invalid(reason)) => {
+                tracing::warn!(connection = %self.config.sync.name, %reason, "WhatsApp id not written onto a linked contact");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Contacts people already created that are these persons, by their id in `contacts`.
     async fn find_existing(
         &self,
@@ -192,6 +223,12 @@ impl HubSpot {
                 }
             }
         }
+        let stamps: Vec<(String, String)> = found
+            .iter()
+            .filter(|(i, f)| f.properties.get(property) != Some(&contacts[**i].whatsapp_id))
+            .map(|(i, f)| (f.id.clone(), contacts[*i].whatsapp_id.clone()))
+            .collect();
+        self.stamp_whatsapp_ids(stamps).await?;
         Ok(found.into_iter().map(|(i, f)| (i, f.id)).collect())
     }
 }
