@@ -153,27 +153,8 @@ impl GraphFake {
             );
         }
         let state = Arc::new(Mutex::new(State::new(config, spec)));
-        let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
-            Ok(listener) => listener,
-            Err(e) => panic!("Graph fake: cannot bind 127.0.0.1:0: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(addr) => addr,
-            Err(e) => panic!("Graph fake: no local address: {e}"),
-        };
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let app = server::router(Arc::clone(&state));
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // A dropped sender stops the server as well.
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                eprintln!("Graph fake: server error: {e}");
-            }
-        });
+        let (addr, shutdown) =
+            crate::loopback::serve("Graph fake", server::router(Arc::clone(&state))).await;
         GraphFake {
             addr,
             state,

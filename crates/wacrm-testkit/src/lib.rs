@@ -13,4 +13,5 @@
 
 pub mod graph;
 pub mod hubspot;
+mod loopback;
 pub mod openapi;

@@ -98,15 +98,8 @@ async fn handle(
         tokio::time::sleep(latency).await;
     }
     let raw = String::from_utf8_lossy(&body).into_owned();
-    let parsed: Result<Value, String> = if raw.trim().is_empty() {
-        Ok(Value::Null)
-    } else {
-        serde_json::from_str(&raw).map_err(|e| e.to_string())
-    };
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let parsed = crate::loopback::json_body(&body);
+    let authorization = crate::loopback::authorization(&headers);
     let reply = {
         let mut state = lock(&shared);
         let request = Incoming {
