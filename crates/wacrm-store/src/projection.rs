@@ -253,16 +253,27 @@ pub async fn resolve_contact<C: ConnectionTrait>(
         }
     }
     if name.is_some() || username.is_some() {
+        // Only a report at least as new as the last one changes the profile (a late, older
+        // message does not bring back an old name), and only when something differs (no write
+        // per message on the hot path).
+        let mut changed = Condition::any();
         let mut update = contact::Entity::update_many()
             .col_expr(contact::Column::UpdatedAt, Expr::value(at))
-            .filter(contact::Column::Id.eq(contact_id.clone()));
+            .filter(contact::Column::Id.eq(contact_id.clone()))
+            .filter(contact::Column::UpdatedAt.lte(at));
         if let Some(name) = name {
             update = update.col_expr(contact::Column::DisplayName, Expr::value(name));
+            changed = changed
+                .add(contact::Column::DisplayName.ne(name))
+                .add(contact::Column::DisplayName.is_null());
         }
         if let Some(username) = username {
             update = update.col_expr(contact::Column::Username, Expr::value(username));
+            changed = changed
+                .add(contact::Column::Username.ne(username))
+                .add(contact::Column::Username.is_null());
         }
-        update.exec(db).await?;
+        update.filter(changed).exec(db).await?;
     }
     Ok(contact_id)
 }

@@ -361,3 +361,28 @@ async fn an_undecodable_record_is_named_for_dead_lettering() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_late_older_message_does_not_bring_back_an_old_profile_name() {
+    for t in databases().await {
+        let mut newer = text_from("5511987654321", "wamid.new", 1_800_000_000);
+        let mut older = text_from("5511987654321", "wamid.old", 1_700_000_000);
+        for (event, name) in [(&mut newer, "Maria Souza"), (&mut older, "Mari")] {
+            if let EventPayload::MessageReceived(m) = &mut event.payload {
+                m.contact.name = Some(name.into());
+            }
+        }
+        project(&t.db, &[newer]).await;
+        project(&t.db, &[older]).await;
+        let phone = E164::parse("5511987654321").unwrap();
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
+            .await
+            .unwrap();
+        assert_eq!(
+            found[0].display_name.as_deref(),
+            Some("Maria Souza"),
+            "{}",
+            t.name
+        );
+    }
+}
