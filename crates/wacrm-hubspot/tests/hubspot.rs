@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wacrm_bus::cloudevents::event_record;
 use wacrm_bus::runner::Handler;
-use wacrm_bus::{Record, Topics};
+use wacrm_bus::Record;
 use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
     MessageContent, StatusUpdate,
@@ -93,22 +92,7 @@ fn message(i: usize, contact: usize, direction: Direction, body: &str) -> Event 
 }
 
 fn records(events: &[Event]) -> Vec<Record> {
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let r = event_record(&Topics::default(), "/t", e).unwrap();
-            Record {
-                topic: r.topic,
-                partition: 0,
-                offset: i as i64,
-                key: r.key,
-                headers: r.headers,
-                payload: r.payload,
-                timestamp_ms: 0,
-            }
-        })
-        .collect()
+    wacrm_testkit::bus::records(events).unwrap()
 }
 
 /// Runs the batch until the engine accepts it, as the runner would (retrying transient errors).

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
-use wacrm_bus::cloudevents::event_record;
 use wacrm_bus::runner::Handler;
-use wacrm_bus::{Record, Topics};
+use wacrm_bus::Record;
 use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
     MessageContent, MetaError, StatusUpdate,
@@ -203,22 +202,7 @@ fn status(i: usize, contact: usize, state: DeliveryState, at: i64) -> Event {
 }
 
 fn records(events: &[Event]) -> Vec<Record> {
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let r = event_record(&Topics::default(), "/t", e).unwrap();
-            Record {
-                topic: r.topic,
-                partition: 0,
-                offset: i as i64,
-                key: r.key,
-                headers: r.headers,
-                payload: r.payload,
-                timestamp_ms: 0,
-            }
-        })
-        .collect()
+    wacrm_testkit::bus::records(events).unwrap()
 }
 
 #[tokio::test]

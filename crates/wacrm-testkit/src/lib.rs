@@ -11,6 +11,7 @@
 //! documents and plays HubSpot's rate limits and injected faults, for CRM adapter and end-to-end
 //! tests.
 
+pub mod bus;
 pub mod graph;
 pub mod hubspot;
 mod loopback;

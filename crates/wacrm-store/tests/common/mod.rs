@@ -3,8 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use wacrm_bus::cloudevents::event_record;
-use wacrm_bus::{Record, Topics};
+use wacrm_bus::Record;
 use wacrm_core::event::Event;
 use wacrm_store::StoreConfig;
 
@@ -83,21 +82,5 @@ pub fn events(name: &str) -> Vec<Event> {
 
 /// Events as the bus would deliver them.
 pub fn records(events: &[Event]) -> Vec<Record> {
-    let topics = Topics::default();
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let r = event_record(&topics, "/test", e).unwrap();
-            Record {
-                topic: r.topic,
-                partition: 0,
-                offset: i as i64,
-                key: r.key,
-                headers: r.headers,
-                payload: r.payload,
-                timestamp_ms: 0,
-            }
-        })
-        .collect()
+    wacrm_testkit::bus::records(events).unwrap()
 }
