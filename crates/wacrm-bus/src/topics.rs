@@ -35,6 +35,8 @@ impl Topics {
         match stream {
             Stream::Conversations => &self.conversations,
             Stream::Contacts => &self.contacts,
+            Stream::Commands => &self.commands,
+            Stream::Audit => &self.audit,
         }
     }
 }

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::contact::{ContactIdentity, ContactProfile, IdentityKey};
-use crate::conversation::BusinessNumber;
+use crate::conversation::{BusinessNumber, ConversationKey};
 use crate::message::Message;
+use crate::outbound::{ReadRequest, SendFailure, SendRequest};
 use crate::status::{MetaError, StatusUpdate};
 
 /// Namespace of wacrm's name-based (v5) event ids.
@@ -104,6 +105,33 @@ pub struct PlatformError {
     pub errors: Vec<MetaError>,
 }
 
+/// One entry of the audit log, as published on the audit topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditRecord {
+    /// Position in the log, from 1, without gaps.
+    pub seq: i64,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// The API key used.
+    pub key_id: String,
+    /// The employee's name registered with the key.
+    pub actor: String,
+    /// What was done (`messages.send`, `contacts.read`, …).
+    pub action: String,
+    /// The contact concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    /// The object acted on (a wamid, a request id, …), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `ok`, `denied`, `rejected`, `not_found`, `invalid`, `error`.
+    pub outcome: String,
+    /// SHA-256 of the previous entry's hash and this entry's fields (hex).
+    pub hash: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+}
+
 /// What happened. The serialized tag is the versioned type name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data")]
@@ -129,10 +157,22 @@ pub enum EventPayload {
     /// WhatsApp reported errors for a whole webhook change.
     #[serde(rename = "wacrm.whatsapp.error.v1")]
     PlatformError(PlatformError),
+    /// An employee asked for a message to be sent (commands topic).
+    #[serde(rename = "wacrm.message.send_requested.v1")]
+    SendRequested(SendRequest),
+    /// An employee asked for a message to be marked as read (commands topic).
+    #[serde(rename = "wacrm.message.read_requested.v1")]
+    ReadRequested(ReadRequest),
+    /// A send request ended without a message (refused, or its outcome unknown).
+    #[serde(rename = "wacrm.message.send_failed.v1")]
+    SendFailed(SendFailure),
+    /// An entry was written to the audit log (audit topic).
+    #[serde(rename = "wacrm.audit.recorded.v1")]
+    AuditRecorded(AuditRecord),
 }
 
 /// Every event type name wacrm publishes.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 11] = [
     MESSAGE_RECEIVED,
     MESSAGE_SENT,
     STATUS_CHANGED,
@@ -140,6 +180,10 @@ pub const EVENT_TYPES: [&str; 7] = [
     CONTACT_IDENTITY_CHANGED,
     PREFERENCE_CHANGED,
     PLATFORM_ERROR,
+    SEND_REQUESTED,
+    READ_REQUESTED,
+    SEND_FAILED,
+    AUDIT_RECORDED,
 ];
 /// Type name of [`EventPayload::MessageReceived`].
 pub const MESSAGE_RECEIVED: &str = "wacrm.message.received.v1";
@@ -155,6 +199,14 @@ pub const CONTACT_IDENTITY_CHANGED: &str = "wacrm.contact.identity_changed.v1";
 pub const PREFERENCE_CHANGED: &str = "wacrm.contact.preference_changed.v1";
 /// Type name of [`EventPayload::PlatformError`].
 pub const PLATFORM_ERROR: &str = "wacrm.whatsapp.error.v1";
+/// Type name of [`EventPayload::SendRequested`].
+pub const SEND_REQUESTED: &str = "wacrm.message.send_requested.v1";
+/// Type name of [`EventPayload::ReadRequested`].
+pub const READ_REQUESTED: &str = "wacrm.message.read_requested.v1";
+/// Type name of [`EventPayload::SendFailed`].
+pub const SEND_FAILED: &str = "wacrm.message.send_failed.v1";
+/// Type name of [`EventPayload::AuditRecorded`].
+pub const AUDIT_RECORDED: &str = "wacrm.audit.recorded.v1";
 
 /// Why an event's data could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +235,10 @@ impl EventPayload {
             EventPayload::ContactIdentityChanged(_) => CONTACT_IDENTITY_CHANGED,
             EventPayload::PreferenceChanged(_) => PREFERENCE_CHANGED,
             EventPayload::PlatformError(_) => PLATFORM_ERROR,
+            EventPayload::SendRequested(_) => SEND_REQUESTED,
+            EventPayload::ReadRequested(_) => READ_REQUESTED,
+            EventPayload::SendFailed(_) => SEND_FAILED,
+            EventPayload::AuditRecorded(_) => AUDIT_RECORDED,
         }
     }
 
@@ -197,6 +253,10 @@ impl EventPayload {
             EventPayload::ContactIdentityChanged(c) => serde_json::to_vec(c),
             EventPayload::PreferenceChanged(p) => serde_json::to_vec(p),
             EventPayload::PlatformError(e) => serde_json::to_vec(e),
+            EventPayload::SendRequested(r) => serde_json::to_vec(r),
+            EventPayload::ReadRequested(r) => serde_json::to_vec(r),
+            EventPayload::SendFailed(f) => serde_json::to_vec(f),
+            EventPayload::AuditRecorded(a) => serde_json::to_vec(a),
         }
     }
 
@@ -218,6 +278,10 @@ impl EventPayload {
             }
             PREFERENCE_CHANGED => EventPayload::PreferenceChanged(parse(type_name, data)?),
             PLATFORM_ERROR => EventPayload::PlatformError(parse(type_name, data)?),
+            SEND_REQUESTED => EventPayload::SendRequested(parse(type_name, data)?),
+            READ_REQUESTED => EventPayload::ReadRequested(parse(type_name, data)?),
+            SEND_FAILED => EventPayload::SendFailed(parse(type_name, data)?),
+            AUDIT_RECORDED => EventPayload::AuditRecorded(parse(type_name, data)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -230,6 +294,10 @@ pub enum Stream {
     Conversations,
     /// Contact profiles and identities, keyed by contact.
     Contacts,
+    /// Requests to send or mark as read, keyed by conversation.
+    Commands,
+    /// Audit entries, all under one key so they stay in log order.
+    Audit,
 }
 
 /// One event: id, event time, key, and what happened.
@@ -257,7 +325,62 @@ impl Event {
             EventPayload::MessageReceived(_)
             | EventPayload::MessageSent(_)
             | EventPayload::StatusChanged(_)
+            | EventPayload::SendFailed(_)
             | EventPayload::PlatformError(_) => Stream::Conversations,
+            EventPayload::SendRequested(_) | EventPayload::ReadRequested(_) => Stream::Commands,
+            EventPayload::AuditRecorded(_) => Stream::Audit,
+        }
+    }
+
+    /// A send request, keyed by its conversation, with an id from its request id.
+    pub fn send_requested(request: SendRequest) -> Option<Self> {
+        let key = request.conversation_key()?.as_record_key();
+        Some(Event {
+            id: EventId::derive(SEND_REQUESTED, &[&request.request_id]),
+            time: request.requested_at,
+            key,
+            payload: EventPayload::SendRequested(request),
+        })
+    }
+
+    /// A mark-as-read request, keyed by its conversation, with an id from its request id.
+    pub fn read_requested(request: ReadRequest) -> Option<Self> {
+        let key = ConversationKey {
+            phone_number_id: request.business.phone_number_id.clone(),
+            contact: request.contact.primary_key()?,
+        }
+        .as_record_key();
+        Some(Event {
+            id: EventId::derive(READ_REQUESTED, &[&request.request_id]),
+            time: request.requested_at,
+            key,
+            payload: EventPayload::ReadRequested(request),
+        })
+    }
+
+    /// A failed send, keyed by its conversation, with an id from its request id.
+    pub fn send_failed(failure: SendFailure) -> Option<Self> {
+        let key = ConversationKey {
+            phone_number_id: failure.business.phone_number_id.clone(),
+            contact: failure.contact.primary_key()?,
+        }
+        .as_record_key();
+        Some(Event {
+            id: EventId::derive(SEND_FAILED, &[&failure.request_id]),
+            time: failure.failed_at,
+            key,
+            payload: EventPayload::SendFailed(failure),
+        })
+    }
+
+    /// An audit entry, keyed `audit` (one key: one partition, log order), with an id from its
+    /// position and hash.
+    pub fn audit(record: AuditRecord) -> Self {
+        Event {
+            id: EventId::derive(AUDIT_RECORDED, &[&record.seq.to_string(), &record.hash]),
+            time: record.at,
+            key: "audit".to_owned(),
+            payload: EventPayload::AuditRecorded(record),
         }
     }
 

@@ -10,6 +10,8 @@ pub mod conversation;
 pub mod error;
 pub mod event;
 pub mod message;
+pub mod optout;
+pub mod outbound;
 pub mod phone;
 pub mod redact;
 pub mod status;

@@ -286,6 +286,11 @@ pub enum MessageContent {
         /// The items.
         items: Vec<OrderItem>,
     },
+    /// An outbound interactive message (reply buttons or a list).
+    InteractiveMessage {
+        /// The message as sent.
+        interactive: crate::outbound::Interactive,
+    },
     /// An outbound template message.
     Template {
         /// The template's name.
@@ -345,6 +350,7 @@ impl MessageContent {
             MessageContent::Reaction { .. } => "reaction",
             MessageContent::Order { .. } => "order",
             MessageContent::Template { .. } => "template",
+            MessageContent::InteractiveMessage { .. } => "interactive_message",
             MessageContent::System { .. } => "system",
             MessageContent::Unsupported { .. } => "unsupported",
             MessageContent::Unknown { .. } => "unknown",
@@ -371,6 +377,9 @@ impl MessageContent {
             MessageContent::System { body, .. } => body.clone(),
             MessageContent::Location { name, address, .. } => name.clone().or(address.clone()),
             MessageContent::Template { name, .. } => Some(format!("template {name}")),
+            MessageContent::InteractiveMessage { interactive } => {
+                Some(interactive.body().to_owned())
+            }
             MessageContent::Audio { .. }
             | MessageContent::Sticker { .. }
             | MessageContent::Contacts { .. }

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 use schemars::{schema_for, Schema};
-use wacrm_core::event::{self, ContactUpdate, IdentityChange, PlatformError, PreferenceChange};
+use wacrm_core::event::{
+    self, AuditRecord, ContactUpdate, IdentityChange, PlatformError, PreferenceChange,
+};
+use wacrm_core::outbound::{ReadRequest, SendFailure, SendRequest};
 use wacrm_core::{Event, Message, StatusUpdate};
 
 fn schemas() -> Vec<(String, Schema)> {
@@ -37,6 +40,22 @@ fn schemas() -> Vec<(String, Schema)> {
         (
             format!("{}.json", event::PLATFORM_ERROR),
             schema_for!(PlatformError),
+        ),
+        (
+            format!("{}.json", event::SEND_REQUESTED),
+            schema_for!(SendRequest),
+        ),
+        (
+            format!("{}.json", event::READ_REQUESTED),
+            schema_for!(ReadRequest),
+        ),
+        (
+            format!("{}.json", event::SEND_FAILED),
+            schema_for!(SendFailure),
+        ),
+        (
+            format!("{}.json", event::AUDIT_RECORDED),
+            schema_for!(AuditRecord),
         ),
         ("event.json".to_owned(), schema_for!(Event)),
     ]

@@ -22,7 +22,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/contacts", get(list_contacts))
         .route("/v1/contacts/{id}", get(get_contact))
         .route("/v1/contacts/{id}/messages", get(contact_messages))
+        .route(
+            "/v1/messages",
+            axum::routing::post(crate::send::send_message),
+        )
         .route("/v1/messages/{wamid}", get(get_message))
+        .route(
+            "/v1/messages/{wamid}/read",
+            axum::routing::post(crate::send::mark_read),
+        )
+        .route("/v1/requests/{id}", get(crate::send::get_request))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/audit", get(audit_log))
         .route(
@@ -33,7 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// Writes the audit entry of an API call from its response, and answers it — or 503 when the
 /// audit log cannot be written (an unaudited read is not served).
-async fn audited(
+pub(crate) async fn audited(
     state: &AppState,
     caller: &Caller,
     action: &str,
@@ -46,6 +55,7 @@ async fn audited(
         StatusCode::FORBIDDEN => "denied",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::UNPROCESSABLE_ENTITY => "rejected",
         _ => "error",
     };
     match caller
@@ -257,6 +267,8 @@ pub struct Readiness {
     pub bus: String,
     /// `ok` or the error.
     pub store: String,
+    /// `ok`, `not configured`, or the business numbers whose access token WhatsApp rejected.
+    pub sending: String,
 }
 
 /// `GET /healthz`: the process is up.
@@ -265,13 +277,25 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the bus and the store answer.
+/// `GET /readyz`: the bus and the store answer, and no business number's token was rejected.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let bus = state.bus.check().await;
     let store = wacrm_store::ping(&state.db).await;
-    let ok = bus.is_ok() && store.is_ok();
+    let failing = state.send_health.failing();
+    let sending = if !failing.is_empty() {
+        let numbers: Vec<String> = failing
+            .iter()
+            .map(|(n, since, _)| format!("{n} (since {})", since.to_rfc3339()))
+            .collect();
+        format!("access token rejected for {}", numbers.join(", "))
+    } else if state.whatsapp.can_send() {
+        "ok".to_owned()
+    } else {
+        "not configured".to_owned()
+    };
+    let ok = bus.is_ok() && store.is_ok() && failing.is_empty();
     let body = Readiness {
         bus: bus
             .map(|_| "ok".to_owned())
@@ -279,6 +303,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         store: store
             .map(|_| "ok".to_owned())
             .unwrap_or_else(|e| e.to_string()),
+        sending,
     };
     let status = if ok {
         StatusCode::OK
@@ -322,6 +347,7 @@ pub async fn retry_dead_letter(
             state.bus.as_ref(),
             &state.topics,
             &state.source,
+            &state.whatsapp.opt_out_keywords,
             &dead,
         )
         .await

@@ -2,15 +2,17 @@
 //!
 //! - `POST /webhooks/whatsapp`: signed webhooks → events on the bus; 200 only once durable.
 //! - `GET /webhooks/whatsapp`: Meta's subscription handshake.
-//! - `/v1/…`: the read API, every route behind an employee's API key.
+//! - `/v1/…`: the read and send API, every route behind an employee's API key.
 //! - `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 
 pub mod api;
+pub mod audit_relay;
 pub mod auth;
 pub mod config;
 pub mod metrics_endpoint;
 pub mod openapi;
 pub mod redrive;
+pub mod send;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::{EventBus, Topics};
 use wacrm_store::Db;
-use wacrm_whatsapp::WebhookSecrets;
+use wacrm_whatsapp::{SendHealth, WebhookSecrets, WhatsAppConfig};
 
 pub use config::ServerConfig;
 
@@ -44,6 +46,11 @@ pub struct AppState {
     pub publish_timeout: Duration,
     /// The audit log every API call is written to.
     pub audit: Arc<wacrm_store::audit::AuditLog>,
+    /// WhatsApp settings the send API checks requests against (tokens configured, template
+    /// categories, opt-out keywords).
+    pub whatsapp: Arc<WhatsAppConfig>,
+    /// Business numbers that cannot send (reported by `/readyz`).
+    pub send_health: Arc<SendHealth>,
 }
 
 /// The whole HTTP application.

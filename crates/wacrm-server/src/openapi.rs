@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, auth, webhook};
+use crate::{api, auth, send, webhook};
 
 struct BearerKeys;
 
@@ -26,13 +26,45 @@ impl Modify for BearerKeys {
         webhook::handshake, webhook::receive,
         api::list_contacts, api::get_contact, api::contact_messages, api::get_message,
         api::dead_letters, api::retry_dead_letter, api::audit_log, api::healthz, api::readyz,
+        send::send_message, send::mark_read, send::get_request,
     ),
-    components(schemas(auth::ApiError, api::Readiness)),
+    components(schemas(auth::ApiError, api::Readiness, send::Refused, send::RequestDetail)),
     modifiers(&BearerKeys)
 )]
 pub struct ApiDoc;
 
+/// The whole document as JSON: utoipa's paths and schemas, plus the send request's schema,
+/// generated from the core types (schemars, JSON Schema 2020-12 as OpenAPI 3.1 uses).
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas/".into())
+        .into_generator();
+    let schema = generator.root_schema_for::<send::SendMessage>();
+    let mut defs = generator.take_definitions(true);
+    let mut root = schema.to_value();
+    if let Some(o) = root.as_object_mut() {
+        o.remove("$schema");
+        o.remove("$defs");
+    }
+    defs.insert("SendMessage".into(), root);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        for (name, schema) in defs {
+            schemas.insert(name, schema);
+        }
+    }
+    if let Some(content) =
+        doc.pointer_mut("/paths/~1v1~1messages/post/requestBody/content/application~1json")
+    {
+        *content = serde_json::json!({"schema": {"$ref": "#/components/schemas/SendMessage"}});
+    }
+    doc
+}
+
 /// `GET /openapi.json`.
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(document())
 }

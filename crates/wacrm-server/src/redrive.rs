@@ -6,22 +6,22 @@
 //! again to its original topic with its original key and headers, so every consumer group
 //! sees it again (they are idempotent). Either way the outcome is recorded on the dead letter.
 
-use chrono::Utc;
 use wacrm_bus::cloudevents::{event_record, redrive_record};
 use wacrm_bus::{EventBus, OutboundRecord, Topics};
+use wacrm_core::optout::OptOutKeywords;
 use wacrm_store::queries::{self, DeadLetterView};
 use wacrm_store::{Db, StoreError};
-use wacrm_whatsapp::normalise::parse_and_normalise;
 
 /// The records that re-drive a dead letter, or why it cannot be re-driven.
 pub fn records_for(
     topics: &Topics,
     source: &str,
+    keywords: &OptOutKeywords,
     dead: &DeadLetterView,
 ) -> Result<Vec<OutboundRecord>, String> {
     if dead.source == "webhook" {
-        let normalised =
-            parse_and_normalise(dead.payload.as_bytes(), Utc::now()).map_err(|e| e.to_string())?;
+        let normalised = crate::webhook::webhook_events(dead.payload.as_bytes(), keywords)
+            .map_err(|e| e.to_string())?;
         if let Some(still) = normalised.rejected.first() {
             return Err(still.reason.clone());
         }
@@ -51,9 +51,10 @@ pub async fn redrive(
     bus: &dyn EventBus,
     topics: &Topics,
     source: &str,
+    keywords: &OptOutKeywords,
     dead: &DeadLetterView,
 ) -> Result<Result<(), String>, StoreError> {
-    let outcome = match records_for(topics, source, dead) {
+    let outcome = match records_for(topics, source, keywords, dead) {
         Ok(records) => bus.publish(records).await.map_err(|e| e.to_string()),
         Err(reason) => Err(reason),
     };

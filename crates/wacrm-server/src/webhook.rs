@@ -118,13 +118,25 @@ pub async fn receive(
     }
 }
 
+/// Normalises a webhook body and adds the opt-outs its messages and statuses imply (stop
+/// keywords, error 131050).
+pub fn webhook_events(
+    body: &[u8],
+    keywords: &wacrm_core::optout::OptOutKeywords,
+) -> Result<wacrm_whatsapp::Normalised, wacrm_whatsapp::normalise::PayloadError> {
+    let mut normalised = parse_and_normalise(body, Utc::now())?;
+    let derived = keywords.derive(&normalised.events);
+    normalised.events.extend(derived);
+    Ok(normalised)
+}
+
 /// The records a signed body becomes: its events and, for what cannot be understood, dead
 /// letters.
 fn to_records(
     state: &AppState,
     body: &[u8],
 ) -> Result<Vec<OutboundRecord>, wacrm_bus::cloudevents::RecordError> {
-    match parse_and_normalise(body, Utc::now()) {
+    match webhook_events(body, &state.whatsapp.opt_out_keywords) {
         Ok(normalised) => {
             let mut records =
                 Vec::with_capacity(normalised.events.len() + normalised.rejected.len());

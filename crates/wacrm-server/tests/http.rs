@@ -1,150 +1,17 @@
 //! The HTTP surface, in process: signatures, handshake, limits, dead letters, auth, readiness.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::Router;
-use http::{Request, StatusCode};
-use tower::ServiceExt;
-use wacrm_bus::config::EmbeddedConfig;
-use wacrm_bus::embedded::EmbeddedBus;
-use wacrm_bus::runner::Handler;
-use wacrm_bus::{BusError, EventBus, OutboundRecord, Subscription, Topics};
-use wacrm_server::{router, AppState, ServerConfig};
+use http::StatusCode;
+use wacrm_bus::{BusError, EventBus, OutboundRecord, Subscription};
 use wacrm_store::keys::{self, NewKey, Role};
-use wacrm_store::projection::Projection;
-use wacrm_store::{Db, StoreConfig};
 use wacrm_whatsapp::signature::sign;
-use wacrm_whatsapp::WebhookSecrets;
 
-const SECRET: &str = "test-app-secret";
-
-struct Harness {
-    app: Router,
-    bus: Arc<dyn EventBus>,
-    db: Db,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness_with(bus: Option<Arc<dyn EventBus>>, secret: Option<&str>) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = match bus {
-        Some(b) => b,
-        None => Arc::new(
-            EmbeddedBus::open(&EmbeddedConfig {
-                path: dir.path().join("bus.db"),
-                max_batch: 1024,
-            })
-            .unwrap(),
-        ),
-    };
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("store.db").display()
-    );
-    let db = wacrm_store::connect(&StoreConfig {
-        url,
-        max_connections: 4,
-    })
-    .await
-    .unwrap();
-    wacrm_store::migrate(&db).await.unwrap();
-    let state = Arc::new(AppState {
-        bus: bus.clone(),
-        topics: Topics::default(),
-        audit: Arc::new(wacrm_store::audit::AuditLog::new(db.clone())),
-        db: db.clone(),
-        secrets: WebhookSecrets::new(secret, None),
-        verify_token: Some("verify-me".into()),
-        source: "/test".into(),
-        publish_timeout: Duration::from_millis(300),
-    });
-    let app = router(state, &ServerConfig::default());
-    Harness {
-        app,
-        bus,
-        db,
-        _dir: dir,
-    }
-}
-
-async fn harness() -> Harness {
-    harness_with(None, Some(SECRET)).await
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../wacrm-whatsapp/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn post(body: Vec<u8>, signature: Option<String>) -> Request<Body> {
-    let mut req = Request::post("/webhooks/whatsapp").header("content-type", "application/json");
-    if let Some(sig) = signature {
-        req = req.header("x-hub-signature-256", sig);
-    }
-    req.body(Body::from(body)).unwrap()
-}
-
-fn signed(body: Vec<u8>) -> Request<Body> {
-    let sig = sign(SECRET.as_bytes(), &body);
-    post(body, Some(sig))
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-impl Harness {
-    /// Runs everything on the bus through the store projection.
-    async fn project(&self) -> usize {
-        let topics = Topics::default();
-        let mut sub = self
-            .bus
-            .subscribe("test-projection", &Projection::topics(&topics))
-            .await
-            .unwrap();
-        let records = sub.poll(10_000, Duration::from_millis(200)).await.unwrap();
-        let mut projection = Projection::new(self.db.clone(), topics);
-        projection.handle(&records).await.unwrap();
-        sub.commit(&records).await.unwrap();
-        records.len()
-    }
-
-    async fn admin(&self) -> String {
-        keys::create(
-            &self.db,
-            NewKey {
-                name: "Ana Admin".into(),
-                role: Role::Admin,
-                scopes: None,
-                business_numbers: None,
-                expires_at: None,
-            },
-        )
-        .await
-        .unwrap()
-        .1
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, String) {
-        let mut req = Request::get(path);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
-        }
-        call(&self.app, req.body(Body::empty()).unwrap()).await
-    }
-}
+use common::*;
 
 #[tokio::test]
 async fn wrong_or_missing_signature_is_401_and_nothing_is_stored() {

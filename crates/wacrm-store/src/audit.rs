@@ -209,6 +209,38 @@ pub async fn page(db: &DatabaseConnection, f: &Filter) -> Result<Vec<Entry>, Sto
         .collect())
 }
 
+/// The name of the audit log's relay cursor (entries published on the bus up to it).
+const RELAY: &str = "audit";
+
+/// The last entry published on the bus (0 when none).
+pub async fn published_up_to(db: &DatabaseConnection) -> Result<i64, StoreError> {
+    Ok(
+        crate::entities::relay_cursor::Entity::find_by_id(RELAY.to_owned())
+            .one(db)
+            .await?
+            .map_or(0, |c| c.position),
+    )
+}
+
+/// Records that entries up to `seq` are published on the bus.
+pub async fn mark_published(db: &DatabaseConnection, seq: i64) -> Result<(), StoreError> {
+    use crate::entities::relay_cursor;
+    use sea_orm::sea_query::OnConflict;
+    let row = relay_cursor::ActiveModel {
+        name: sea_orm::ActiveValue::Set(RELAY.to_owned()),
+        position: sea_orm::ActiveValue::Set(seq),
+    };
+    relay_cursor::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(relay_cursor::Column::Name)
+                .update_column(relay_cursor::Column::Position)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
 /// The first problem [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {

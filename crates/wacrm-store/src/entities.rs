@@ -296,3 +296,52 @@ pub mod audit_log {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod outbound_request {
+    use sea_orm::entity::prelude::*;
+
+    /// A request to send (or mark as read) and where it stands.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbound_requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub key_id: String,
+        pub idempotency_key: Option<String>,
+        pub request_hash: String,
+        pub kind: String,
+        pub phone_number_id: String,
+        pub contact_id: Option<String>,
+        pub state: String,
+        pub wamid: Option<String>,
+        pub errors: Option<Json>,
+        pub reason: Option<String>,
+        pub attempts: i32,
+        pub command: Json,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod relay_cursor {
+    use sea_orm::entity::prelude::*;
+
+    /// How far a relay (store rows → bus) has published.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "relay_cursors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub position: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -5,11 +5,13 @@
 //!   dead letters from the bus, idempotently (replaying the bus twice gives the same store).
 //! - [`queries`]: what the read API asks.
 //! - [`keys`]: employees' API keys.
+//! - [`outbound`]: send requests and their idempotency keys.
 
 pub mod audit;
 pub mod entities;
 pub mod keys;
 pub mod migration;
+pub mod outbound;
 pub mod projection;
 pub mod queries;
 pub mod sync;

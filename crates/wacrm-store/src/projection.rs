@@ -153,6 +153,12 @@ pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<()
             )
             .await
         }
+        // Requests and their failures are the sender's state (`outbound_requests`); audit
+        // entries are the audit log's own. Neither is on the topics the projection reads.
+        EventPayload::SendRequested(_)
+        | EventPayload::ReadRequested(_)
+        | EventPayload::SendFailed(_)
+        | EventPayload::AuditRecorded(_) => Ok(()),
         EventPayload::PlatformError(e) => {
             let row = platform_error::ActiveModel {
                 event_id: Set(event.id.to_string()),

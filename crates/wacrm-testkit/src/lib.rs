@@ -16,3 +16,4 @@ pub mod graph;
 pub mod hubspot;
 mod loopback;
 pub mod openapi;
+pub mod webhooks;

@@ -74,6 +74,7 @@ pub async fn run(settings: Settings, command: DeadLettersCommand) -> anyhow::Res
                     bus.as_ref(),
                     &topics,
                     &settings.server.event_source,
+                    &settings.whatsapp.opt_out_keywords,
                     dead,
                 )
                 .await?;

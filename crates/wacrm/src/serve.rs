@@ -1,4 +1,5 @@
-//! `wacrm serve`: webhooks, API and the store projection, until SIGTERM / Ctrl-C.
+//! `wacrm serve`: webhooks, API, the store projection, CRM sync, the sender and the audit relay,
+//! until SIGTERM / Ctrl-C.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,45 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ));
     }
 
+    let send_health = Arc::new(wacrm_whatsapp::SendHealth::default());
+    let sender_task = if settings.whatsapp.can_send() {
+        let sender = wacrm_sender::Sender::new(
+            settings.whatsapp.clone(),
+            db.clone(),
+            bus.clone(),
+            topics.clone(),
+            settings.server.event_source.clone(),
+            send_health.clone(),
+            shutdown.clone(),
+        )
+        .context("configuring the sender")?;
+        let subscription = bus
+            .subscribe(wacrm_sender::GROUP, &wacrm_sender::Sender::topics(&topics))
+            .await
+            .context("subscribing the sender")?;
+        let runner = ConsumerRunner::new(
+            bus.clone(),
+            topics.clone(),
+            wacrm_sender::Sender::runner_config(),
+            sender,
+        );
+        tracing::info!("sender started");
+        Some(tokio::spawn(runner.run(subscription, shutdown.clone())))
+    } else {
+        tracing::info!(
+            "WACRM_WHATSAPP__ACCESS_TOKEN is not set: the send API answers 503 until it is"
+        );
+        None
+    };
+    let audit_relay = tokio::spawn(wacrm_server::audit_relay::run(
+        db.clone(),
+        bus.clone(),
+        topics.clone(),
+        settings.server.event_source.clone(),
+        Duration::from_millis(500),
+        shutdown.clone(),
+    ));
+
     let state = Arc::new(wacrm_server::AppState {
         bus: bus.clone(),
         topics,
@@ -74,6 +114,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // The bus gives up after publish_timeout_ms itself; this is the safety net above it.
         publish_timeout: Duration::from_millis(settings.bus.publish_timeout_ms)
             + Duration::from_secs(2),
+        whatsapp: Arc::new(settings.whatsapp.clone()),
+        send_health,
     });
     let app = wacrm_server::router(state, &settings.server);
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
@@ -100,6 +142,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 tracing::warn!(connection = %name, "CRM sync did not stop within {SHUTDOWN_BOUND:?}")
             }
         }
+    }
+    if let Some(task) = sender_task {
+        match tokio::time::timeout(SHUTDOWN_BOUND, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "sender stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "sender task failed"),
+            Err(_) => tracing::warn!("sender did not stop within {SHUTDOWN_BOUND:?}"),
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_BOUND, audit_relay)
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit relay did not stop within {SHUTDOWN_BOUND:?}");
     }
     match tokio::time::timeout(SHUTDOWN_BOUND, projection_task).await {
         Ok(Ok(Ok(()))) => {}

@@ -6,6 +6,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_dead_letter_redrive;
 mod m20261122_000003_crm_sync;
 mod m20261122_000004_audit_log;
+mod m20261122_000005_outbound;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_dead_letter_redrive::Migration),
             Box::new(m20261122_000003_crm_sync::Migration),
             Box::new(m20261122_000004_audit_log::Migration),
+            Box::new(m20261122_000005_outbound::Migration),
         ]
     }
 }

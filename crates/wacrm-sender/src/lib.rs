@@ -1,0 +1,512 @@
+//! The outbound sender: a consumer of the commands topic that sends what employees asked for
+//! through the WhatsApp Graph API.
+//!
+//! For each `wacrm.message.send_requested.v1` (and `…read_requested.v1`) it:
+//!
+//! 1. claims the request in the store (`accepted` → `sending`, one conditional update), so a
+//!    command delivered twice is sent once; a finished request only has its outcome published
+//!    again; a request found `sending` (wacrm stopped mid-call) becomes `unknown` and is not sent
+//!    again: a duplicate message to a customer is worse than asking the employee to check;
+//! 2. waits for the number's and the recipient pair's rate limits;
+//! 3. calls the Graph API and classifies a failure by Meta's code: rate limits and transient
+//!    errors are retried with backoff (the request handed back to `accepted` while it waits)
+//!    until `max_retry_ms`; permanent errors fail the request; 131050 also records the opt-out;
+//!    an invalid token marks the number unhealthy (`/readyz`) and alerts once;
+//! 4. records the outcome (wamid or errors) in the store, then publishes it:
+//!    `wacrm.message.sent.v1` (the store shows it, statuses attach to it, CRM adapters log it
+//!    with the employee's name) or `wacrm.message.send_failed.v1`.
+//!
+//! Commands of one conversation are handled in order; different conversations of a batch
+//! concurrently.
+
+pub mod throttle;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use wacrm_bus::cloudevents::{decode_event, event_record};
+use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::{EventBus, Record, Topics};
+use wacrm_core::optout::opted_out_by_error;
+use wacrm_core::outbound::{FailureKind, ReadRequest, SendFailure, SendRequest};
+use wacrm_core::{Event, EventPayload, MetaError};
+use wacrm_store::outbound::{self as requests, state, Claim, NewRequest, OutboundRow};
+use wacrm_store::{Db, StoreError};
+use wacrm_whatsapp::graph::{message_body, Disposition};
+use wacrm_whatsapp::{GraphClient, GraphError, SendHealth, WhatsAppConfig};
+
+pub use throttle::Throttle;
+
+/// The sender's consumer group.
+pub const GROUP: &str = "wacrm-sender";
+
+/// The sender (a [`Handler`] of the commands topic).
+pub struct Sender {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    graph: GraphClient,
+    config: WhatsAppConfig,
+    throttle: Throttle,
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    topics: Topics,
+    source: String,
+    health: Arc<SendHealth>,
+    shutdown: CancellationToken,
+}
+
+/// Why handling a command stopped short.
+enum Stop {
+    /// The store failed: retry the batch.
+    Store(StoreError),
+    /// Shutting down while waiting: the request was handed back; it is delivered again.
+    Shutdown,
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+impl Sender {
+    /// A sender for the configured Graph API, writing to `db` and publishing on `bus`.
+    pub fn new(
+        config: WhatsAppConfig,
+        db: Db,
+        bus: Arc<dyn EventBus>,
+        topics: Topics,
+        source: String,
+        health: Arc<SendHealth>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, GraphError> {
+        Ok(Sender {
+            inner: Arc::new(Inner {
+                graph: GraphClient::new(config.clone())?,
+                throttle: Throttle::new(&config),
+                config,
+                db,
+                bus,
+                topics,
+                source,
+                health,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The topics the sender consumes.
+    pub fn topics(topics: &Topics) -> Vec<String> {
+        vec![topics.commands.clone()]
+    }
+
+    /// The runner configuration: small batches, no linger (a message should leave now).
+    pub fn runner_config() -> RunnerConfig {
+        let mut config = RunnerConfig::new(GROUP);
+        config.max_batch = 100;
+        config
+    }
+}
+
+enum Command {
+    Send(SendRequest),
+    Read(ReadRequest),
+}
+
+#[async_trait]
+impl Handler for Sender {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let mut dead = Vec::new();
+        // Commands by conversation key, in order; conversations in parallel.
+        let mut groups: BTreeMap<&str, Vec<Command>> = BTreeMap::new();
+        for (index, record) in records.iter().enumerate() {
+            match decode_event(record) {
+                Ok(event) => match event.payload {
+                    EventPayload::SendRequested(r) => groups
+                        .entry(&record.key)
+                        .or_default()
+                        .push(Command::Send(r)),
+                    EventPayload::ReadRequested(r) => groups
+                        .entry(&record.key)
+                        .or_default()
+                        .push(Command::Read(r)),
+                    other => dead.push((index, format!("{} is not a command", other.type_name()))),
+                },
+                Err(e) => dead.push((index, e.to_string())),
+            }
+        }
+        let inner = &self.inner;
+        let results = futures::future::join_all(groups.into_values().map(|commands| async move {
+            let mut events = Vec::new();
+            for command in commands {
+                let outcome = match command {
+                    Command::Send(r) => inner.send(&r).await,
+                    Command::Read(r) => inner.read(&r).await,
+                };
+                events.extend(outcome?);
+            }
+            Ok::<_, Stop>(events)
+        }))
+        .await;
+        let mut events = Vec::new();
+        let mut stop = None;
+        for result in results {
+            match result {
+                Ok(e) => events.extend(e),
+                Err(s) => stop = Some(s),
+            }
+        }
+        // Publish what finished even when another conversation must be retried: a finished
+        // request republishes the same events (same ids) when the batch comes again.
+        inner.publish(&events).await?;
+        match stop {
+            None => Ok(Handled { dead_letters: dead }),
+            Some(Stop::Store(e)) => Err(HandlerError::Retryable(format!("store: {e}"))),
+            Some(Stop::Shutdown) => Err(HandlerError::Retryable("shutting down".into())),
+        }
+    }
+}
+
+/// How a call to WhatsApp ended, after retries.
+enum Attempted {
+    Sent(String),
+    Failed(GraphError),
+}
+
+impl Inner {
+    async fn publish(&self, events: &[Event]) -> Result<(), HandlerError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            records.push(
+                event_record(&self.topics, &self.source, event)
+                    .map_err(|e| HandlerError::Retryable(e.to_string()))?,
+            );
+        }
+        self.bus
+            .publish(records)
+            .await
+            .map_err(|e| HandlerError::Retryable(format!("publishing outcomes: {e}")))
+    }
+
+    /// Claims a request, creating its row if the API did not (a command from elsewhere).
+    async fn claim(
+        &self,
+        request_id: &str,
+        create: impl FnOnce() -> NewRequest,
+    ) -> Result<Claim, StoreError> {
+        match requests::claim(&self.db, request_id).await? {
+            Claim::Missing => {
+                requests::create(&self.db, create()).await?;
+                requests::claim(&self.db, request_id).await
+            }
+            claim => Ok(claim),
+        }
+    }
+
+    async fn send(&self, request: &SendRequest) -> Result<Vec<Event>, Stop> {
+        let claim = self
+            .claim(&request.request_id, || NewRequest {
+                request_id: request.request_id.clone(),
+                key_id: request.sent_by.key_id.clone(),
+                idempotency_key: None,
+                request_hash: String::new(),
+                kind: "send",
+                phone_number_id: request.business.phone_number_id.clone(),
+                contact_id: None,
+                command: serde_json::to_value(request).unwrap_or_default(),
+            })
+            .await?;
+        match claim {
+            Claim::Claimed => {}
+            Claim::Finished(row) => return Ok(finished_events(request, &row)),
+            Claim::Interrupted(_) => {
+                let reason = "wacrm stopped while this message was with WhatsApp; it may or may \
+                              not have been sent and is not sent again automatically";
+                requests::finish_failed(
+                    &self.db,
+                    &request.request_id,
+                    state::UNKNOWN,
+                    reason,
+                    None,
+                )
+                .await?;
+                metrics::counter!("wacrm_sender_messages_total", "outcome" => "unknown")
+                    .increment(1);
+                return Ok(failure_event(
+                    request,
+                    FailureKind::Unknown,
+                    reason,
+                    Vec::new(),
+                ));
+            }
+            Claim::Missing => {
+                return Err(Stop::Store(StoreError::Invalid(
+                    "request row missing after create".into(),
+                )))
+            }
+        }
+        let number = &request.business.phone_number_id;
+        let body = message_body(request);
+        let attempted = self
+            .attempt(&request.request_id, || async {
+                self.throttle.until_ready(number, &request.to).await;
+                self.graph.send(number, &body).await
+            })
+            .await?;
+        match attempted {
+            Attempted::Sent(wamid) => {
+                if self.health.sent_ok(number) {
+                    tracing::info!(phone_number_id = %number, "sending works again for this number");
+                }
+                requests::finish_sent(&self.db, &request.request_id, &wamid).await?;
+                metrics::counter!("wacrm_sender_messages_total", "outcome" => "sent").increment(1);
+                Ok(Event::message(request.to_message(&wamid, Utc::now()))
+                    .into_iter()
+                    .collect())
+            }
+            Attempted::Failed(error) => {
+                let disposition = error.disposition();
+                let reason = self.failure_reason(number, &error, disposition);
+                let errors = vec![error.as_meta_error()];
+                requests::finish_failed(
+                    &self.db,
+                    &request.request_id,
+                    state::FAILED,
+                    &reason,
+                    serde_json::to_value(&errors).ok(),
+                )
+                .await?;
+                metrics::counter!("wacrm_sender_messages_total", "outcome" => "failed")
+                    .increment(1);
+                let mut events = failure_event(request, FailureKind::Failed, &reason, errors);
+                if disposition == Disposition::OptedOut {
+                    events.extend(opted_out_by_error(
+                        &request.business,
+                        &request.contact,
+                        Utc::now(),
+                        &request.request_id,
+                    ));
+                }
+                Ok(events)
+            }
+        }
+    }
+
+    async fn read(&self, request: &ReadRequest) -> Result<Vec<Event>, Stop> {
+        let claim = self
+            .claim(&request.request_id, || NewRequest {
+                request_id: request.request_id.clone(),
+                key_id: request.sent_by.key_id.clone(),
+                idempotency_key: None,
+                request_hash: String::new(),
+                kind: "read",
+                phone_number_id: request.business.phone_number_id.clone(),
+                contact_id: None,
+                command: serde_json::to_value(request).unwrap_or_default(),
+            })
+            .await?;
+        match claim {
+            Claim::Claimed => {}
+            Claim::Interrupted(_) => {
+                // Marking as read twice is harmless: try again.
+                requests::release(&self.db, &request.request_id).await?;
+                return Box::pin(self.read(request)).await;
+            }
+            Claim::Finished(_) | Claim::Missing => return Ok(Vec::new()),
+        }
+        let number = &request.business.phone_number_id;
+        let attempted = self
+            .attempt(&request.request_id, || async {
+                self.throttle.until_number_ready(number).await;
+                self.graph
+                    .mark_read(number, &request.wamid)
+                    .await
+                    .map(|()| request.wamid.clone())
+            })
+            .await?;
+        match attempted {
+            Attempted::Sent(wamid) => {
+                self.health.sent_ok(number);
+                requests::finish_sent(&self.db, &request.request_id, &wamid).await?;
+            }
+            Attempted::Failed(error) => {
+                let reason = self.failure_reason(number, &error, error.disposition());
+                let errors = vec![error.as_meta_error()];
+                requests::finish_failed(
+                    &self.db,
+                    &request.request_id,
+                    state::FAILED,
+                    &reason,
+                    serde_json::to_value(&errors).ok(),
+                )
+                .await?;
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn failure_reason(&self, number: &str, error: &GraphError, disposition: Disposition) -> String {
+        match disposition {
+            Disposition::TokenInvalid => {
+                if self.health.token_rejected(number, &error.to_string()) {
+                    tracing::error!(
+                        phone_number_id = %number,
+                        error = %error,
+                        "ALERT: WhatsApp rejected the access token of this business number; \
+                         nothing can be sent from it until the token is replaced"
+                    );
+                }
+                format!("the access token was rejected ({error}); nothing is sent from this number until it is replaced")
+            }
+            Disposition::OptedOut => {
+                format!("the contact stopped marketing messages ({error}); opt-out recorded")
+            }
+            d if d.is_retryable() => format!(
+                "gave up after retrying for {} ms: {error}",
+                self.config.max_retry_ms
+            ),
+            _ => format!("WhatsApp refused the message: {error}"),
+        }
+    }
+
+    /// Calls WhatsApp until it answers something final, retrying rate limits and transient
+    /// errors with backoff until `max_retry_ms`. While waiting, the request is handed back to
+    /// `accepted`: should wacrm stop, the redelivered command sends it (it was not sent).
+    async fn attempt<F, Fut>(&self, request_id: &str, call: F) -> Result<Attempted, Stop>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<String, GraphError>>,
+    {
+        let started = tokio::time::Instant::now();
+        let limit = Duration::from_millis(self.config.max_retry_ms);
+        let base = Duration::from_millis(self.config.retry_base_ms.max(1));
+        let mut tries: u32 = 0;
+        loop {
+            let result = tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    requests::release(&self.db, request_id).await?;
+                    return Err(Stop::Shutdown);
+                }
+                result = call() => result,
+            };
+            let error = match result {
+                Ok(id) => return Ok(Attempted::Sent(id)),
+                Err(e) => e,
+            };
+            let disposition = error.disposition();
+            if !disposition.is_retryable() {
+                return Ok(Attempted::Failed(error));
+            }
+            let wait = backoff(disposition, base, tries);
+            if started.elapsed() + wait > limit {
+                return Ok(Attempted::Failed(error));
+            }
+            metrics::counter!("wacrm_sender_retries_total", "code" => error.code().unwrap_or(0).to_string())
+                .increment(1);
+            tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "send retried");
+            requests::release(&self.db, request_id).await?;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if requests::claim(&self.db, request_id).await? != Claim::Claimed {
+                return Err(Stop::Store(StoreError::Invalid(format!(
+                    "request {request_id} was taken while waiting to retry"
+                ))));
+            }
+            tries = tries.saturating_add(1);
+        }
+    }
+}
+
+/// The wait before retry `tries` (from 0): pair limits back off 4^x (Meta's advice for
+/// 131056), everything else 2^x, both with up to 25 % jitter and capped.
+fn backoff(disposition: Disposition, base: Duration, tries: u32) -> Duration {
+    let (factor, cap): (u32, u32) = match disposition {
+        Disposition::RetryPair => (4, 300),
+        _ => (2, 60),
+    };
+    let exp = factor.saturating_pow(tries.min(10));
+    let wait = base.saturating_mul(exp).min(base.saturating_mul(cap));
+    let jitter = rand::random::<f64>() * 0.25;
+    wait + wait.mul_f64(jitter)
+}
+
+fn finished_events(request: &SendRequest, row: &OutboundRow) -> Vec<Event> {
+    match (row.state.as_str(), &row.wamid) {
+        (state::SENT, Some(wamid)) => Event::message(request.to_message(wamid, row.updated_at))
+            .into_iter()
+            .collect(),
+        (state::FAILED | state::UNKNOWN, _) => {
+            let kind = if row.state == state::UNKNOWN {
+                FailureKind::Unknown
+            } else {
+                FailureKind::Failed
+            };
+            let errors: Vec<MetaError> = row
+                .errors
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            let mut event = failure_event(
+                request,
+                kind,
+                row.reason.as_deref().unwrap_or("failed"),
+                errors,
+            );
+            for e in &mut event {
+                e.time = row.updated_at;
+                if let EventPayload::SendFailed(f) = &mut e.payload {
+                    f.failed_at = row.updated_at;
+                }
+            }
+            event
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn failure_event(
+    request: &SendRequest,
+    kind: FailureKind,
+    reason: &str,
+    errors: Vec<MetaError>,
+) -> Vec<Event> {
+    Event::send_failed(SendFailure {
+        request_id: request.request_id.clone(),
+        business: request.business.clone(),
+        contact: request.contact.clone(),
+        kind,
+        reason: reason.to_owned(),
+        errors,
+        sent_by: request.sent_by.clone(),
+        failed_at: Utc::now(),
+    })
+    .into_iter()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_backoff_grows_by_four() {
+        let base = Duration::from_secs(1);
+        let first = backoff(Disposition::RetryPair, base, 0);
+        let third = backoff(Disposition::RetryPair, base, 2);
+        assert!(first >= base && first <= base.mul_f64(1.25));
+        assert!(third >= base * 16 && third <= (base * 16).mul_f64(1.25));
+        let capped = backoff(Disposition::RetryTransient, base, 30);
+        assert!(capped <= (base * 60).mul_f64(1.25));
+    }
+}

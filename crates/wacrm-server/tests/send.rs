@@ -1,0 +1,463 @@
+//! The send API in process: validation (window, opt-out, content), roles and business numbers,
+//! Idempotency-Key, audit, and the commands it publishes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use http::StatusCode;
+use serde_json::{json, Value};
+use wacrm_bus::cloudevents::decode_event;
+use wacrm_bus::Topics;
+use wacrm_core::outbound::TemplateCategory;
+use wacrm_core::EventPayload;
+use wacrm_store::keys::{self, NewKey, Role};
+use wacrm_testkit::webhooks;
+
+use common::*;
+
+const NUMBER_A: &str = "106540352242922";
+const NUMBER_B: &str = "106540352240000";
+
+fn text_to(to: &str, body: &str) -> Value {
+    json!({"from": NUMBER_A, "to": to, "type": "text", "body": body})
+}
+
+fn template_to(to: &str, name: &str) -> Value {
+    json!({"from": NUMBER_A, "to": to, "type": "template", "name": name, "language": "pt_BR",
+           "components": [{"type": "body", "parameters": [{"type": "text", "text": "Maria"}]}]})
+}
+
+async fn harness_sending() -> Harness {
+    let mut whatsapp = sending();
+    whatsapp
+        .templates
+        .insert("order_update".into(), TemplateCategory::Utility);
+    whatsapp
+        .templates
+        .insert("black_friday".into(), TemplateCategory::Marketing);
+    harness_full(None, Some(SECRET), whatsapp).await
+}
+
+/// An inbound text from `from` to number A, `ago` before now, projected into the store.
+async fn inbound(h: &Harness, from: &str, wamid: &str, body: &str, ago: chrono::Duration) {
+    let ts = (Utc::now() - ago).timestamp();
+    let (status, _) = call(
+        &h.app,
+        signed(webhooks::text(NUMBER_A, from, wamid, body, ts)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    h.project().await;
+}
+
+/// The commands published so far.
+async fn commands(h: &Harness) -> Vec<EventPayload> {
+    let topics = Topics::default();
+    let mut sub = h
+        .bus
+        .subscribe("test-commands", &[topics.commands])
+        .await
+        .unwrap();
+    let records = sub.poll(1000, Duration::from_millis(200)).await.unwrap();
+    records
+        .iter()
+        .map(|r| decode_event(r).unwrap().payload)
+        .collect()
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn the_window_is_24_hours_from_the_last_inbound_message_and_templates_ignore_it() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, Some(&[NUMBER_A])).await;
+    let almost = chrono::Duration::hours(23) + chrono::Duration::minutes(59);
+    let past = chrono::Duration::hours(24) + chrono::Duration::minutes(1);
+    inbound(&h, "5511911110001", "wamid.in.1", "oi", almost).await;
+    inbound(&h, "5511911110002", "wamid.in.2", "oi", past).await;
+
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &text_to("+55 11 91111-0001", "Olá!"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let accepted = parse(&body);
+    assert_eq!(accepted["state"], "accepted");
+    let request_id = accepted["request_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &text_to("5511911110002", "Olá!"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(parse(&body)["reason"], "window_closed");
+
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &template_to("5511911110002", "order_update"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // A contact who never wrote gets templates only.
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &text_to("5511911110003", "Olá!"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let published = commands(&h).await;
+    assert_eq!(published.len(), 2);
+    let EventPayload::SendRequested(first) = &published[0] else {
+        panic!("{published:?}")
+    };
+    assert_eq!(first.request_id, request_id);
+    assert_eq!(first.to, "5511911110001");
+    assert_eq!(first.sent_by.name, "Bruno Agent");
+
+    let (status, body) = h
+        .get(&format!("/v1/requests/{request_id}"), Some(&agent))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(parse(&body)["state"], "accepted");
+}
+
+#[tokio::test]
+async fn an_opt_out_by_keyword_blocks_marketing_templates_but_not_utility_ones() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    inbound(
+        &h,
+        "5511922220001",
+        "wamid.stop.1",
+        "PARAR",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    for name in ["black_friday", "not_configured_so_marketing"] {
+        let (status, body) = h
+            .post_json(
+                "/v1/messages",
+                &agent,
+                &template_to("5511922220001", name),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
+        assert_eq!(parse(&body)["reason"], "opted_out");
+    }
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &template_to("5511922220001", "order_update"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Service messages inside the window are not marketing.
+    let (status, _) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &text_to("5511922220001", "Ok, removido."),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Resuming by keyword lifts it.
+    inbound(
+        &h,
+        "5511922220001",
+        "wamid.start.1",
+        "voltar",
+        chrono::Duration::minutes(1),
+    )
+    .await;
+    let (status, _) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &template_to("5511922220001", "black_friday"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn an_opt_out_by_error_131050_blocks_marketing_templates() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    let now = Utc::now().timestamp();
+    let (status, _) = call(
+        &h.app,
+        signed(webhooks::status(
+            NUMBER_A,
+            "5511933330001",
+            "wamid.out.1",
+            "failed",
+            now,
+            Some(131_050),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    h.project().await;
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &template_to("5511933330001", "black_friday"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(parse(&body)["reason"], "opted_out");
+    let (status, _) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &template_to("5511933330001", "order_update"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn keys_are_held_to_their_role_numbers_and_validity_and_every_refusal_is_audited() {
+    let h = harness_sending().await;
+    inbound(
+        &h,
+        "5511944440001",
+        "wamid.in.r",
+        "oi",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    let agent_a = h.key("Agent A", Role::Agent, Some(&[NUMBER_A])).await;
+    let agent_b = h.key("Agent B", Role::Agent, Some(&[NUMBER_B])).await;
+    let auditor = h.key("Aud", Role::Auditor, None).await;
+
+    let mut from_b = text_to("5511944440001", "oi");
+    from_b["from"] = json!(NUMBER_B);
+    let (status, _) = h.post_json("/v1/messages", &agent_a, &from_b, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Agent B cannot read number A's message.
+    let (status, _) = h.get("/v1/messages/wamid.in.r", Some(&agent_b)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = h
+        .post_json("/v1/messages/wamid.in.r/read", &agent_b, &json!({}), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Auditors never send.
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &auditor,
+            &text_to("5511944440001", "oi"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Revoked and expired keys: 401.
+    let (info, revoked) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Gone".into(),
+            role: Role::Agent,
+            scopes: None,
+            business_numbers: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    keys::revoke(&h.db, &info.id).await.unwrap();
+    let (_, expired) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Old".into(),
+            role: Role::Agent,
+            scopes: None,
+            business_numbers: None,
+            expires_at: Some(Utc::now() - chrono::Duration::minutes(1)),
+        },
+    )
+    .await
+    .unwrap();
+    for key in [&revoked, &expired] {
+        let (status, _) = h
+            .post_json("/v1/messages", key, &text_to("5511944440001", "oi"), &[])
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    let admin = h.admin().await;
+    let (_, audit) = h.get("/v1/audit?action=messages.send", Some(&admin)).await;
+    let audit: Vec<Value> = serde_json::from_str(&audit).unwrap();
+    let denied: Vec<&Value> = audit.iter().filter(|e| e["outcome"] == "denied").collect();
+    assert_eq!(denied.len(), 2, "{audit:#?}");
+    let (_, reads) = h.get("/v1/audit?action=messages.read", Some(&admin)).await;
+    assert!(reads.contains("denied"), "{reads}");
+    let (_, marks) = h
+        .get("/v1/audit?action=messages.mark_read", Some(&admin))
+        .await;
+    assert!(marks.contains("denied"), "{marks}");
+    assert!(commands(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_never_sends_twice() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    inbound(
+        &h,
+        "5511955550001",
+        "wamid.in.i",
+        "oi",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    let body = text_to("5511955550001", "Seu pedido saiu para entrega.");
+    let headers = [("idempotency-key", "order-42-shipped")];
+    let (s1, b1) = h.post_json("/v1/messages", &agent, &body, &headers).await;
+    let (s2, b2) = h.post_json("/v1/messages", &agent, &body, &headers).await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(parse(&b1)["request_id"], parse(&b2)["request_id"]);
+    // While the request is still `accepted`, a replay publishes its command again (the first
+    // publish may have failed); it is the same request, which the sender sends once.
+    let published = commands(&h).await;
+    assert!(!published.is_empty());
+    for c in &published {
+        let EventPayload::SendRequested(r) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(json!(r.request_id), parse(&b1)["request_id"]);
+    }
+
+    let other = text_to("5511955550001", "Outra coisa.");
+    let (status, b3) = h.post_json("/v1/messages", &agent, &other, &headers).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{b3}");
+    assert_eq!(parse(&b3)["reason"], "idempotency_key_reused");
+
+    // The same idempotency key from another API key is another request.
+    let other_agent = h.key("Carla Agent", Role::Agent, None).await;
+    let (status, b4) = h
+        .post_json("/v1/messages", &other_agent, &body, &headers)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(parse(&b4)["request_id"], parse(&b1)["request_id"]);
+}
+
+#[tokio::test]
+async fn content_is_checked_against_whatsapps_rules_before_it_is_queued() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    inbound(
+        &h,
+        "5511966660001",
+        "wamid.in.c",
+        "oi",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    let four_buttons = json!({"from": NUMBER_A, "to": "5511966660001", "type": "interactive",
+        "interactive": {"kind": "buttons", "body": "Escolha", "buttons": [
+            {"id": "1", "title": "Um"}, {"id": "2", "title": "Dois"},
+            {"id": "3", "title": "Três"}, {"id": "4", "title": "Quatro"}]}});
+    let (status, body) = h
+        .post_json("/v1/messages", &agent, &four_buttons, &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(parse(&body)["reason"], "invalid");
+    let (status, _) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &json!({"from": NUMBER_A, "type": "nope"}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let image = json!({"from": NUMBER_A, "to": "5511966660001", "type": "image",
+        "link": "https://example.com/a.jpg", "caption": "Catálogo"});
+    let (status, body) = h.post_json("/v1/messages", &agent, &image, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = h
+        .post_json("/v1/messages/wamid.in.c/read", &agent, &json!({}), &[])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(parse(&body)["kind"], "read");
+}
+
+#[tokio::test]
+async fn without_an_access_token_sending_is_unavailable() {
+    let h = harness_full(
+        None,
+        Some(SECRET),
+        wacrm_whatsapp::WhatsAppConfig::default(),
+    )
+    .await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    let (status, _) = h
+        .post_json("/v1/messages", &agent, &text_to("5511977770001", "oi"), &[])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, ready) = h.get("/readyz", None).await;
+    assert_eq!(parse(&ready)["sending"], "not configured");
+}
+
+#[tokio::test]
+async fn a_rejected_token_makes_readyz_fail_and_name_the_number() {
+    let h = harness_sending().await;
+    assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
+    h.send_health.token_rejected(NUMBER_A, "error 190");
+    let (status, body) = h.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(parse(&body)["sending"].as_str().unwrap().contains(NUMBER_A));
+}
+
+#[tokio::test]
+async fn the_send_request_is_documented_in_openapi() {
+    let h = harness_sending().await;
+    let (_, doc) = h.get("/openapi.json", None).await;
+    let doc = parse(&doc);
+    assert_eq!(
+        doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/SendMessage"
+    );
+    let schema = &doc["components"]["schemas"]["SendMessage"];
+    assert!(schema.is_object(), "{schema}");
+    assert!(doc["paths"]["/v1/requests/{id}"]["get"].is_object());
+    assert!(doc["paths"]["/v1/messages/{wamid}/read"]["post"].is_object());
+    // Every reference resolves.
+    let text = doc.to_string();
+    for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+    }
+}
