@@ -105,6 +105,30 @@ pub struct PlatformError {
     pub errors: Vec<MetaError>,
 }
 
+/// A WhatsApp voice call between a contact and a business number (Calling API `calls`
+/// webhooks). A call the contact places opens the 24-hour window like a message does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Call {
+    /// WhatsApp's call id (`wacid.…`).
+    pub call_id: String,
+    /// The business number.
+    pub business: BusinessNumber,
+    /// The contact.
+    pub contact: ContactIdentity,
+    /// `inbound` (the contact called) or `outbound` (the business called).
+    pub direction: crate::message::Direction,
+    /// The webhook's event: `connect`, `terminate`, …
+    pub event: String,
+    /// For `terminate`: `COMPLETED`, `FAILED`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// For `terminate`: the duration in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+    /// When WhatsApp says it happened.
+    pub timestamp: DateTime<Utc>,
+}
+
 /// One entry of the audit log, as published on the audit topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditRecord {
@@ -157,6 +181,9 @@ pub enum EventPayload {
     /// WhatsApp reported errors for a whole webhook change.
     #[serde(rename = "wacrm.whatsapp.error.v1")]
     PlatformError(PlatformError),
+    /// A voice call started or ended.
+    #[serde(rename = "wacrm.call.v1")]
+    Call(Call),
     /// An employee asked for a message to be sent (commands topic).
     #[serde(rename = "wacrm.message.send_requested.v1")]
     SendRequested(SendRequest),
@@ -172,7 +199,7 @@ pub enum EventPayload {
 }
 
 /// Every event type name wacrm publishes.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 12] = [
     MESSAGE_RECEIVED,
     MESSAGE_SENT,
     STATUS_CHANGED,
@@ -180,6 +207,7 @@ pub const EVENT_TYPES: [&str; 11] = [
     CONTACT_IDENTITY_CHANGED,
     PREFERENCE_CHANGED,
     PLATFORM_ERROR,
+    CALL,
     SEND_REQUESTED,
     READ_REQUESTED,
     SEND_FAILED,
@@ -199,6 +227,8 @@ pub const CONTACT_IDENTITY_CHANGED: &str = "wacrm.contact.identity_changed.v1";
 pub const PREFERENCE_CHANGED: &str = "wacrm.contact.preference_changed.v1";
 /// Type name of [`EventPayload::PlatformError`].
 pub const PLATFORM_ERROR: &str = "wacrm.whatsapp.error.v1";
+/// Type name of [`EventPayload::Call`].
+pub const CALL: &str = "wacrm.call.v1";
 /// Type name of [`EventPayload::SendRequested`].
 pub const SEND_REQUESTED: &str = "wacrm.message.send_requested.v1";
 /// Type name of [`EventPayload::ReadRequested`].
@@ -235,6 +265,7 @@ impl EventPayload {
             EventPayload::ContactIdentityChanged(_) => CONTACT_IDENTITY_CHANGED,
             EventPayload::PreferenceChanged(_) => PREFERENCE_CHANGED,
             EventPayload::PlatformError(_) => PLATFORM_ERROR,
+            EventPayload::Call(_) => CALL,
             EventPayload::SendRequested(_) => SEND_REQUESTED,
             EventPayload::ReadRequested(_) => READ_REQUESTED,
             EventPayload::SendFailed(_) => SEND_FAILED,
@@ -253,6 +284,7 @@ impl EventPayload {
             EventPayload::ContactIdentityChanged(c) => serde_json::to_vec(c),
             EventPayload::PreferenceChanged(p) => serde_json::to_vec(p),
             EventPayload::PlatformError(e) => serde_json::to_vec(e),
+            EventPayload::Call(c) => serde_json::to_vec(c),
             EventPayload::SendRequested(r) => serde_json::to_vec(r),
             EventPayload::ReadRequested(r) => serde_json::to_vec(r),
             EventPayload::SendFailed(f) => serde_json::to_vec(f),
@@ -278,6 +310,7 @@ impl EventPayload {
             }
             PREFERENCE_CHANGED => EventPayload::PreferenceChanged(parse(type_name, data)?),
             PLATFORM_ERROR => EventPayload::PlatformError(parse(type_name, data)?),
+            CALL => EventPayload::Call(parse(type_name, data)?),
             SEND_REQUESTED => EventPayload::SendRequested(parse(type_name, data)?),
             READ_REQUESTED => EventPayload::ReadRequested(parse(type_name, data)?),
             SEND_FAILED => EventPayload::SendFailed(parse(type_name, data)?),
@@ -326,10 +359,27 @@ impl Event {
             | EventPayload::MessageSent(_)
             | EventPayload::StatusChanged(_)
             | EventPayload::SendFailed(_)
+            | EventPayload::Call(_)
             | EventPayload::PlatformError(_) => Stream::Conversations,
             EventPayload::SendRequested(_) | EventPayload::ReadRequested(_) => Stream::Commands,
             EventPayload::AuditRecorded(_) => Stream::Audit,
         }
+    }
+
+    /// A call event, keyed by its conversation, with an id from the call id, event and time.
+    pub fn call(call: Call) -> Option<Self> {
+        let key = ConversationKey {
+            phone_number_id: call.business.phone_number_id.clone(),
+            contact: call.contact.primary_key()?,
+        }
+        .as_record_key();
+        let ts = call.timestamp.timestamp().to_string();
+        Some(Event {
+            id: EventId::derive(CALL, &[&call.call_id, &call.event, &ts]),
+            time: call.timestamp,
+            key,
+            payload: EventPayload::Call(call),
+        })
     }
 
     /// A send request, keyed by its conversation, with an id from its request id.

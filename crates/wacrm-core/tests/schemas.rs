@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use schemars::{schema_for, Schema};
 use wacrm_core::event::{
-    self, AuditRecord, ContactUpdate, IdentityChange, PlatformError, PreferenceChange,
+    self, AuditRecord, Call, ContactUpdate, IdentityChange, PlatformError, PreferenceChange,
 };
 use wacrm_core::outbound::{ReadRequest, SendFailure, SendRequest};
 use wacrm_core::{Event, Message, StatusUpdate};
@@ -41,6 +41,7 @@ fn schemas() -> Vec<(String, Schema)> {
             format!("{}.json", event::PLATFORM_ERROR),
             schema_for!(PlatformError),
         ),
+        (format!("{}.json", event::CALL), schema_for!(Call)),
         (
             format!("{}.json", event::SEND_REQUESTED),
             schema_for!(SendRequest),

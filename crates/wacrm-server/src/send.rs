@@ -131,15 +131,16 @@ pub async fn send_message(
     .await
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
+/// The request's `Idempotency-Key`; `Err` is the 400 to answer.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
     match headers.get(IDEMPOTENCY_KEY) {
         None => Ok(None),
         Some(v) => match v.to_str() {
             Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_owned())),
-            _ => Err(error(
+            _ => Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )),
+            ))),
         },
     }
 }
@@ -196,7 +197,7 @@ async fn send_inner(
     }
     let idempotency = match idempotency_key(headers) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let hash = request_hash("send", body);
     if let Some(key) = &idempotency {
@@ -316,32 +317,33 @@ async fn accept(
     };
     subject.request_id = Some(row.request_id.clone());
     if let Err(r) = publish(state, &event).await {
-        return r;
+        return *r;
     }
     accepted(state, row, false).await
 }
 
-async fn publish(state: &AppState, event: &Event) -> Result<(), Response> {
+/// Publishes a command; `Err` is the response to answer.
+async fn publish(state: &AppState, event: &Event) -> Result<(), Box<Response>> {
     let record = event_record(&state.topics, &state.source, event).map_err(|e| {
         tracing::error!(error = %e, "command cannot be encoded");
-        error(
+        Box::new(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "command cannot be encoded",
-        )
+        ))
     })?;
     match tokio::time::timeout(state.publish_timeout, state.bus.publish(vec![record])).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "command not published");
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "event bus unavailable; retry with the same Idempotency-Key",
-            ))
+            )))
         }
-        Err(_) => Err(error(
+        Err(_) => Err(Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "event bus did not confirm in time; retry with the same Idempotency-Key",
-        )),
+        ))),
     }
 }
 
@@ -369,7 +371,7 @@ async fn replay(state: &AppState, row: OutboundRow, hash: &str, subject: &mut Su
         };
         if let Some(event) = event {
             if let Err(r) = publish(state, &event).await {
-                return r;
+                return *r;
             }
         }
     }
@@ -380,7 +382,7 @@ async fn accepted(state: &AppState, row: OutboundRow, replayed: bool) -> Respons
     let location = format!("/v1/requests/{}", row.request_id);
     let detail = match detail(state, row).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut response = (StatusCode::ACCEPTED, Json(detail)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -394,11 +396,11 @@ async fn accepted(state: &AppState, row: OutboundRow, replayed: bool) -> Respons
     response
 }
 
-async fn detail(state: &AppState, row: OutboundRow) -> Result<RequestDetail, Response> {
+async fn detail(state: &AppState, row: OutboundRow) -> Result<RequestDetail, Box<Response>> {
     let message = match (&row.wamid, row.kind.as_str()) {
         (Some(wamid), "send") => queries::get_message(&state.db, wamid)
             .await
-            .map_err(store_error)?,
+            .map_err(|e| Box::new(store_error(e)))?,
         _ => None,
     };
     Ok(RequestDetail {
@@ -472,7 +474,7 @@ async fn read_inner(
     }
     let idempotency = match idempotency_key(headers) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let hash = request_hash("read", wamid.as_bytes());
     if let Some(key) = &idempotency {
@@ -544,7 +546,7 @@ pub async fn get_request(
         }
         match detail(&state, row).await {
             Ok(d) => Json(d).into_response(),
-            Err(r) => r,
+            Err(r) => *r,
         }
     }
     .await;

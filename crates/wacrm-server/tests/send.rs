@@ -143,6 +143,29 @@ async fn the_window_is_24_hours_from_the_last_inbound_message_and_templates_igno
 }
 
 #[tokio::test]
+async fn a_call_from_the_contact_opens_the_window_too() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    let an_hour_ago = (Utc::now() - chrono::Duration::hours(1)).timestamp();
+    let call = webhooks::user_call(NUMBER_A, "5511912120001", "wacid.1", "connect", an_hour_ago);
+    assert_eq!(call_status(&h, call).await, StatusCode::OK);
+    h.project().await;
+    let (status, body) = h
+        .post_json(
+            "/v1/messages",
+            &agent,
+            &text_to("5511912120001", "Retornando a ligação"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+async fn call_status(h: &Harness, body: Vec<u8>) -> StatusCode {
+    call(&h.app, signed(body)).await.0
+}
+
+#[tokio::test]
 async fn an_opt_out_by_keyword_blocks_marketing_templates_but_not_utility_ones() {
     let h = harness_sending().await;
     let agent = h.key("Bruno Agent", Role::Agent, None).await;
@@ -460,4 +483,43 @@ async fn the_send_request_is_documented_in_openapi() {
         let name = part.split('"').next().unwrap();
         assert!(doc["components"]["schemas"][name].is_object(), "{name}");
     }
+}
+
+#[tokio::test]
+async fn audit_entries_are_published_on_the_bus_in_order_once() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    for _ in 0..3 {
+        h.post_json("/v1/messages", &agent, &text_to("5511988880001", "oi"), &[])
+            .await;
+    }
+    let topics = Topics::default();
+    let relayed = wacrm_server::audit_relay::relay_once(&h.db, h.bus.as_ref(), &topics, "/test")
+        .await
+        .unwrap();
+    assert_eq!(relayed, 3);
+    // Nothing new: nothing published again.
+    let again = wacrm_server::audit_relay::relay_once(&h.db, h.bus.as_ref(), &topics, "/test")
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let mut sub = h
+        .bus
+        .subscribe("test-audit", std::slice::from_ref(&topics.audit))
+        .await
+        .unwrap();
+    let records = sub.poll(100, Duration::from_millis(200)).await.unwrap();
+    let seqs: Vec<i64> = records
+        .iter()
+        .map(|r| match decode_event(r).unwrap().payload {
+            EventPayload::AuditRecorded(a) => {
+                assert_eq!(a.actor, "Bruno Agent");
+                assert_eq!(a.action, "messages.send");
+                assert_eq!(a.outcome, "rejected", "the window is closed for a stranger");
+                a.seq
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
 }

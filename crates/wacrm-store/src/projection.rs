@@ -153,6 +153,21 @@ pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<()
             )
             .await
         }
+        EventPayload::Call(call) => {
+            let contact_id =
+                resolve_contact(db, &call.contact.keys(), None, None, call.timestamp).await?;
+            // A call the contact places opens the service window like a message.
+            let inbound_at = (call.direction == Direction::Inbound && call.event == "connect")
+                .then_some(call.timestamp);
+            touch_conversation(
+                db,
+                &call.business.phone_number_id,
+                &contact_id,
+                Some(call.timestamp),
+                inbound_at,
+            )
+            .await
+        }
         // Requests and their failures are the sender's state (`outbound_requests`); audit
         // entries are the audit log's own. Neither is on the topics the projection reads.
         EventPayload::SendRequested(_)

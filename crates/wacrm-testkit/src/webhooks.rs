@@ -4,6 +4,10 @@
 use serde_json::{json, Value};
 
 fn envelope(phone_number_id: &str, value: Value) -> Value {
+    envelope_for("messages", phone_number_id, value)
+}
+
+fn envelope_for(field: &str, phone_number_id: &str, value: Value) -> Value {
     let mut value = value;
     if let Some(o) = value.as_object_mut() {
         o.insert("messaging_product".into(), json!("whatsapp"));
@@ -14,7 +18,7 @@ fn envelope(phone_number_id: &str, value: Value) -> Value {
     }
     json!({
         "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"value": value, "field": "messages"}]}]
+        "entry": [{"id": "102290129340398", "changes": [{"value": value, "field": field}]}]
     })
 }
 
@@ -58,4 +62,28 @@ pub fn status(
     envelope(phone_number_id, json!({"statuses": [status]}))
         .to_string()
         .into_bytes()
+}
+
+/// A call the contact `from` placed to `phone_number_id` (Calling API `calls` webhook, in the
+/// shape of Meta's "User-initiated calls" page), with `event` `connect` or `terminate`.
+pub fn user_call(
+    phone_number_id: &str,
+    from: &str,
+    call_id: &str,
+    event: &str,
+    timestamp: i64,
+) -> Vec<u8> {
+    envelope_for(
+        "calls",
+        phone_number_id,
+        json!({
+            "contacts": [{"profile": {"name": "Cliente"}, "wa_id": from}],
+            "calls": [{
+                "id": call_id, "from": from, "to": "15550783881", "event": event,
+                "timestamp": timestamp.to_string(), "direction": "USER_INITIATED"
+            }]
+        }),
+    )
+    .to_string()
+    .into_bytes()
 }

@@ -130,7 +130,7 @@ pub fn normalise(payload: &WebhookPayload, received_at: DateTime<Utc>) -> Normal
                 value: &change.value,
             };
             match change.field.as_deref() {
-                Some("messages") | Some("user_preferences") | None => {
+                Some("messages") | Some("user_preferences") | Some("calls") | None => {
                     normalise_value(at, received_at, &mut out)
                 }
                 Some(other) => out.rejected.push(Rejected {
@@ -231,6 +231,13 @@ fn normalise_value(at: ChangeRef<'_>, received_at: DateTime<Utc>, out: &mut Norm
                 reason,
                 at.payload_with(Some(("user_preferences", raw_pref))),
             ),
+        }
+    }
+
+    for raw_call in &value.calls {
+        match read_call(raw_call, &business) {
+            Ok(event) => out.events.push(event),
+            Err(reason) => reject(out, reason, at.payload_with(Some(("calls", raw_call)))),
         }
     }
 
@@ -530,6 +537,29 @@ fn meta_error(e: &WireError) -> MetaError {
         message: e.message.clone(),
         details: e.error_data.as_ref().and_then(|d| d.details.clone()),
     }
+}
+
+fn read_call(raw: &RawValue, business: &BusinessNumber) -> Result<Event, String> {
+    let wire: crate::webhook::WireCall =
+        serde_json::from_str(raw.get()).map_err(|e| format!("call is not understood: {e}"))?;
+    // The contact is the caller of a call they placed, the callee of one the business placed.
+    let business_initiated = wire.direction.as_deref() == Some("BUSINESS_INITIATED");
+    let (direction, contact) = if business_initiated {
+        (Direction::Outbound, wire.to.as_deref())
+    } else {
+        (Direction::Inbound, wire.from.as_deref())
+    };
+    let call = wacrm_core::event::Call {
+        call_id: wire.id,
+        business: business.clone(),
+        contact: ContactIdentity::from_webhook(contact, None),
+        direction,
+        event: wire.event,
+        status: wire.status,
+        duration_seconds: wire.duration,
+        timestamp: DateTime::from_timestamp(wire.timestamp, 0).unwrap_or_default(),
+    };
+    Event::call(call).ok_or_else(|| "call has no contact identity".to_owned())
 }
 
 fn read_status(raw: &RawValue, business: &BusinessNumber) -> Result<Event, String> {

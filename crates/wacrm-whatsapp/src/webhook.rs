@@ -57,6 +57,9 @@ pub struct MessagesValue {
     /// Marketing stop / resume preferences.
     #[serde(default)]
     pub user_preferences: Vec<Box<RawValue>>,
+    /// Calls (Calling API, field `calls`).
+    #[serde(default)]
+    pub calls: Vec<Box<RawValue>>,
 }
 
 /// `metadata`: the business number the change is about.
@@ -366,6 +369,33 @@ pub struct WireSystem {
     /// `user_changed_number`, …
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
+}
+
+/// One call event (`calls[]`, Calling API).
+#[derive(Debug, Deserialize)]
+pub struct WireCall {
+    /// The call id (`wacid.…`).
+    pub id: String,
+    /// The caller.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The callee.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `connect`, `terminate`, …
+    pub event: String,
+    /// Unix seconds.
+    #[serde(deserialize_with = "unix_seconds")]
+    pub timestamp: i64,
+    /// `USER_INITIATED` or `BUSINESS_INITIATED`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// For `terminate`: `COMPLETED`, `FAILED`, …
+    #[serde(default)]
+    pub status: Option<String>,
+    /// For `terminate`: seconds.
+    #[serde(default)]
+    pub duration: Option<i64>,
 }
 
 /// One status report.

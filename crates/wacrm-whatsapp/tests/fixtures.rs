@@ -382,3 +382,38 @@ fn event_keys_route_a_conversation_to_one_key() {
     }
     let _: Vec<&Event> = n.events.iter().collect();
 }
+
+#[test]
+fn calls_become_call_events_with_the_contact_on_the_right_side() {
+    use wacrm_core::{Direction, EventPayload};
+    let body = wacrm_testkit::webhooks::user_call(
+        "106540352242922",
+        "5511912120001",
+        "wacid.9",
+        "connect",
+        1_777_600_000,
+    );
+    let out = wacrm_whatsapp::normalise::parse_and_normalise(&body, chrono::Utc::now()).unwrap();
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let EventPayload::Call(call) = &out.events[0].payload else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(call.direction, Direction::Inbound);
+    assert_eq!(call.contact.wa_id.as_deref(), Some("5511912120001"));
+    assert_eq!(out.events[0].key, "106540352242922/phone:+5511912120001");
+
+    let mut business: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let call = &mut business["entry"][0]["changes"][0]["value"]["calls"][0];
+    call["direction"] = "BUSINESS_INITIATED".into();
+    call["from"] = "15550783881".into();
+    call["to"] = "5511912120001".into();
+    let business = business.to_string();
+    let out =
+        wacrm_whatsapp::normalise::parse_and_normalise(business.as_bytes(), chrono::Utc::now())
+            .unwrap();
+    let EventPayload::Call(call) = &out.events[0].payload else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(call.direction, Direction::Outbound);
+    assert_eq!(call.contact.wa_id.as_deref(), Some("5511912120001"));
+}

@@ -66,6 +66,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
             println!("{token}");
         }
         KeysCommand::List => {
+            crate::audit::cli(&db, "keys.list", "all").await?;
             for k in keys::list(&db).await? {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
