@@ -1,4 +1,17 @@
-//! Realistic WhatsApp webhook bodies for benchmarks and load generation.
+//! Benchmarks and load generation for wacrm.
+//!
+//! - [`payloads`]: realistic, signed Cloud API webhooks of every type, in batches.
+//! - [`driver`]: open-loop (fixed arrival rate) and closed-loop load with latency histograms.
+//! - [`baseline`]: the minimal hyper server that measures the machine's ceiling.
+//! - [`procstat`]: a server's RSS and CPU from `/proc`.
+//!
+//! The `wacrm-load` binary puts them together; the criterion benches measure the hot path's
+//! parts.
+
+pub mod baseline;
+pub mod driver;
+pub mod payloads;
+pub mod procstat;
 
 use serde_json::json;
 

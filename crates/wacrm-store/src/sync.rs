@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
 
 use crate::entities::{crm_ledger, crm_link};
 use crate::StoreError;
@@ -34,6 +36,8 @@ pub async fn put_links(
     connection: &str,
     links: &[(String, String, &str)],
 ) -> Result<(), StoreError> {
+    // One transaction: one commit (one fsync on SQLite) per batch, not per link.
+    let txn = db.begin().await?;
     for (contact_key, crm_id, linked_by) in links {
         crm_link::Entity::insert(crm_link::ActiveModel {
             connection: Set(connection.to_owned()),
@@ -51,9 +55,10 @@ pub async fn put_links(
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(db)
+        .exec_without_returning(&txn)
         .await?;
     }
+    txn.commit().await?;
     Ok(())
 }
 
@@ -109,6 +114,7 @@ pub async fn mark_pending(
     wamids: &[String],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
+    let txn = db.begin().await?;
     for chunk in wamids.chunks(200) {
         let rows = chunk.iter().map(|w| crm_ledger::ActiveModel {
             connection: Set(connection.to_owned()),
@@ -125,9 +131,10 @@ pub async fn mark_pending(
                     .do_nothing()
                     .to_owned(),
             )
-            .exec_without_returning(db)
+            .exec_without_returning(&txn)
             .await?;
     }
+    txn.commit().await?;
     Ok(())
 }
 
@@ -137,7 +144,12 @@ pub async fn mark_synced(
     connection: &str,
     synced: &[(String, String)],
 ) -> Result<(), StoreError> {
+    if synced.is_empty() {
+        return Ok(());
+    }
     let now = Utc::now();
+    // One transaction: one commit (one fsync on SQLite) per batch, not per message.
+    let txn = db.begin().await?;
     for (wamid, crm_id) in synced {
         crm_ledger::Entity::update_many()
             .col_expr(crm_ledger::Column::State, Expr::value("synced"))
@@ -145,9 +157,37 @@ pub async fn mark_synced(
             .col_expr(crm_ledger::Column::UpdatedAt, Expr::value(now))
             .filter(crm_ledger::Column::Connection.eq(connection))
             .filter(crm_ledger::Column::Wamid.eq(wamid.clone()))
-            .exec(db)
+            .exec(&txn)
             .await?;
     }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Records the statuses last written to the CRM for wamids, in one transaction.
+pub async fn mark_statuses(
+    db: &DatabaseConnection,
+    connection: &str,
+    statuses: &[(String, String)],
+) -> Result<(), StoreError> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    for (wamid, status) in statuses {
+        crm_ledger::Entity::update_many()
+            .col_expr(
+                crm_ledger::Column::Status,
+                Expr::value(Some(status.clone())),
+            )
+            .col_expr(crm_ledger::Column::UpdatedAt, Expr::value(now))
+            .filter(crm_ledger::Column::Connection.eq(connection))
+            .filter(crm_ledger::Column::Wamid.eq(wamid.clone()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
 

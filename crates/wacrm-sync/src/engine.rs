@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::cloudevents::decode_event;
 use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
@@ -24,6 +25,10 @@ use wacrm_store::{sync as ledger, Db, StoreError};
 use crate::adapter::{ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync};
 use crate::config::ConnectionConfig;
 use crate::minimise::timeline_body;
+
+/// CRM batch calls of one engine batch in flight at once (the rate limiter still decides when
+/// each may go).
+const CONCURRENT_CALLS: usize = 4;
 
 /// The sync engine of one connection.
 pub struct SyncEngine {
@@ -309,14 +314,36 @@ impl SyncEngine {
             ));
         }
         let batch = self.adapter.limits().messages_per_batch.max(1);
+        // The intent for the whole batch in one write, then the CRM calls for its chunks a few
+        // at a time (CrmHttp keeps them within the rate limit), then the outcome in one write:
+        // the crash protocol is unchanged (pending before any call, synced after), and with a
+        // slow CRM the calls overlap instead of queueing.
+        let wamids: Vec<String> = to_log.iter().map(|(_, m)| m.wamid.clone()).collect();
+        ledger::mark_pending(&self.db, &self.config.name, &wamids).await?;
+        let mut calls = Vec::new();
         for chunk in to_log.chunks(batch) {
-            let wamids: Vec<String> = chunk.iter().map(|(_, m)| m.wamid.clone()).collect();
-            ledger::mark_pending(&self.db, &self.config.name, &wamids).await?;
             let inputs: Vec<MessageSync> = chunk.iter().map(|(_, m)| m.clone()).collect();
-            let results = self
-                .isolating(&inputs, |part| self.adapter.log_messages(part))
-                .await?;
-            let mut synced = Vec::new();
+            calls.push(async move {
+                let results = self
+                    .isolating(&inputs, |part| self.adapter.log_messages(part))
+                    .await;
+                (chunk, results)
+            });
+        }
+        let outcomes: Vec<_> = futures::stream::iter(calls)
+            .buffered(CONCURRENT_CALLS)
+            .collect()
+            .await;
+        let mut synced = Vec::new();
+        let mut failure = None;
+        for (chunk, results) in outcomes {
+            let results = match results {
+                Ok(r) => r,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
             for ((index, m), result) in chunk.iter().zip(results) {
                 match result {
                     Ok(crm_id) => {
@@ -326,19 +353,29 @@ impl SyncEngine {
                     Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
                         dead.push((*index, format!("message refused by the CRM: {e}")));
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
                 }
             }
-            ledger::mark_synced(&self.db, &self.config.name, &synced).await?;
-            // Statuses sent with the create are recorded as written.
-            for (wamid, _) in &synced {
-                if let Some(s) = statuses.get(wamid) {
-                    ledger::mark_status(&self.db, &self.config.name, wamid, s.state.as_str())
-                        .await?;
-                }
-            }
-            metrics::counter!("wacrm_sync_messages_total", "connection" => self.config.name.clone())
-                .increment(synced.len() as u64);
+        }
+        // What the CRM accepted is recorded even when another chunk failed: the retry then
+        // skips it instead of reconciling it.
+        ledger::mark_synced(&self.db, &self.config.name, &synced).await?;
+        // Statuses sent with the create are recorded as written.
+        let written: Vec<(String, String)> = synced
+            .iter()
+            .filter_map(|(wamid, _)| {
+                statuses
+                    .get(wamid)
+                    .map(|s| (wamid.clone(), s.state.as_str().to_owned()))
+            })
+            .collect();
+        ledger::mark_statuses(&self.db, &self.config.name, &written).await?;
+        metrics::counter!("wacrm_sync_messages_total", "connection" => self.config.name.clone())
+            .increment(synced.len() as u64);
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         Ok((held, dead))
     }

@@ -152,6 +152,9 @@ pub enum Fault {
         /// `"TEN_SECONDLY_ROLLING"`, `"SECONDLY"` or `"DAILY"` (the `policyName` of the body).
         policy: &'static str,
     },
+    /// Every later request is answered with a server error (as [`Fault::ServerErrors`]) with
+    /// this probability in percent, before it is applied (until [`HubSpotFake::reset_faults`]).
+    ServerErrorRate(u8),
     /// Every later request waits this much longer before it is answered (until
     /// [`HubSpotFake::reset_faults`]); latencies add up.
     Latency(Duration),
@@ -255,6 +258,12 @@ impl HubSpotFake {
     #[must_use]
     pub fn contacts(&self) -> Vec<FakeObject> {
         self.lock().objects(state::Kind::Contact)
+    }
+
+    /// How many communications the fake holds (cheap: for polling while the fake is under load).
+    #[must_use]
+    pub fn communication_count(&self) -> usize {
+        self.lock().count(state::Kind::Communication)
     }
 
     /// All communications (logged WhatsApp/SMS/LinkedIn messages), by ascending id.

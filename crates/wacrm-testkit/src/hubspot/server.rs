@@ -227,6 +227,12 @@ impl State {
         if let Some(reply) = self.play_counted_fault() {
             return reply;
         }
+        if self.server_error_rate > 0 && rand::random::<u8>() % 100 < self.server_error_rate {
+            self.counted_faults.push_front(Counted::ServerErrors(1));
+            if let Some(reply) = self.play_counted_fault() {
+                return reply;
+            }
+        }
         if let Some(reply) = self.play_validation_trigger(request) {
             return reply;
         }

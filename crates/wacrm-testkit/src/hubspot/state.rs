@@ -597,6 +597,8 @@ pub(super) struct State {
     pub violations: Vec<String>,
     pub counted_faults: VecDeque<Counted>,
     pub server_errors_played: usize,
+    /// Percent of requests answered with a server error ([`super::Fault::ServerErrorRate`]).
+    pub server_error_rate: u8,
     pub extra_latency: Duration,
     pub validation_triggers: Vec<String>,
     /// Arrival times of admitted requests that count for the ten-second window.
@@ -631,6 +633,7 @@ impl State {
             violations: Vec::new(),
             counted_faults: VecDeque::new(),
             server_errors_played: 0,
+            server_error_rate: 0,
             extra_latency: Duration::ZERO,
             validation_triggers: Vec::new(),
             ten_second_window: VecDeque::new(),
@@ -670,6 +673,10 @@ impl State {
         record.write(kind, props, now, source);
         self.table_mut(kind).insert(id, record);
         id
+    }
+
+    pub(super) fn count(&self, kind: Kind) -> usize {
+        self.table(kind).len()
     }
 
     pub(super) fn objects(&self, kind: Kind) -> Vec<FakeObject> {
@@ -873,6 +880,7 @@ impl State {
                     });
                 }
             }
+            Fault::ServerErrorRate(percent) => self.server_error_rate = percent.min(100),
             Fault::Latency(extra) => self.extra_latency += extra,
             Fault::ValidationErrorFor(text) => self.validation_triggers.push(text),
         }
@@ -880,6 +888,7 @@ impl State {
 
     pub(super) fn reset_faults(&mut self) {
         self.counted_faults.clear();
+        self.server_error_rate = 0;
         self.extra_latency = Duration::ZERO;
         self.validation_triggers.clear();
     }

@@ -18,6 +18,7 @@
 //! JSON Schema 2020-12 default): Meta's own examples break `format: uri` (`"meta.com"`), so
 //! formats are not asserted.
 
+pub mod generate;
 mod meta;
 mod meta_send;
 mod normalise;

@@ -1,0 +1,637 @@
+//! `wacrm-load`: the load generator. See docs/performance.md for the runs and their numbers.
+//!
+//! - `ingest`: signed webhooks at a fixed rate (open loop) or concurrency against a `wacrm serve`
+//!   it starts (embedded or Kafka bus), and, with `--baseline`, against a minimal hyper server in
+//!   the same run; requests/s, messages/s, latency percentiles, errors, the server's RSS and CPU,
+//!   and wacrm's throughput as a share of the baseline's.
+//! - `e2e`: webhooks → bus → sync engine → a HubSpot fake with a latency and a rate limit;
+//!   webhook-to-CRM latency percentiles, CRM calls per 1,000 messages, synced messages/s, and
+//!   whether the CRM's limit was ever exceeded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+use wacrm_bench::driver::{drive, Pace, Pool, Report};
+use wacrm_bench::payloads::{Generator, Mix};
+use wacrm_bench::{baseline, procstat};
+
+const SECRET: &str = "load-secret";
+
+#[derive(Parser)]
+#[command(name = "wacrm-load", about = "Load generator and benchmarks for wacrm")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MixArg {
+    Text,
+    All,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum BusArg {
+    Embedded,
+    Kafka,
+}
+
+#[derive(clap::Args, Clone)]
+struct Server {
+    /// The wacrm binary (default: `wacrm` beside this one, i.e. target/release/wacrm).
+    #[arg(long)]
+    wacrm: Option<PathBuf>,
+    /// The bus backend of the started service.
+    #[arg(long, value_enum, default_value = "embedded")]
+    bus: BusArg,
+    /// Kafka bootstrap servers (with `--bus kafka`).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// Extra environment for the service, `KEY=VALUE` (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Drive an already running service on this loopback port instead of starting one (for
+    /// profiling it under perf or valgrind); `--pid` gives its process for RSS and CPU.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The running service's process id (with `--port`).
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Webhook ingest: throughput, latency, memory, CPU.
+    Ingest {
+        #[command(flatten)]
+        server: Server,
+        /// Open loop: requests per second.
+        #[arg(long, conflicts_with = "concurrency")]
+        rate: Option<f64>,
+        /// Closed loop: requests in flight.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds of warm-up load before measuring.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Updates per webhook (1…1000).
+        #[arg(long, default_value_t = 1)]
+        updates: usize,
+        /// What the webhooks hold.
+        #[arg(long, value_enum, default_value = "text")]
+        mix: MixArg,
+        /// Distinct contacts.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        /// Distinct business numbers.
+        #[arg(long, default_value_t = 5)]
+        numbers: usize,
+        /// Also measure the minimal hyper server with the same load.
+        #[arg(long)]
+        baseline: bool,
+        /// Only the baseline (no wacrm).
+        #[arg(long)]
+        baseline_only: bool,
+    },
+    /// Webhooks → bus → CRM sync → HubSpot fake.
+    E2e {
+        #[command(flatten)]
+        server: Server,
+        /// Messages per second sent.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Messages in all.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Distinct contacts.
+        #[arg(long, default_value_t = 100)]
+        contacts: usize,
+        /// The fake CRM's latency per request, ms.
+        #[arg(long, default_value_t = 50)]
+        crm_latency_ms: u64,
+        /// The fake CRM's limit per rolling 10 s (HubSpot: 100, or 190 on higher tiers).
+        #[arg(long, default_value_t = 190)]
+        crm_limit: u32,
+        /// Longest wait for the CRM to catch up, seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Also report latency without the first seconds' messages (the contacts' first
+        /// search and link, bounded by the CRM's search limit).
+        #[arg(long, default_value_t = 5)]
+        steady_after: u64,
+    },
+    /// (internal) the minimal hyper server.
+    BaselineServer {
+        /// Where to listen.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Spawned {
+    child: Option<Child>,
+    pid: u32,
+    port: u16,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wacrm_path(server: &Server) -> anyhow::Result<PathBuf> {
+    match &server.wacrm {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("no directory beside this binary")?
+            .join("wacrm")),
+    }
+}
+
+fn wacrm_command(server: &Server, dir: &std::path::Path, port: u16) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(wacrm_path(server)?);
+    cmd.current_dir(dir)
+        .env("WACRM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "WACRM_STORE__URL",
+            format!("sqlite://{}?mode=rwc", dir.join("store.db").display()),
+        )
+        .env("WACRM_BUS__EMBEDDED__PATH", dir.join("bus.db"))
+        .env("WACRM_WHATSAPP__APP_SECRET", SECRET)
+        .env("WACRM_LOG", "warn");
+    if server.bus == BusArg::Kafka {
+        cmd.env("WACRM_BUS__BACKEND", "kafka")
+            .env("WACRM_BUS__KAFKA__BROKERS", &server.kafka_brokers)
+            .env("WACRM_BUS__KAFKA__CREATE_TOPICS", "true")
+            .env(
+                "WACRM_BUS__TOPIC_PREFIX",
+                format!("load{}.", std::process::id()),
+            );
+    }
+    for kv in &server.env {
+        let (k, v) = kv.split_once('=').context("--env wants KEY=VALUE")?;
+        cmd.env(k, v);
+    }
+    Ok(cmd)
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the server exited with {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not become ready at {url}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_wacrm(
+    server: &Server,
+    client: &reqwest::Client,
+    setup: &[&[&str]],
+) -> anyhow::Result<Spawned> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    for args in setup {
+        let out = wacrm_command(server, dir.path(), port)?
+            .args(*args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "wacrm {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let log = std::fs::File::create(dir.path().join("wacrm.log"))?;
+    let mut child = wacrm_command(server, dir.path(), port)?
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {}",
+                wacrm_path(server).unwrap_or_default().display()
+            )
+        })?;
+    wait_ready(
+        client,
+        &format!("http://127.0.0.1:{port}/readyz"),
+        &mut child,
+    )
+    .await?;
+    Ok(Spawned {
+        pid: child.id(),
+        child: Some(child),
+        port,
+        _dir: Some(dir),
+    })
+}
+
+async fn start_baseline(client: &reqwest::Client) -> anyhow::Result<Spawned> {
+    let port = free_port()?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["baseline-server", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            bail!("the baseline server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = client;
+    Ok(Spawned {
+        pid: child.id(),
+        child: Some(child),
+        port,
+        _dir: None,
+    })
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+struct Measured {
+    report: Report,
+    idle_rss: u64,
+    peak_rss: u64,
+    cpu_cores: f64,
+}
+
+async fn measure(
+    spawned: &Spawned,
+    path: &str,
+    pool: Arc<Pool>,
+    pace: Pace,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let client = client()?;
+    let url = format!("http://127.0.0.1:{}{path}", spawned.port);
+    let pid = spawned.pid;
+    let idle_rss = procstat::read(pid).map_or(0, |r| r.rss);
+    if !warmup.is_zero() {
+        drive(
+            client.clone(),
+            url.clone(),
+            Arc::clone(&pool),
+            pace,
+            warmup,
+            20_000,
+        )
+        .await?;
+    }
+    let stop = CancellationToken::new();
+    let sampler = tokio::spawn(procstat::peak_rss(
+        pid,
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+    let before = procstat::read(pid);
+    let report = drive(client, url, pool, pace, duration, 20_000).await?;
+    let after = procstat::read(pid);
+    stop.cancel();
+    let peak_rss = sampler.await.unwrap_or(0);
+    let cpu_cores = match (before, after) {
+        (Some(b), Some(a)) => procstat::cores(&b, &a),
+        _ => 0.0,
+    };
+    Ok(Measured {
+        report,
+        idle_rss,
+        peak_rss,
+        cpu_cores,
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn print(name: &str, m: &Measured) {
+    let r = &m.report;
+    println!(
+        "{name:<9} {:>9.0} req/s {:>9.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  max {:>8.2} ms  errors {:>6} {:?}  rss idle {:>5.1} MiB peak {:>5.1} MiB  cpu {:.2} cores",
+        r.rps(),
+        r.mps(),
+        r.ms(0.5),
+        r.ms(0.99),
+        r.ms(0.999),
+        r.ms(1.0),
+        r.error_count(),
+        r.errors,
+        mib(m.idle_rss),
+        mib(m.peak_rss),
+        m.cpu_cores,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ingest(
+    server: Server,
+    pace: Pace,
+    duration: Duration,
+    warmup: Duration,
+    generator: Generator,
+    with_baseline: bool,
+    baseline_only: bool,
+) -> anyhow::Result<()> {
+    let per_second = match pace {
+        Pace::Rate(r) => r as usize,
+        Pace::Concurrency(_) => 30_000,
+    };
+    // About 400,000 updates' worth of distinct webhooks at most (memory), cycled beyond that.
+    let cap = (400_000 / generator.updates.max(1)).max(50);
+    let count = (per_second * (duration + warmup).as_secs() as usize).clamp(1, cap);
+    eprintln!("generating {count} signed webhooks…");
+    let pool = Arc::new(Pool::new(&generator, count));
+    println!(
+        "load: {pace:?}, {} s (+{} s warm-up), {} update(s) per webhook, {:?} mix, {} contacts, {} numbers",
+        duration.as_secs(),
+        warmup.as_secs(),
+        generator.updates,
+        generator.mix,
+        generator.contacts,
+        generator.numbers
+    );
+    let c = client()?;
+    let mut baseline_rps = None;
+    if with_baseline || baseline_only {
+        let base = start_baseline(&c).await?;
+        let m = measure(
+            &base,
+            "/webhooks/whatsapp",
+            Arc::clone(&pool),
+            pace,
+            warmup,
+            duration,
+        )
+        .await?;
+        print("baseline", &m);
+        baseline_rps = Some(m.report.rps());
+    }
+    if !baseline_only {
+        let wacrm = match server.port {
+            Some(port) => Spawned {
+                child: None,
+                pid: server.pid.unwrap_or(0),
+                port,
+                _dir: None,
+            },
+            None => start_wacrm(&server, &c, &[]).await?,
+        };
+        // Let the idle service settle before reading its idle RSS.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let m = measure(&wacrm, "/webhooks/whatsapp", pool, pace, warmup, duration).await?;
+        print("wacrm", &m);
+        if let Some(b) = baseline_rps {
+            println!(
+                "wacrm / baseline: {:.0} %",
+                100.0 * m.report.rps() / b.max(1.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn e2e(
+    server: Server,
+    rate: f64,
+    messages: usize,
+    contacts: usize,
+    crm_latency: Duration,
+    crm_limit: u32,
+    timeout: Duration,
+    steady_after: f64,
+) -> anyhow::Result<()> {
+    use wacrm_testkit::hubspot::{FakeConfig, HubSpotFake};
+    let config = FakeConfig {
+        latency: crm_latency,
+        requests_per_10s: crm_limit,
+        ..FakeConfig::default()
+    };
+    let fake = HubSpotFake::start(config.clone()).await;
+    let mut server = server;
+    server.env.extend([
+        "WACRM_CRM__CONNECTIONS__MAIN__KIND=hubspot".to_owned(),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__TOKEN={}", config.token),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__BASE_URL={}", fake.base_url()),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__REQUESTS_PER_10S={crm_limit}"),
+    ]);
+    let c = client()?;
+    let wacrm = start_wacrm(
+        &server,
+        &c,
+        &[&["crm", "setup", "hubspot", "--connection", "main"]],
+    )
+    .await?;
+    fake.clear_requests();
+    let generator = Generator {
+        updates: 1,
+        contacts,
+        numbers: 1,
+        mix: Mix::Text,
+        secret: SECRET.into(),
+        run: format!("e2e{}", std::process::id()),
+    };
+    let pool = Arc::new(Pool::new(&generator, messages));
+    let duration = Duration::from_secs_f64(messages as f64 / rate);
+    println!(
+        "e2e: {messages} messages from {contacts} contacts at {rate} msg/s; CRM latency {} ms, limit {crm_limit}/10 s",
+        crm_latency.as_millis()
+    );
+    let started = chrono::Utc::now();
+    let report = drive(
+        c.clone(),
+        format!("http://127.0.0.1:{}/webhooks/whatsapp", wacrm.port),
+        Arc::clone(&pool),
+        Pace::Rate(rate),
+        duration,
+        20_000,
+    )
+    .await?;
+    println!(
+        "ingest: {:.0} req/s, p99 {:.2} ms, errors {:?}",
+        report.rps(),
+        report.ms(0.99),
+        report.errors
+    );
+    // Webhook n was scheduled at started + n / rate; its communication carries its wamid.
+    let deadline = Instant::now() + timeout;
+    let expected = report.ok as usize;
+    loop {
+        let synced = fake.communication_count();
+        if synced >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("timed out: {synced} of {expected} synced");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut steady = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut last = started;
+    let comms = fake.communications();
+    for comm in &comms {
+        let Some(n) = comm
+            .properties
+            .get("wacrm_wamid")
+            .and_then(|w| w.rsplit('.').next())
+            .and_then(|n| n.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let scheduled = started + chrono::Duration::microseconds((n / rate * 1e6) as i64);
+        let ms = (comm.created_at - scheduled).num_milliseconds().max(1) as u64;
+        let _ = latency.record(ms);
+        if n / rate >= steady_after {
+            let _ = steady.record(ms);
+        }
+        last = last.max(comm.created_at);
+    }
+    let calls = fake.requests().len();
+    let span = (last - started).num_milliseconds().max(1) as f64 / 1000.0;
+    let max_window = fake.max_requests_in_any_window(Duration::from_secs(10));
+    println!(
+        "crm: {} communications; webhook→CRM p50 {} ms, p99 {} ms, max {} ms; {:.1} CRM calls per 1,000 messages; {:.0} msg/s synced; busiest 10 s: {max_window} calls (limit {crm_limit}: {})",
+        comms.len(),
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.99),
+        latency.max(),
+        calls as f64 * 1000.0 / comms.len().max(1) as f64,
+        comms.len() as f64 / span,
+        if max_window as u32 <= crm_limit { "never exceeded" } else { "EXCEEDED" },
+    );
+    println!(
+        "steady state (messages sent after {steady_after} s): webhook→CRM p50 {} ms, p99 {} ms, max {} ms",
+        steady.value_at_quantile(0.5),
+        steady.value_at_quantile(0.99),
+        steady.max()
+    );
+    drop(wacrm);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::BaselineServer { listen } = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return Ok(runtime.block_on(baseline::serve(listen))?);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Ingest {
+                server,
+                rate,
+                concurrency,
+                duration,
+                warmup,
+                updates,
+                mix,
+                contacts,
+                numbers,
+                baseline,
+                baseline_only,
+            } => {
+                let pace = match (rate, concurrency) {
+                    (Some(r), _) => Pace::Rate(r),
+                    (None, Some(c)) => Pace::Concurrency(c),
+                    (None, None) => Pace::Concurrency(64),
+                };
+                let generator = Generator {
+                    updates: updates.clamp(1, 1000),
+                    contacts,
+                    numbers,
+                    mix: match mix {
+                        MixArg::Text => Mix::Text,
+                        MixArg::All => Mix::All,
+                    },
+                    secret: SECRET.into(),
+                    run: format!("r{}", std::process::id()),
+                };
+                ingest(
+                    server,
+                    pace,
+                    Duration::from_secs(duration),
+                    Duration::from_secs(warmup),
+                    generator,
+                    baseline,
+                    baseline_only,
+                )
+                .await
+            }
+            Cmd::E2e {
+                server,
+                rate,
+                messages,
+                contacts,
+                crm_latency_ms,
+                crm_limit,
+                timeout,
+                steady_after,
+            } => {
+                e2e(
+                    server,
+                    rate,
+                    messages,
+                    contacts,
+                    Duration::from_millis(crm_latency_ms),
+                    crm_limit,
+                    Duration::from_secs(timeout),
+                    steady_after as f64,
+                )
+                .await
+            }
+            Cmd::BaselineServer { .. } => Ok(()),
+        }
+    })
+}
