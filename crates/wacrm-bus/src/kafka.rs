@@ -280,27 +280,16 @@ impl EventBus for KafkaBus {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer: StreamConsumer<RebalanceLog> = self
-            .config
-            .client()
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                self.config.session_timeout_ms.to_string(),
-            )
-            .set("enable.partition.eof", "false")
-            .create_with_context(RebalanceLog {
-                group: group.to_owned(),
-            })
-            .map_err(|e| BusError::Fatal(format!("kafka consumer: {e}")))?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).map_err(|e| classify(&e))?;
+        let make = ConsumerFactory {
+            config: self.config.clone(),
+            group: group.to_owned(),
+            topics: topics.to_vec(),
+        };
         Ok(Box::new(KafkaSubscription {
-            consumer: Arc::new(consumer),
+            consumer: Arc::new(make.create()?),
+            make,
             request_timeout: self.config.request_timeout(),
+            replace_after: None,
         }))
     }
 
@@ -353,9 +342,67 @@ impl ConsumerContext for RebalanceLog {
     }
 }
 
+/// Builds a group's consumer, again when it must be replaced.
+struct ConsumerFactory {
+    config: KafkaConfig,
+    group: String,
+    topics: Vec<String>,
+}
+
+impl ConsumerFactory {
+    fn create(&self) -> Result<StreamConsumer<RebalanceLog>, BusError> {
+        let consumer: StreamConsumer<RebalanceLog> = self
+            .config
+            .client()
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                self.config.session_timeout_ms.to_string(),
+            )
+            .set("enable.partition.eof", "false")
+            .create_with_context(RebalanceLog {
+                group: self.group.clone(),
+            })
+            .map_err(|e| BusError::Fatal(format!("kafka consumer: {e}")))?;
+        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(|e| classify(&e))?;
+        Ok(consumer)
+    }
+}
+
+/// How long a consumer that lost every broker gets to recover on its own before it is replaced.
+const CONSUMER_RECOVERY: Duration = Duration::from_secs(5);
+
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer<RebalanceLog>>,
+    make: ConsumerFactory,
     request_timeout: Duration,
+    /// Set when the consumer reported an unavailable cluster: if it has not delivered anything
+    /// by then, it is replaced by a new member of the same group, which resumes from the
+    /// committed offsets. A broker that restarted may have lost the group's state (tansu does),
+    /// and an old member can then stay stuck for good; a new one joins afresh.
+    replace_after: Option<std::time::Instant>,
+}
+
+impl KafkaSubscription {
+    async fn replace_if_stuck(&mut self) -> Result<(), BusError> {
+        let Some(at) = self.replace_after else {
+            return Ok(());
+        };
+        if std::time::Instant::now() < at {
+            return Ok(());
+        }
+        tracing::warn!(group = %self.make.group, "kafka consumer lost the cluster; replacing it (it resumes from the committed offsets)");
+        let fresh = Arc::new(self.make.create()?);
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing leaves the group, which may wait on the network: not on this task.
+        tokio::task::spawn_blocking(move || drop(old));
+        self.replace_after = None;
+        Ok(())
+    }
 }
 
 /// A record from a message read with rdkafka, for integrators who run their own consumer
@@ -391,10 +438,20 @@ pub fn record_from_kafka(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        self.replace_if_stuck().await?;
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => return Ok(Vec::new()),
-            Ok(Err(e)) => return Err(classify(&e)),
-            Ok(Ok(m)) => record_from_kafka(&m),
+            Ok(Err(e)) => {
+                let error = classify(&e);
+                if matches!(error, BusError::Unavailable(_)) && self.replace_after.is_none() {
+                    self.replace_after = Some(std::time::Instant::now() + CONSUMER_RECOVERY);
+                }
+                return Err(error);
+            }
+            Ok(Ok(m)) => {
+                self.replace_after = None;
+                record_from_kafka(&m)
+            }
         };
         let mut out = vec![first];
         // Take what is already fetched, without waiting.
