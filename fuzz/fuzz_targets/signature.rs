@@ -14,9 +14,10 @@ fuzz_target!(|input: (&[u8], &str)| {
     let accepted = secrets.verify(body, Some(header)).is_ok();
     // The one rule: `sha256=` then the hex HMAC of either secret (either case), spaces around.
     let expected = header.trim().strip_prefix("sha256=").is_some_and(|hex| {
-        [&good, &next]
-            .iter()
-            .any(|s| s.strip_prefix("sha256=").is_some_and(|h| h.eq_ignore_ascii_case(hex)))
+        [&good, &next].iter().any(|s| {
+            s.strip_prefix("sha256=")
+                .is_some_and(|h| h.eq_ignore_ascii_case(hex))
+        })
     });
     assert_eq!(accepted, expected);
     assert!(secrets.verify(body, Some(&good)).is_ok());

@@ -18,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
     }
     for rejected in &out.rejected {
         // A rejected part is a complete webhook again (it can be re-driven).
-        let _ = wacrm_whatsapp::normalise::parse_and_normalise(rejected.raw.as_bytes(), chrono::Utc::now());
+        let _ = wacrm_whatsapp::normalise::parse_and_normalise(
+            rejected.raw.as_bytes(),
+            chrono::Utc::now(),
+        );
     }
 });
