@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use wacrm_bus::cloudevents::{decode_event, event_record};
 use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
 use wacrm_bus::{EventBus, Record, Topics};
+use wacrm_core::message::Sender as Employee;
 use wacrm_core::optout::opted_out_by_error;
 use wacrm_core::outbound::{FailureKind, ReadRequest, SendFailure, SendRequest};
 use wacrm_core::{Event, EventPayload, MetaError};
@@ -214,15 +215,14 @@ impl Inner {
 
     async fn send(&self, request: &SendRequest) -> Result<Vec<Event>, Stop> {
         let claim = self
-            .claim(&request.request_id, || NewRequest {
-                request_id: request.request_id.clone(),
-                key_id: request.sent_by.key_id.clone(),
-                idempotency_key: None,
-                request_hash: String::new(),
-                kind: "send",
-                phone_number_id: request.business.phone_number_id.clone(),
-                contact_id: None,
-                command: serde_json::to_value(request).unwrap_or_default(),
+            .claim(&request.request_id, || {
+                orphan_row(
+                    "send",
+                    &request.request_id,
+                    &request.sent_by,
+                    &request.business,
+                    serde_json::to_value(request).unwrap_or_default(),
+                )
             })
             .await?;
         match claim {
@@ -303,15 +303,14 @@ impl Inner {
 
     async fn read(&self, request: &ReadRequest) -> Result<Vec<Event>, Stop> {
         let claim = self
-            .claim(&request.request_id, || NewRequest {
-                request_id: request.request_id.clone(),
-                key_id: request.sent_by.key_id.clone(),
-                idempotency_key: None,
-                request_hash: String::new(),
-                kind: "read",
-                phone_number_id: request.business.phone_number_id.clone(),
-                contact_id: None,
-                command: serde_json::to_value(request).unwrap_or_default(),
+            .claim(&request.request_id, || {
+                orphan_row(
+                    "read",
+                    &request.request_id,
+                    &request.sent_by,
+                    &request.business,
+                    serde_json::to_value(request).unwrap_or_default(),
+                )
             })
             .await?;
         match claim {
@@ -439,6 +438,27 @@ fn backoff(disposition: Disposition, base: Duration, tries: u32) -> Duration {
     let wait = base.saturating_mul(exp).min(base.saturating_mul(cap));
     let jitter = rand::random::<f64>() * 0.25;
     wait + wait.mul_f64(jitter)
+}
+
+/// The row of a command that reached the sender without one (published by something other than
+/// the API, or the store was replaced): no idempotency key, no request hash.
+fn orphan_row(
+    kind: &'static str,
+    request_id: &str,
+    sent_by: &Employee,
+    business: &wacrm_core::BusinessNumber,
+    command: serde_json::Value,
+) -> NewRequest {
+    NewRequest {
+        request_id: request_id.to_owned(),
+        key_id: sent_by.key_id.clone(),
+        idempotency_key: None,
+        request_hash: String::new(),
+        kind,
+        phone_number_id: business.phone_number_id.clone(),
+        contact_id: None,
+        command,
+    }
 }
 
 fn finished_events(request: &SendRequest, row: &OutboundRow) -> Vec<Event> {

@@ -153,6 +153,14 @@ fn request_hash(kind: &str, body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The employee behind a request, as the sent message will name them.
+fn employee(caller: &Caller) -> Sender {
+    Sender {
+        key_id: caller.0.key_id.clone(),
+        name: caller.0.name.clone(),
+    }
+}
+
 /// Builds the identity a command carries from the keys the store knows.
 fn identity_of(keys: &[IdentityKey]) -> ContactIdentity {
     let mut identity = ContactIdentity::default();
@@ -276,10 +284,7 @@ async fn send_inner(
         content: request.content.clone(),
         category,
         reply_to: request.reply_to.clone(),
-        sent_by: Sender {
-            key_id: caller.0.key_id.clone(),
-            name: caller.0.name.clone(),
-        },
+        sent_by: employee(caller),
         requested_at: Utc::now(),
     };
     let new = NewRequest {
@@ -499,10 +504,7 @@ async fn read_inner(
         business: BusinessNumber::new(message.phone_number_id.clone()),
         wamid: wamid.to_owned(),
         contact: identity_of(&recipient.keys),
-        sent_by: Sender {
-            key_id: caller.0.key_id.clone(),
-            name: caller.0.name.clone(),
-        },
+        sent_by: employee(caller),
         requested_at: Utc::now(),
     };
     let new = NewRequest {

@@ -522,4 +522,17 @@ async fn audit_entries_are_published_on_the_bus_in_order_once() {
         })
         .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
+
+    // A crash between publishing and advancing the cursor: the same entries go out again, with
+    // the same event ids, so consumers drop them.
+    wacrm_store::audit::mark_published(&h.db, 0).await.unwrap();
+    let again = wacrm_server::audit_relay::relay_once(&h.db, h.bus.as_ref(), &topics, "/test")
+        .await
+        .unwrap();
+    assert_eq!(again, 3);
+    let repeated = sub.poll(100, Duration::from_millis(200)).await.unwrap();
+    let ids = |rs: &[wacrm_bus::Record]| -> Vec<_> {
+        rs.iter().map(|r| decode_event(r).unwrap().id).collect()
+    };
+    assert_eq!(ids(&repeated), ids(&records));
 }
