@@ -29,7 +29,7 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
         eprintln!("SKIPPED: no Kafka-protocol broker installed (tansu)");
         return;
     };
-    let mut service = Service::new(Bus::Kafka(broker));
+    let mut service = Service::new(Bus::Kafka(broker)).with_env(&tansu_env());
     let key = service.admin_key();
     service.start().await;
     let mut pending: VecDeque<usize> = (0..TOTAL).collect();

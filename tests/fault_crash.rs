@@ -26,7 +26,11 @@ async fn crash_during_burst(bus: Bus) {
         ..FakeConfig::default()
     })
     .await;
+    let kafka = matches!(bus, Bus::Kafka(_));
     let mut service = Service::new(bus).with_env(&crm_env(&fake, LIMIT));
+    if kafka {
+        service = service.with_env(&tansu_env());
+    }
     let name = service.bus.name();
     crm_setup(&service);
     let key = service.admin_key();

@@ -88,7 +88,7 @@ impl EmbeddedBus {
         }
         let conn = Connection::open(&config.path).map_err(fatal)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-2048;",
         )
         .map_err(fatal)?;
         conn.execute_batch(SCHEMA).map_err(fatal)?;
@@ -363,7 +363,9 @@ fn open_reader(path: &Path) -> Result<Connection, BusError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(fatal)?;
-    conn.execute_batch("PRAGMA busy_timeout=5000;")
+    // Consumers read the log's tail, which the OS page cache holds anyway: a small page cache
+    // per reader keeps memory flat however long the log grows.
+    conn.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;")
         .map_err(fatal)?;
     Ok(conn)
 }

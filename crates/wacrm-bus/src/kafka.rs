@@ -1,6 +1,7 @@
 //! The Kafka backend (rdkafka, bundled librdkafka).
 //!
-//! Publishing: an idempotent `FutureProducer` (`enable.idempotence=true`, `acks=all`);
+//! Publishing: an idempotent `FutureProducer` (`enable.idempotence=true` unless configured
+//! off for a broker without idempotent producers, `acks=all`);
 //! `publish` enqueues every record and returns only when every delivery report is in. Records
 //! are partitioned with `murmur2_random`, the Java client's partitioner, so JVM producers and
 //! consumers agree on where a key lives.
@@ -49,6 +50,12 @@ pub struct KafkaConfig {
     pub request_timeout_ms: u64,
     /// Create missing topics when `serve` starts (otherwise `wacrm doctor --create-topics`).
     pub create_topics: bool,
+    /// Publish with an idempotent producer (`enable.idempotence`): a retried produce request
+    /// is written once. Turn it off only for a broker that does not implement idempotent
+    /// producers correctly (tansu 0.6 loses their state on restart and can stop serving);
+    /// publishing then allows one request in flight per connection, so retries keep each key's
+    /// order, and a retry may write a record twice — harmless, as every consumer is idempotent.
+    pub idempotence: bool,
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …) for producers,
     /// consumers and the admin client alike.
     pub properties: BTreeMap<String, String>,
@@ -64,6 +71,7 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             create_topics: false,
+            idempotence: true,
             properties: BTreeMap::new(),
         }
     }
@@ -139,9 +147,15 @@ fn create_producer(
 ) -> Result<(IdempotentProducer, ProducerHealth), BusError> {
     let timeout_ms = publish_timeout.as_millis().max(1).to_string();
     let health = ProducerHealth::default();
-    config
-        .client()
-        .set("enable.idempotence", "true")
+    let mut client = config.client();
+    if config.idempotence {
+        client.set("enable.idempotence", "true");
+    } else {
+        client
+            .set("enable.idempotence", "false")
+            .set("max.in.flight.requests.per.connection", "1");
+    }
+    client
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "1")

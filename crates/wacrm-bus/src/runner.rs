@@ -98,8 +98,10 @@ pub struct RunnerConfig {
     pub max_batch: usize,
     /// Longest wait for a batch.
     pub poll_wait: Duration,
-    /// Once a batch has started, how long to keep collecting records before handling it (up to
-    /// `max_batch`): larger batches mean fewer calls to slow downstream systems.
+    /// How long a batch may keep collecting records (up to `max_batch`) before it is handled,
+    /// counted from when the bus stored its oldest record: larger batches mean fewer calls to
+    /// slow downstream systems, and records that already waited (behind a slow batch) do not
+    /// wait again.
     pub linger: Duration,
     /// First retry delay.
     pub initial_backoff: Duration,
@@ -147,6 +149,24 @@ enum Attempt {
     Ok(Vec<(usize, String)>),
     Bad { index: usize, reason: String },
     Abandoned,
+}
+
+/// How long ago the bus stored the oldest record of a batch (zero when unknown, or when clocks
+/// disagree).
+fn oldest_age(batch: &[Record]) -> Duration {
+    let Some(oldest) = batch
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .filter(|t| *t > 0)
+        .min()
+    else {
+        return Duration::ZERO;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Duration::from_millis(now.saturating_sub(oldest).max(0) as u64)
 }
 
 impl<H: Handler> ConsumerRunner<H> {
@@ -222,10 +242,11 @@ impl<H: Handler> ConsumerRunner<H> {
         subscription: &mut dyn Subscription,
         mut batch: Vec<Record>,
     ) -> Vec<Record> {
-        if self.config.linger.is_zero() {
+        let waited = oldest_age(&batch);
+        if waited >= self.config.linger {
             return batch;
         }
-        let deadline = tokio::time::Instant::now() + self.config.linger;
+        let deadline = tokio::time::Instant::now() + (self.config.linger - waited);
         while batch.len() < self.config.max_batch {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {

@@ -248,3 +248,97 @@ async fn one_process_owns_the_log() {
         "the lock goes with the owner"
     );
 }
+
+/// Records the size of every batch it is handed.
+struct Batches(Arc<Mutex<Vec<usize>>>);
+
+#[async_trait]
+impl Handler for Batches {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        self.0.lock().unwrap().push(records.len());
+        Ok(Handled::default())
+    }
+}
+
+async fn publish_one(bus: &Arc<dyn EventBus>, topics: &Topics, n: usize) {
+    bus.publish(vec![record(&topics.conversations, "k", n)])
+        .await
+        .unwrap();
+}
+
+/// Starts a runner with `linger` over the conversations topic; returns its batch sizes.
+async fn lingering_runner(
+    bus: &Arc<dyn EventBus>,
+    topics: &Topics,
+    linger: Duration,
+    shutdown: &CancellationToken,
+) -> (
+    Arc<Mutex<Vec<usize>>>,
+    tokio::task::JoinHandle<Result<(), wacrm_bus::runner::RunnerError>>,
+) {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = RunnerConfig::new("lingering");
+    cfg.linger = linger;
+    cfg.poll_wait = Duration::from_millis(50);
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, Batches(batches.clone()));
+    let sub = bus
+        .subscribe("lingering", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    (
+        batches.clone(),
+        tokio::spawn(runner.run(sub, shutdown.clone())),
+    )
+}
+
+#[tokio::test]
+async fn linger_gathers_records_that_arrive_while_a_batch_is_young() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let shutdown = CancellationToken::new();
+    let (batches, task) = lingering_runner(&bus, &topics, Duration::from_secs(3), &shutdown).await;
+    publish_one(&bus, &topics, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish_one(&bus, &topics, 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while batches.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no batch handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *batches.lock().unwrap(),
+        vec![2],
+        "one batch of both records"
+    );
+}
+
+#[tokio::test]
+async fn records_that_already_waited_out_the_linger_are_not_held_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let linger = Duration::from_millis(1500);
+    // Records stored before the consumer came (as behind a slow batch) are already old.
+    publish_one(&bus, &topics, 1).await;
+    tokio::time::sleep(linger).await;
+    let shutdown = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let (batches, task) = lingering_runner(&bus, &topics, linger, &shutdown).await;
+    while batches.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no batch handled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited = started.elapsed();
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert!(
+        waited < linger,
+        "an old record was held for another linger ({waited:?})"
+    );
+}

@@ -7,7 +7,7 @@
 //! identity seen and contact creation times from WhatsApp's times, so a replay into an empty
 //! database gives the same ids too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -66,13 +66,15 @@ impl Projection {
     /// Applies decoded items in one transaction.
     async fn apply_all(&self, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
         let txn = self.db.begin().await.map_err(|e| (0, e.into()))?;
+        let mut writer = BatchWriter::new(&txn);
         for (index, item) in items.iter().enumerate() {
             let result = match item {
-                Item::Event(event) => apply_event(&txn, event).await,
+                Item::Event(event) => writer.apply_event(event).await,
                 Item::DeadLetter(record) => apply_dead_letter(&txn, record).await,
             };
             result.map_err(|e| (index, e))?;
         }
+        writer.flush().await.map_err(|e| (items.len(), e))?;
         txn.commit().await.map_err(|e| (items.len(), e.into()))?;
         Ok(())
     }
@@ -120,70 +122,382 @@ impl Handler for Projection {
 
 /// Applies one event to the store (inside the caller's transaction).
 pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<(), StoreError> {
-    match &event.payload {
-        EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
-            apply_message(db, &event.id.to_string(), m).await
-        }
-        EventPayload::StatusChanged(s) => apply_status(db, s).await,
-        EventPayload::ContactUpdated(c) => resolve_contact(
+    let mut writer = BatchWriter::new(db);
+    writer.apply_event(event).await?;
+    writer.flush().await
+}
+
+/// Conversation times a batch moves forward, written once per conversation at its end.
+type Touches = BTreeMap<(String, String), (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
+
+/// Applies a batch of events inside one transaction, doing per batch what need not be done per
+/// event: a contact's identities are looked up once (later events of the same identities reuse
+/// the answer), and each conversation's last-message times are written once, at the end. The
+/// store it leaves is the one applying the events one by one leaves.
+pub struct BatchWriter<'c, C> {
+    db: &'c C,
+    /// Identity keys (sorted) → the contact that owns all of them, as resolved in this batch.
+    contacts: HashMap<Vec<IdentityKey>, String>,
+    touches: Touches,
+}
+
+impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
+    /// A writer over a connection or transaction.
+    pub fn new(db: &'c C) -> Self {
+        BatchWriter {
             db,
-            &c.profile.identity.keys(),
-            c.profile.name.as_deref(),
-            c.profile.username.as_deref(),
-            event.time,
-        )
-        .await
-        .map(drop),
-        EventPayload::ContactIdentityChanged(change) => {
-            let mut keys = change.old.keys();
-            keys.extend(change.new.keys());
-            resolve_contact(db, &keys, None, None, event.time)
-                .await
-                .map(drop)
+            contacts: HashMap::new(),
+            touches: Touches::new(),
         }
-        EventPayload::PreferenceChanged(p) => {
-            let contact_id = resolve_contact(db, &p.contact.keys(), None, None, event.time).await?;
-            apply_preference(
-                db,
-                &contact_id,
-                &p.business.phone_number_id,
-                &p.category,
-                &p.value,
-                event.time,
-            )
-            .await
-        }
-        EventPayload::Call(call) => {
-            let contact_id =
-                resolve_contact(db, &call.contact.keys(), None, None, call.timestamp).await?;
-            // A call the contact places opens the service window like a message.
-            let inbound_at = (call.direction == Direction::Inbound && call.event == "connect")
-                .then_some(call.timestamp);
+    }
+
+    /// Writes what the batch deferred. Call it before committing.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        for ((phone_number_id, contact_id), (message_at, inbound_at)) in
+            std::mem::take(&mut self.touches)
+        {
             touch_conversation(
-                db,
-                &call.business.phone_number_id,
+                self.db,
+                &phone_number_id,
                 &contact_id,
-                Some(call.timestamp),
+                message_at,
                 inbound_at,
             )
-            .await
+            .await?;
         }
-        // Requests and their failures are the sender's state (`outbound_requests`); audit
-        // entries are the audit log's own. Neither is on the topics the projection reads.
-        EventPayload::SendRequested(_)
-        | EventPayload::ReadRequested(_)
-        | EventPayload::SendFailed(_)
-        | EventPayload::AuditRecorded(_) => Ok(()),
-        EventPayload::PlatformError(e) => {
-            let row = platform_error::ActiveModel {
-                event_id: Set(event.id.to_string()),
-                phone_number_id: Set(e.business.phone_number_id.clone()),
-                errors: Set(json(&e.errors)?),
-                received_at: Set(event.time),
-            };
-            insert_or_ignore(db, row, [platform_error::Column::EventId]).await?;
-            Ok(())
+        Ok(())
+    }
+
+    /// Moves a conversation's last-message times forward (at the end of the batch: taking the
+    /// latest of several times gives what touching once per event would).
+    fn touch(
+        &mut self,
+        phone_number_id: &str,
+        contact_id: &str,
+        message_at: Option<DateTime<Utc>>,
+        inbound_at: Option<DateTime<Utc>>,
+    ) {
+        let entry = self
+            .touches
+            .entry((phone_number_id.to_owned(), contact_id.to_owned()))
+            .or_default();
+        entry.0 = entry.0.max(message_at);
+        entry.1 = entry.1.max(inbound_at);
+    }
+
+    /// Applies one event.
+    pub async fn apply_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        let db = self.db;
+        match &event.payload {
+            EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
+                self.apply_message(&event.id.to_string(), m).await
+            }
+            EventPayload::StatusChanged(s) => apply_status(db, s).await,
+            EventPayload::ContactUpdated(c) => self
+                .resolve_contact(
+                    &c.profile.identity.keys(),
+                    c.profile.name.as_deref(),
+                    c.profile.username.as_deref(),
+                    event.time,
+                )
+                .await
+                .map(drop),
+            EventPayload::ContactIdentityChanged(change) => {
+                let mut keys = change.old.keys();
+                keys.extend(change.new.keys());
+                self.resolve_contact(&keys, None, None, event.time)
+                    .await
+                    .map(drop)
+            }
+            EventPayload::PreferenceChanged(p) => {
+                let contact_id = self
+                    .resolve_contact(&p.contact.keys(), None, None, event.time)
+                    .await?;
+                apply_preference(
+                    db,
+                    &contact_id,
+                    &p.business.phone_number_id,
+                    &p.category,
+                    &p.value,
+                    event.time,
+                )
+                .await
+            }
+            EventPayload::Call(call) => {
+                let contact_id = self
+                    .resolve_contact(&call.contact.keys(), None, None, call.timestamp)
+                    .await?;
+                // A call the contact places opens the service window like a message.
+                let inbound_at = (call.direction == Direction::Inbound && call.event == "connect")
+                    .then_some(call.timestamp);
+                self.touch(
+                    &call.business.phone_number_id,
+                    &contact_id,
+                    Some(call.timestamp),
+                    inbound_at,
+                );
+                Ok(())
+            }
+            // Requests and their failures are the sender's state (`outbound_requests`); audit
+            // entries are the audit log's own. Neither is on the topics the projection reads.
+            EventPayload::SendRequested(_)
+            | EventPayload::ReadRequested(_)
+            | EventPayload::SendFailed(_)
+            | EventPayload::AuditRecorded(_) => Ok(()),
+            EventPayload::PlatformError(e) => {
+                let row = platform_error::ActiveModel {
+                    event_id: Set(event.id.to_string()),
+                    phone_number_id: Set(e.business.phone_number_id.clone()),
+                    errors: Set(json(&e.errors)?),
+                    received_at: Set(event.time),
+                };
+                insert_or_ignore(db, row, [platform_error::Column::EventId]).await?;
+                Ok(())
+            }
         }
+    }
+
+    /// Finds the contact of these identity keys, creating it or linking new keys as needed. When
+    /// the keys belong to several contacts (a number change, a Brazilian number seen in both forms
+    /// before this version), they are merged into the oldest one.
+    pub async fn resolve_contact(
+        &mut self,
+        keys: &[IdentityKey],
+        name: Option<&str>,
+        username: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let db = self.db;
+        let first = keys
+            .first()
+            .ok_or_else(|| StoreError::Invalid("contact without any identity".into()))?;
+        let mut cache_key = keys.to_vec();
+        cache_key.sort();
+        let contact_id = match self.contacts.get(&cache_key) {
+            // Every key already belongs to this contact: nothing to look up or link.
+            Some(id) => id.clone(),
+            None => {
+                let id = self
+                    .link_identities(keys, first, name, username, at)
+                    .await?;
+                self.contacts.insert(cache_key, id.clone());
+                id
+            }
+        };
+        if name.is_some() || username.is_some() {
+            update_profile(db, &contact_id, name, username, at).await?;
+        }
+        Ok(contact_id)
+    }
+
+    /// Finds or creates the contact of these keys and links the keys it does not hold yet.
+    async fn link_identities(
+        &mut self,
+        keys: &[IdentityKey],
+        first: &IdentityKey,
+        name: Option<&str>,
+        username: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let db = self.db;
+        let mut condition = Condition::any();
+        for key in keys {
+            condition = condition.add(
+                Condition::all()
+                    .add(contact_identity::Column::Kind.eq(key.kind()))
+                    .add(contact_identity::Column::Value.eq(key.value())),
+            );
+        }
+        let found = contact_identity::Entity::find()
+            .filter(condition)
+            .all(db)
+            .await?;
+        let owners: BTreeSet<String> = found.iter().map(|f| f.contact_id.clone()).collect();
+        let contact_id = match owners.len() {
+            0 => {
+                let id = contact_id_for(first);
+                let row = contact::ActiveModel {
+                    id: Set(id.clone()),
+                    display_name: Set(name.map(str::to_owned)),
+                    username: Set(username.map(str::to_owned)),
+                    merged_into: Set(None),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                };
+                insert_or_ignore(db, row, [contact::Column::Id]).await?;
+                id
+            }
+            1 => owners.into_iter().next().unwrap_or_default(),
+            _ => self.merge_contacts(&owners).await?,
+        };
+        for key in keys {
+            let known = found
+                .iter()
+                .any(|f| f.kind == key.kind() && f.value == key.value());
+            if !known {
+                let row = contact_identity::ActiveModel {
+                    kind: Set(key.kind().to_owned()),
+                    value: Set(key.value().to_owned()),
+                    contact_id: Set(contact_id.clone()),
+                    created_at: Set(at),
+                };
+                insert_or_ignore(
+                    db,
+                    row,
+                    [
+                        contact_identity::Column::Kind,
+                        contact_identity::Column::Value,
+                    ],
+                )
+                .await?;
+            }
+        }
+        Ok(contact_id)
+    }
+
+    /// Merges contacts into the oldest of them; returns the survivor.
+    async fn merge_contacts(&mut self, ids: &BTreeSet<String>) -> Result<String, StoreError> {
+        // A merge reads and moves conversations and re-owns identities: write the deferred times
+        // first, and forget what this batch resolved.
+        self.flush().await?;
+        self.contacts.clear();
+        let db = self.db;
+        let mut contacts = contact::Entity::find()
+            .filter(contact::Column::Id.is_in(ids.iter().cloned()))
+            .all(db)
+            .await?;
+        contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let survivor = contacts
+            .first()
+            .map(|c| c.id.clone())
+            .or_else(|| ids.iter().next().cloned())
+            .unwrap_or_default();
+        for other in ids.iter().filter(|id| **id != survivor) {
+            contact_identity::Entity::update_many()
+                .col_expr(
+                    contact_identity::Column::ContactId,
+                    Expr::value(survivor.clone()),
+                )
+                .filter(contact_identity::Column::ContactId.eq(other.clone()))
+                .exec(db)
+                .await?;
+            message::Entity::update_many()
+                .col_expr(message::Column::ContactId, Expr::value(survivor.clone()))
+                .filter(message::Column::ContactId.eq(other.clone()))
+                .exec(db)
+                .await?;
+            let conversations = conversation::Entity::find()
+                .filter(conversation::Column::ContactId.eq(other.clone()))
+                .all(db)
+                .await?;
+            for c in conversations {
+                touch_conversation(
+                    db,
+                    &c.phone_number_id,
+                    &survivor,
+                    c.last_message_at,
+                    c.last_inbound_at,
+                )
+                .await?;
+            }
+            conversation::Entity::delete_many()
+                .filter(conversation::Column::ContactId.eq(other.clone()))
+                .exec(db)
+                .await?;
+            let prefs = preference::Entity::find()
+                .filter(preference::Column::ContactId.eq(other.clone()))
+                .all(db)
+                .await?;
+            for p in prefs {
+                apply_preference(
+                    db,
+                    &survivor,
+                    &p.phone_number_id,
+                    &p.category,
+                    &p.value,
+                    p.updated_at,
+                )
+                .await?;
+            }
+            preference::Entity::delete_many()
+                .filter(preference::Column::ContactId.eq(other.clone()))
+                .exec(db)
+                .await?;
+            contact::Entity::update_many()
+                .col_expr(contact::Column::MergedInto, Expr::value(survivor.clone()))
+                .filter(contact::Column::Id.eq(other.clone()))
+                .exec(db)
+                .await?;
+        }
+        Ok(survivor)
+    }
+
+    async fn apply_message(&mut self, event_id: &str, m: &Message) -> Result<(), StoreError> {
+        let db = self.db;
+        let contact_id = self
+            .resolve_contact(
+                &m.contact.identity.keys(),
+                m.contact
+                    .name
+                    .as_deref()
+                    .filter(|_| m.direction == Direction::Inbound),
+                m.contact
+                    .username
+                    .as_deref()
+                    .filter(|_| m.direction == Direction::Inbound),
+                m.timestamp,
+            )
+            .await?;
+        let initial = match m.direction {
+            Direction::Inbound => None,
+            Direction::Outbound => Some(MessageStatus::from_report(DeliveryState::Accepted, &[])),
+        };
+        let row = message::ActiveModel {
+            wamid: Set(m.wamid.clone()),
+            event_id: Set(event_id.to_owned()),
+            phone_number_id: Set(m.business.phone_number_id.clone()),
+            contact_id: Set(contact_id.clone()),
+            direction: Set(m.direction.as_str().to_owned()),
+            kind: Set(m.content.kind().to_owned()),
+            timestamp: Set(m.timestamp),
+            preview: Set(m.content.preview_text()),
+            content: Set(json(&m.content)?),
+            context: Set(m.context.as_ref().map(json).transpose()?),
+            referral: Set(m.referral.as_ref().map(json).transpose()?),
+            status: Set(initial.as_ref().map(|s| s.state.as_str().to_owned())),
+            status_error: Set(None),
+            sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
+            stored_at: Set(Utc::now()),
+        };
+        let inserted = insert_or_ignore(db, row, [message::Column::Wamid]).await?;
+        if inserted == 0 {
+            return Ok(());
+        }
+        let inbound_at = (m.direction == Direction::Inbound).then_some(m.timestamp);
+        self.touch(
+            &m.business.phone_number_id,
+            &contact_id,
+            Some(m.timestamp),
+            inbound_at,
+        );
+        if m.direction == Direction::Inbound {
+            // Statuses are reports on what the business sent; an inbound message has none.
+            return Ok(());
+        }
+        // Statuses that arrived before the message.
+        let history = message_status::Entity::find()
+            .filter(message_status::Column::Wamid.eq(m.wamid.clone()))
+            .all(db)
+            .await?;
+        if !history.is_empty() {
+            let mut status =
+                initial.unwrap_or_else(|| MessageStatus::from_report(DeliveryState::Accepted, &[]));
+            for h in &history {
+                status = status.merge(&stored_status(h)?);
+            }
+            write_status(db, &m.wamid, &status).await?;
+        }
+        Ok(())
     }
 }
 
@@ -208,170 +522,36 @@ fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError>
     serde_json::to_value(value).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-/// Finds the contact of these identity keys, creating it or linking new keys as needed. When
-/// the keys belong to several contacts (a number change, a Brazilian number seen in both forms
-/// before this version), they are merged into the oldest one.
-pub async fn resolve_contact<C: ConnectionTrait>(
+/// Updates a contact's profile from a report at `at`.
+async fn update_profile<C: ConnectionTrait>(
     db: &C,
-    keys: &[IdentityKey],
+    contact_id: &str,
     name: Option<&str>,
     username: Option<&str>,
     at: DateTime<Utc>,
-) -> Result<String, StoreError> {
-    let first = keys
-        .first()
-        .ok_or_else(|| StoreError::Invalid("contact without any identity".into()))?;
-    let mut condition = Condition::any();
-    for key in keys {
-        condition = condition.add(
-            Condition::all()
-                .add(contact_identity::Column::Kind.eq(key.kind()))
-                .add(contact_identity::Column::Value.eq(key.value())),
-        );
+) -> Result<(), StoreError> {
+    // Only a report at least as new as the last one changes the profile (a late, older
+    // message does not bring back an old name), and only when something differs (no write
+    // per message on the hot path).
+    let mut changed = Condition::any();
+    let mut update = contact::Entity::update_many()
+        .col_expr(contact::Column::UpdatedAt, Expr::value(at))
+        .filter(contact::Column::Id.eq(contact_id))
+        .filter(contact::Column::UpdatedAt.lte(at));
+    if let Some(name) = name {
+        update = update.col_expr(contact::Column::DisplayName, Expr::value(name));
+        changed = changed
+            .add(contact::Column::DisplayName.ne(name))
+            .add(contact::Column::DisplayName.is_null());
     }
-    let found = contact_identity::Entity::find()
-        .filter(condition)
-        .all(db)
-        .await?;
-    let owners: BTreeSet<String> = found.iter().map(|f| f.contact_id.clone()).collect();
-    let contact_id = match owners.len() {
-        0 => {
-            let id = contact_id_for(first);
-            let row = contact::ActiveModel {
-                id: Set(id.clone()),
-                display_name: Set(name.map(str::to_owned)),
-                username: Set(username.map(str::to_owned)),
-                merged_into: Set(None),
-                created_at: Set(at),
-                updated_at: Set(at),
-            };
-            insert_or_ignore(db, row, [contact::Column::Id]).await?;
-            id
-        }
-        1 => owners.into_iter().next().unwrap_or_default(),
-        _ => merge_contacts(db, &owners).await?,
-    };
-    for key in keys {
-        let known = found
-            .iter()
-            .any(|f| f.kind == key.kind() && f.value == key.value());
-        if !known {
-            let row = contact_identity::ActiveModel {
-                kind: Set(key.kind().to_owned()),
-                value: Set(key.value().to_owned()),
-                contact_id: Set(contact_id.clone()),
-                created_at: Set(at),
-            };
-            insert_or_ignore(
-                db,
-                row,
-                [
-                    contact_identity::Column::Kind,
-                    contact_identity::Column::Value,
-                ],
-            )
-            .await?;
-        }
+    if let Some(username) = username {
+        update = update.col_expr(contact::Column::Username, Expr::value(username));
+        changed = changed
+            .add(contact::Column::Username.ne(username))
+            .add(contact::Column::Username.is_null());
     }
-    if name.is_some() || username.is_some() {
-        // Only a report at least as new as the last one changes the profile (a late, older
-        // message does not bring back an old name), and only when something differs (no write
-        // per message on the hot path).
-        let mut changed = Condition::any();
-        let mut update = contact::Entity::update_many()
-            .col_expr(contact::Column::UpdatedAt, Expr::value(at))
-            .filter(contact::Column::Id.eq(contact_id.clone()))
-            .filter(contact::Column::UpdatedAt.lte(at));
-        if let Some(name) = name {
-            update = update.col_expr(contact::Column::DisplayName, Expr::value(name));
-            changed = changed
-                .add(contact::Column::DisplayName.ne(name))
-                .add(contact::Column::DisplayName.is_null());
-        }
-        if let Some(username) = username {
-            update = update.col_expr(contact::Column::Username, Expr::value(username));
-            changed = changed
-                .add(contact::Column::Username.ne(username))
-                .add(contact::Column::Username.is_null());
-        }
-        update.filter(changed).exec(db).await?;
-    }
-    Ok(contact_id)
-}
-
-/// Merges contacts into the oldest of them; returns the survivor.
-async fn merge_contacts<C: ConnectionTrait>(
-    db: &C,
-    ids: &BTreeSet<String>,
-) -> Result<String, StoreError> {
-    let mut contacts = contact::Entity::find()
-        .filter(contact::Column::Id.is_in(ids.iter().cloned()))
-        .all(db)
-        .await?;
-    contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    let survivor = contacts
-        .first()
-        .map(|c| c.id.clone())
-        .or_else(|| ids.iter().next().cloned())
-        .unwrap_or_default();
-    for other in ids.iter().filter(|id| **id != survivor) {
-        contact_identity::Entity::update_many()
-            .col_expr(
-                contact_identity::Column::ContactId,
-                Expr::value(survivor.clone()),
-            )
-            .filter(contact_identity::Column::ContactId.eq(other.clone()))
-            .exec(db)
-            .await?;
-        message::Entity::update_many()
-            .col_expr(message::Column::ContactId, Expr::value(survivor.clone()))
-            .filter(message::Column::ContactId.eq(other.clone()))
-            .exec(db)
-            .await?;
-        let conversations = conversation::Entity::find()
-            .filter(conversation::Column::ContactId.eq(other.clone()))
-            .all(db)
-            .await?;
-        for c in conversations {
-            touch_conversation(
-                db,
-                &c.phone_number_id,
-                &survivor,
-                c.last_message_at,
-                c.last_inbound_at,
-            )
-            .await?;
-        }
-        conversation::Entity::delete_many()
-            .filter(conversation::Column::ContactId.eq(other.clone()))
-            .exec(db)
-            .await?;
-        let prefs = preference::Entity::find()
-            .filter(preference::Column::ContactId.eq(other.clone()))
-            .all(db)
-            .await?;
-        for p in prefs {
-            apply_preference(
-                db,
-                &survivor,
-                &p.phone_number_id,
-                &p.category,
-                &p.value,
-                p.updated_at,
-            )
-            .await?;
-        }
-        preference::Entity::delete_many()
-            .filter(preference::Column::ContactId.eq(other.clone()))
-            .exec(db)
-            .await?;
-        contact::Entity::update_many()
-            .col_expr(contact::Column::MergedInto, Expr::value(survivor.clone()))
-            .filter(contact::Column::Id.eq(other.clone()))
-            .exec(db)
-            .await?;
-    }
-    Ok(survivor)
+    update.filter(changed).exec(db).await?;
+    Ok(())
 }
 
 /// Moves a conversation's last-message times forward (never back).
@@ -410,75 +590,6 @@ async fn touch_conversation<C: ConnectionTrait>(
                     .await?;
             }
         }
-    }
-    Ok(())
-}
-
-async fn apply_message<C: ConnectionTrait>(
-    db: &C,
-    event_id: &str,
-    m: &Message,
-) -> Result<(), StoreError> {
-    let contact_id = resolve_contact(
-        db,
-        &m.contact.identity.keys(),
-        m.contact
-            .name
-            .as_deref()
-            .filter(|_| m.direction == Direction::Inbound),
-        m.contact
-            .username
-            .as_deref()
-            .filter(|_| m.direction == Direction::Inbound),
-        m.timestamp,
-    )
-    .await?;
-    let initial = match m.direction {
-        Direction::Inbound => None,
-        Direction::Outbound => Some(MessageStatus::from_report(DeliveryState::Accepted, &[])),
-    };
-    let row = message::ActiveModel {
-        wamid: Set(m.wamid.clone()),
-        event_id: Set(event_id.to_owned()),
-        phone_number_id: Set(m.business.phone_number_id.clone()),
-        contact_id: Set(contact_id.clone()),
-        direction: Set(m.direction.as_str().to_owned()),
-        kind: Set(m.content.kind().to_owned()),
-        timestamp: Set(m.timestamp),
-        preview: Set(m.content.preview_text()),
-        content: Set(json(&m.content)?),
-        context: Set(m.context.as_ref().map(json).transpose()?),
-        referral: Set(m.referral.as_ref().map(json).transpose()?),
-        status: Set(initial.as_ref().map(|s| s.state.as_str().to_owned())),
-        status_error: Set(None),
-        sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
-        stored_at: Set(Utc::now()),
-    };
-    let inserted = insert_or_ignore(db, row, [message::Column::Wamid]).await?;
-    if inserted == 0 {
-        return Ok(());
-    }
-    let inbound_at = (m.direction == Direction::Inbound).then_some(m.timestamp);
-    touch_conversation(
-        db,
-        &m.business.phone_number_id,
-        &contact_id,
-        Some(m.timestamp),
-        inbound_at,
-    )
-    .await?;
-    // Statuses that arrived before the message.
-    let history = message_status::Entity::find()
-        .filter(message_status::Column::Wamid.eq(m.wamid.clone()))
-        .all(db)
-        .await?;
-    if !history.is_empty() {
-        let mut status =
-            initial.unwrap_or_else(|| MessageStatus::from_report(DeliveryState::Accepted, &[]));
-        for h in &history {
-            status = status.merge(&stored_status(h)?);
-        }
-        write_status(db, &m.wamid, &status).await?;
     }
     Ok(())
 }

@@ -343,6 +343,60 @@ async fn replaying_everything_twice_gives_the_same_store() {
     assert_eq!(snapshot(&fresh.db).await, snapshots[0]);
 }
 
+/// Everything the fixtures hold, plus a number change with messages of both numbers around it
+/// (a merge in the middle of a batch) and several messages per conversation.
+fn mixed_events() -> Vec<Event> {
+    let mut all = Vec::new();
+    for name in [
+        "batch_3x2.json",
+        "number_9th_digit_pair.json",
+        "bsuid_only.json",
+        "statuses_out_of_order.json",
+        "user_preferences_stop.json",
+        "value_errors.json",
+    ] {
+        all.extend(events(name));
+    }
+    let change = events("system_user_changed_number.json");
+    let (old, new) = change
+        .iter()
+        .find_map(|e| match &e.payload {
+            EventPayload::ContactIdentityChanged(c) => {
+                Some((c.old.wa_id.clone().unwrap(), c.new.wa_id.clone().unwrap()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    all.push(text_from(&old, "wamid.old.1", 1_700_000_000));
+    all.push(text_from(&new, "wamid.new.1", 1_800_000_100));
+    all.push(text_from(&old, "wamid.old.2", 1_700_000_050));
+    all.extend(change);
+    all.push(text_from(&new, "wamid.new.2", 1_800_000_200));
+    all.push(text_from(&old, "wamid.old.3", 1_700_000_020));
+    all
+}
+
+#[tokio::test]
+async fn one_batch_gives_the_store_that_one_event_at_a_time_gives() {
+    let all = mixed_events();
+    for (batched, single) in databases().await.into_iter().zip(databases().await) {
+        project(&batched.db, &all).await;
+        for event in &all {
+            project(&single.db, std::slice::from_ref(event)).await;
+        }
+        assert_eq!(
+            snapshot(&batched.db).await,
+            snapshot(&single.db).await,
+            "{}",
+            batched.name
+        );
+        assert_eq!(
+            queries::counts(&batched.db).await.unwrap().contacts,
+            queries::counts(&single.db).await.unwrap().contacts
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_undecodable_record_is_named_for_dead_lettering() {
     for t in databases().await {
