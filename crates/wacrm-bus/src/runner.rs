@@ -103,6 +103,10 @@ pub struct RunnerConfig {
     /// slow downstream systems, and records that already waited (behind a slow batch) do not
     /// wait again.
     pub linger: Duration,
+    /// Lingering stops once a batch holds this many records (capped by `max_batch`): the size
+    /// of one downstream call, so a lingering batch becomes one full call rather than a full one
+    /// and a sliver. A batch polled larger than this (a consumer that is behind) is kept whole.
+    pub linger_target: usize,
     /// First retry delay.
     pub initial_backoff: Duration,
     /// Longest retry delay.
@@ -117,6 +121,7 @@ impl RunnerConfig {
             max_batch: 500,
             poll_wait: Duration::from_millis(500),
             linger: Duration::ZERO,
+            linger_target: usize::MAX,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
         }
@@ -213,7 +218,7 @@ impl<H: Handler> ConsumerRunner<H> {
             if batch.is_empty() {
                 continue;
             }
-            let batch = self.linger(subscription.as_mut(), batch).await;
+            let batch = self.linger(subscription.as_mut(), batch, &shutdown).await;
             match self.process(&batch, &shutdown).await? {
                 Outcome::Done => {}
                 Outcome::Abandoned => {
@@ -236,26 +241,33 @@ impl<H: Handler> ConsumerRunner<H> {
         Ok(())
     }
 
-    /// Tops a started batch up for at most `linger`.
+    /// Tops a started batch up: until it is `linger` old or holds `linger_target` records.
     async fn linger(
         &self,
         subscription: &mut dyn Subscription,
         mut batch: Vec<Record>,
+        shutdown: &CancellationToken,
     ) -> Vec<Record> {
         let waited = oldest_age(&batch);
         if waited >= self.config.linger {
             return batch;
         }
         let deadline = tokio::time::Instant::now() + (self.config.linger - waited);
-        while batch.len() < self.config.max_batch {
+        let target = self
+            .config
+            .linger_target
+            .clamp(1, self.config.max_batch.max(1));
+        while batch.len() < target {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            match subscription
-                .poll(self.config.max_batch - batch.len(), remaining)
-                .await
-            {
+            let polled = tokio::select! {
+                // Shutting down: handle what we have.
+                _ = shutdown.cancelled() => break,
+                polled = subscription.poll(target - batch.len(), remaining) => polled,
+            };
+            match polled {
                 Ok(more) if !more.is_empty() => batch.extend(more),
                 // Nothing more in time, or a poll error: handle what we have.
                 _ => break,

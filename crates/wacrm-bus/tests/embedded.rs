@@ -271,6 +271,7 @@ async fn lingering_runner(
     bus: &Arc<dyn EventBus>,
     topics: &Topics,
     linger: Duration,
+    target: usize,
     shutdown: &CancellationToken,
 ) -> (
     Arc<Mutex<Vec<usize>>>,
@@ -279,6 +280,7 @@ async fn lingering_runner(
     let batches = Arc::new(Mutex::new(Vec::new()));
     let mut cfg = RunnerConfig::new("lingering");
     cfg.linger = linger;
+    cfg.linger_target = target;
     cfg.poll_wait = Duration::from_millis(50);
     let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, Batches(batches.clone()));
     let sub = bus
@@ -297,7 +299,8 @@ async fn linger_gathers_records_that_arrive_while_a_batch_is_young() {
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
     let shutdown = CancellationToken::new();
-    let (batches, task) = lingering_runner(&bus, &topics, Duration::from_secs(3), &shutdown).await;
+    let (batches, task) =
+        lingering_runner(&bus, &topics, Duration::from_secs(3), 100, &shutdown).await;
     publish_one(&bus, &topics, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     publish_one(&bus, &topics, 2).await;
@@ -326,7 +329,7 @@ async fn records_that_already_waited_out_the_linger_are_not_held_again() {
     tokio::time::sleep(linger).await;
     let shutdown = CancellationToken::new();
     let started = tokio::time::Instant::now();
-    let (batches, task) = lingering_runner(&bus, &topics, linger, &shutdown).await;
+    let (batches, task) = lingering_runner(&bus, &topics, linger, 100, &shutdown).await;
     while batches.lock().unwrap().is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -341,4 +344,31 @@ async fn records_that_already_waited_out_the_linger_are_not_held_again() {
         waited < linger,
         "an old record was held for another linger ({waited:?})"
     );
+}
+
+#[tokio::test]
+async fn lingering_stops_once_the_batch_fills_one_downstream_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let shutdown = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let (batches, task) =
+        lingering_runner(&bus, &topics, Duration::from_secs(30), 3, &shutdown).await;
+    for n in 0..7 {
+        publish_one(&bus, &topics, n).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while batches.lock().unwrap().iter().sum::<usize>() < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "lingered past a full batch: {:?}",
+            batches.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let batches = batches.lock().unwrap();
+    assert_eq!(batches[..2], [3, 3], "{batches:?}");
 }

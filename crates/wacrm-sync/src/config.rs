@@ -73,7 +73,7 @@ impl Default for ConnectionConfig {
             requests_per_10s: 100,
             search_requests_per_s: 5,
             linger_ms: 250,
-            max_batch: 1000,
+            max_batch: 2000,
             reconcile_after_ms: 10_000,
         }
     }

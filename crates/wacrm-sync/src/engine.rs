@@ -88,6 +88,8 @@ impl SyncEngine {
         let mut c = RunnerConfig::new(self.config.group());
         c.max_batch = self.config.max_batch.max(1);
         c.linger = Duration::from_millis(self.config.linger_ms);
+        // A lingering batch is handled as soon as it fills one CRM call.
+        c.linger_target = self.adapter.limits().messages_per_batch.max(1);
         c
     }
 
