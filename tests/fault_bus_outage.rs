@@ -18,8 +18,11 @@ const CONTACTS: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost() {
-    // Opt-in (`WACRM_FAULT_KAFKA=1`): against tansu 0.6 the consumers are not reliably served
-    // again after a 30-second outage (docs/testing.md). The 6-second outage in
+    // Opt-in (`WACRM_FAULT_KAFKA=1`): tansu 0.6, the only Kafka-protocol broker that can be
+    // installed here, does not survive it. Its SQLite storage is served by one task that ends
+    // for good on the first reply it cannot deliver (a client that timed out during the
+    // outage) or the first storage error; in memory (not restartable) its groups were not
+    // served again after a 30-second SIGSTOP either (docs/testing.md). The 6-second outage of
     // crates/wacrm/tests/end_to_end.rs runs in CI.
     if std::env::var_os("WACRM_FAULT_KAFKA").is_none() {
         eprintln!("skipped (set WACRM_FAULT_KAFKA=1 to run the 30-second Kafka outage)");
@@ -29,7 +32,7 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
         eprintln!("SKIPPED: no Kafka-protocol broker installed (tansu)");
         return;
     };
-    let mut service = Service::new(Bus::Kafka(broker)).with_env(&tansu_env());
+    let mut service = Service::new(Bus::Kafka(broker));
     let key = service.admin_key();
     service.start().await;
     let mut pending: VecDeque<usize> = (0..TOTAL).collect();

@@ -47,17 +47,6 @@ pub fn crm_env(fake: &HubSpotFake, limit: u32) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Settings for runs against tansu 0.6, the Kafka-protocol broker CI can install: its
-/// idempotent-producer support does not survive producers killed mid-request or a broker
-/// restart (a librdkafka producer then bumps its epoch locally, and tansu's storage task panics
-/// on the epoch it never issued, after which it serves nothing). The suites therefore publish
-/// without idempotence (`bus.kafka.idempotence = false`, one request in flight): what they
-/// prove — nothing acknowledged is lost, nothing reaches the CRM twice — must then hold with
-/// records that a retry wrote twice on the log.
-pub fn tansu_env() -> Vec<(&'static str, String)> {
-    vec![("WACRM_BUS__KAFKA__IDEMPOTENCE", "false".into())]
-}
-
 pub fn crm_setup(service: &Service) {
     let out = service
         .command()

@@ -1,5 +1,6 @@
 //! A real Kafka-protocol broker for integration tests: `tansu` on a free loopback port with
-//! SQLite storage (so data survives its restarts). Found through `WACRM_TANSU_BIN`, `PATH` or
+//! SQLite storage (so data survives its restarts), or in memory for suites that kill clients
+//! mid-request. Found through `WACRM_TANSU_BIN`, `PATH` or
 //! `~/.cargo/bin`; when it is missing the Kafka suites skip with a message, except under CI
 //! (`CI` or `WACRM_REQUIRE_KAFKA` set), where they fail.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -14,7 +15,17 @@ pub struct Broker {
     pub port: u16,
     child: Option<Child>,
     bin: PathBuf,
+    storage: &'static str,
+    started: bool,
 }
+
+/// SQLite storage: survives restarts, but tansu 0.6 serves all of it from one task that ends
+/// for good on the first reply it cannot deliver or the first storage error (`tansu-storage`
+/// 0.6.0, `service.rs`, `ChannelRequestService::serve`: `tx.send(response)…?` inside the
+/// loop) — a client that dies or times out with a request in flight stops the broker.
+const SQLITE: &str = "sqlite://broker.db";
+/// In-memory storage: lost on restart, but without that single task.
+const MEMORY: &str = "memory://tansu/";
 
 fn find_tansu() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("WACRM_TANSU_BIN") {
@@ -41,6 +52,16 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker, or `None` (after saying why) when tansu is not installed outside CI.
     pub fn start() -> Option<Broker> {
+        Broker::start_with(SQLITE)
+    }
+
+    /// A broker whose storage is in memory, for suites that never restart it but kill its
+    /// clients mid-request (see [`SQLITE`]).
+    pub fn start_in_memory() -> Option<Broker> {
+        Broker::start_with(MEMORY)
+    }
+
+    fn start_with(storage: &'static str) -> Option<Broker> {
         let Some(bin) = find_tansu() else {
             let required = std::env::var_os("CI").is_some()
                 || std::env::var_os("WACRM_REQUIRE_KAFKA").is_some();
@@ -53,6 +74,8 @@ impl Broker {
             port: free_port(),
             child: None,
             bin,
+            storage,
+            started: false,
         };
         broker.restart();
         Some(broker)
@@ -64,6 +87,11 @@ impl Broker {
 
     /// Starts (again) on the same port and storage.
     pub fn restart(&mut self) {
+        assert!(
+            !(self.started && self.storage == MEMORY),
+            "an in-memory broker loses everything on restart"
+        );
+        self.started = true;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&self.bin)
             .current_dir(self.dir.path())
@@ -74,7 +102,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "sqlite://broker.db",
+                self.storage,
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
