@@ -148,16 +148,30 @@ pub async fn mark_synced(
         return Ok(());
     }
     let now = Utc::now();
-    // One transaction: one commit (one fsync on SQLite) per batch, not per message.
+    // One transaction (one commit, one fsync on SQLite, per batch) of multi-row upserts: the
+    // rows exist (`pending`), and one written without its intent is still the truth.
     let txn = db.begin().await?;
-    for (wamid, crm_id) in synced {
-        crm_ledger::Entity::update_many()
-            .col_expr(crm_ledger::Column::State, Expr::value("synced"))
-            .col_expr(crm_ledger::Column::CrmId, Expr::value(Some(crm_id.clone())))
-            .col_expr(crm_ledger::Column::UpdatedAt, Expr::value(now))
-            .filter(crm_ledger::Column::Connection.eq(connection))
-            .filter(crm_ledger::Column::Wamid.eq(wamid.clone()))
-            .exec(&txn)
+    for chunk in synced.chunks(200) {
+        let rows = chunk.iter().map(|(wamid, crm_id)| crm_ledger::ActiveModel {
+            connection: Set(connection.to_owned()),
+            wamid: Set(wamid.clone()),
+            state: Set("synced".into()),
+            crm_id: Set(Some(crm_id.clone())),
+            status: Set(None),
+            pending_since: Set(now),
+            updated_at: Set(now),
+        });
+        crm_ledger::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([crm_ledger::Column::Connection, crm_ledger::Column::Wamid])
+                    .update_columns([
+                        crm_ledger::Column::State,
+                        crm_ledger::Column::CrmId,
+                        crm_ledger::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
             .await?;
     }
     txn.commit().await?;
