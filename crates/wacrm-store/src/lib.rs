@@ -19,7 +19,10 @@ pub mod sync;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, TransactionTrait,
+};
 
 /// SQLite page cache per pooled store connection, in KiB (SQLite's default is 2,000): with the
 /// default pool of 8 the store's caches stay under 8 MiB however large the database grows.
@@ -132,6 +135,24 @@ fn sqlite_path(url: &str) -> Option<&str> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Begins a transaction that will write, holding the write lock from its first statement.
+///
+/// SQLite starts transactions deferred: one that reads first takes a snapshot, and when it then
+/// writes after another connection committed, SQLite refuses at once ("database is locked",
+/// `SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not wait out) and the whole batch has to
+/// be retried. A write as the first statement (one that changes nothing) takes the lock up
+/// front instead, waiting for other writers within the busy timeout. PostgreSQL locks rows, not
+/// the database, and needs nothing.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let txn = db.begin().await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        let table = sea_orm::EntityName::table_name(&entities::contact::Entity);
+        txn.execute_unprepared(&format!("UPDATE {table} SET id = id WHERE 0"))
+            .await?;
+    }
+    Ok(txn)
 }
 
 /// Applies every pending migration.

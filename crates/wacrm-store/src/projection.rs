@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, TransactionTrait,
+    QueryFilter,
 };
 use wacrm_bus::cloudevents::{self, decode_event};
 use wacrm_bus::runner::{Handled, Handler, HandlerError};
@@ -65,7 +65,9 @@ impl Projection {
 
     /// Applies decoded items in one transaction.
     async fn apply_all(&self, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
-        let txn = self.db.begin().await.map_err(|e| (0, e.into()))?;
+        let txn = crate::begin_write(&self.db)
+            .await
+            .map_err(|e| (0, e.into()))?;
         let mut writer = BatchWriter::new(&txn);
         for (index, item) in items.iter().enumerate() {
             let result = match item {
