@@ -738,6 +738,15 @@ mod tests {
         out
     }
 
+    /// What a new group reads of topic `t`.
+    async fn read_back(bus: &KafkaBus, want: usize) -> Vec<Record> {
+        let mut sub = bus
+            .subscribe("g", &["t".to_owned()])
+            .await
+            .expect("subscribe");
+        drain(&mut sub, want).await
+    }
+
     #[tokio::test]
     async fn publish_consume_commit_on_a_mock_cluster() {
         let (_mock, config) = cluster("t");
@@ -778,11 +787,7 @@ mod tests {
         bus.publish(records("t", 10))
             .await
             .expect("retried until durable");
-        let mut sub = bus
-            .subscribe("g", &["t".to_owned()])
-            .await
-            .expect("subscribe");
-        let got = drain(&mut sub, 10).await;
+        let got = read_back(&bus, 10).await;
         let mut ids: Vec<&str> = got.iter().filter_map(|r| r.header("ce_id")).collect();
         ids.sort();
         ids.dedup();
@@ -811,11 +816,7 @@ mod tests {
                 .await
                 .expect("retried until durable");
         }
-        let mut sub = bus
-            .subscribe("g", &["t".to_owned()])
-            .await
-            .expect("subscribe");
-        let got = drain(&mut sub, 40).await;
+        let got = read_back(&bus, 40).await;
         for key in 0..5 {
             // A retry may write a record again; its first copy never comes after a later
             // record of its key.

@@ -260,6 +260,19 @@ impl Handler for Batches {
     }
 }
 
+/// Waits until the handler was handed at least `records`, failing after `within`.
+async fn handled_within(batches: &Mutex<Vec<usize>>, records: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while batches.lock().unwrap().iter().sum::<usize>() < records {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {:?} handled within {within:?}",
+            batches.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn publish_one(bus: &Arc<dyn EventBus>, topics: &Topics, n: usize) {
     bus.publish(vec![record(&topics.conversations, "k", n)])
         .await
@@ -304,11 +317,7 @@ async fn linger_gathers_records_that_arrive_while_a_batch_is_young() {
     publish_one(&bus, &topics, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     publish_one(&bus, &topics, 2).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while batches.lock().unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no batch handled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    handled_within(&batches, 1, Duration::from_secs(10)).await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(
@@ -330,13 +339,7 @@ async fn records_that_already_waited_out_the_linger_are_not_held_again() {
     let shutdown = CancellationToken::new();
     let started = tokio::time::Instant::now();
     let (batches, task) = lingering_runner(&bus, &topics, linger, 100, &shutdown).await;
-    while batches.lock().unwrap().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no batch handled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    handled_within(&batches, 1, Duration::from_secs(10)).await;
     let waited = started.elapsed();
     shutdown.cancel();
     task.await.unwrap().unwrap();
@@ -352,23 +355,23 @@ async fn lingering_stops_once_the_batch_fills_one_downstream_call() {
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
     let shutdown = CancellationToken::new();
-    let started = tokio::time::Instant::now();
     let (batches, task) =
         lingering_runner(&bus, &topics, Duration::from_secs(30), 3, &shutdown).await;
     for n in 0..7 {
         publish_one(&bus, &topics, n).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    while batches.lock().unwrap().iter().sum::<usize>() < 6 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "lingered past a full batch: {:?}",
-            batches.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Well before the 30-second linger.
+    handled_within(&batches, 6, Duration::from_secs(20)).await;
+    // The seventh record is lingering: shutdown ends that at once.
+    let stopping = tokio::time::Instant::now();
     shutdown.cancel();
     task.await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the linger ({:?})",
+        stopping.elapsed()
+    );
     let batches = batches.lock().unwrap();
     assert_eq!(batches[..2], [3, 3], "{batches:?}");
 }

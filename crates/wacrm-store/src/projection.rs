@@ -302,16 +302,8 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         at: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let db = self.db;
-        let mut condition = Condition::any();
-        for key in keys {
-            condition = condition.add(
-                Condition::all()
-                    .add(contact_identity::Column::Kind.eq(key.kind()))
-                    .add(contact_identity::Column::Value.eq(key.value())),
-            );
-        }
         let found = contact_identity::Entity::find()
-            .filter(condition)
+            .filter(crate::queries::identity_condition(keys))
             .all(db)
             .await?;
         let owners: BTreeSet<String> = found.iter().map(|f| f.contact_id.clone()).collect();

@@ -142,6 +142,17 @@ async fn contact_view(
     })
 }
 
+/// Identity rows holding any of these keys.
+pub(crate) fn identity_condition(keys: &[IdentityKey]) -> Condition {
+    keys.iter().fold(Condition::any(), |any, key| {
+        any.add(
+            Condition::all()
+                .add(contact_identity::Column::Kind.eq(key.kind()))
+                .add(contact_identity::Column::Value.eq(key.value())),
+        )
+    })
+}
+
 /// Contacts known by any of these identity keys.
 pub async fn find_contacts(
     db: &DatabaseConnection,
@@ -150,16 +161,8 @@ pub async fn find_contacts(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut condition = Condition::any();
-    for key in keys {
-        condition = condition.add(
-            Condition::all()
-                .add(contact_identity::Column::Kind.eq(key.kind()))
-                .add(contact_identity::Column::Value.eq(key.value())),
-        );
-    }
     let mut ids: Vec<String> = contact_identity::Entity::find()
-        .filter(condition)
+        .filter(identity_condition(keys))
         .all(db)
         .await?
         .into_iter()

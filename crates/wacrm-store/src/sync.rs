@@ -106,6 +106,44 @@ pub async fn ledger(
     Ok(out)
 }
 
+/// The ledger's key, for upserts.
+fn ledger_key() -> OnConflict {
+    OnConflict::columns([crm_ledger::Column::Connection, crm_ledger::Column::Wamid])
+}
+
+/// Writes ledger rows `(wamid, crm id)` in `state`, in one transaction of multi-row inserts
+/// (one commit, one fsync on SQLite, per batch rather than per message).
+async fn write_ledger(
+    db: &DatabaseConnection,
+    connection: &str,
+    state: &str,
+    rows: &[(&str, Option<&str>)],
+    on_conflict: OnConflict,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    for chunk in rows.chunks(200) {
+        let models = chunk.iter().map(|(wamid, crm_id)| crm_ledger::ActiveModel {
+            connection: Set(connection.to_owned()),
+            wamid: Set((*wamid).to_owned()),
+            state: Set(state.to_owned()),
+            crm_id: Set(crm_id.map(str::to_owned)),
+            status: Set(None),
+            pending_since: Set(now),
+            updated_at: Set(now),
+        });
+        crm_ledger::Entity::insert_many(models)
+            .on_conflict(on_conflict.clone())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Writes the intent to create these wamids' CRM objects, before the CRM call: after a crash
 /// a `pending` row says "reconcile before creating again".
 pub async fn mark_pending(
@@ -113,29 +151,16 @@ pub async fn mark_pending(
     connection: &str,
     wamids: &[String],
 ) -> Result<(), StoreError> {
-    let now = Utc::now();
-    let txn = db.begin().await?;
-    for chunk in wamids.chunks(200) {
-        let rows = chunk.iter().map(|w| crm_ledger::ActiveModel {
-            connection: Set(connection.to_owned()),
-            wamid: Set(w.clone()),
-            state: Set("pending".into()),
-            crm_id: Set(None),
-            status: Set(None),
-            pending_since: Set(now),
-            updated_at: Set(now),
-        });
-        crm_ledger::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([crm_ledger::Column::Connection, crm_ledger::Column::Wamid])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    txn.commit().await?;
-    Ok(())
+    let rows: Vec<(&str, Option<&str>)> = wamids.iter().map(|w| (w.as_str(), None)).collect();
+    // An existing row (pending or synced) is left as it is.
+    write_ledger(
+        db,
+        connection,
+        "pending",
+        &rows,
+        ledger_key().do_nothing().to_owned(),
+    )
+    .await
 }
 
 /// Records the CRM objects created (or found) for wamids.
@@ -147,35 +172,19 @@ pub async fn mark_synced(
     if synced.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
-    // One transaction (one commit, one fsync on SQLite, per batch) of multi-row upserts: the
-    // rows exist (`pending`), and one written without its intent is still the truth.
-    let txn = db.begin().await?;
-    for chunk in synced.chunks(200) {
-        let rows = chunk.iter().map(|(wamid, crm_id)| crm_ledger::ActiveModel {
-            connection: Set(connection.to_owned()),
-            wamid: Set(wamid.clone()),
-            state: Set("synced".into()),
-            crm_id: Set(Some(crm_id.clone())),
-            status: Set(None),
-            pending_since: Set(now),
-            updated_at: Set(now),
-        });
-        crm_ledger::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([crm_ledger::Column::Connection, crm_ledger::Column::Wamid])
-                    .update_columns([
-                        crm_ledger::Column::State,
-                        crm_ledger::Column::CrmId,
-                        crm_ledger::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    txn.commit().await?;
-    Ok(())
+    let rows: Vec<(&str, Option<&str>)> = synced
+        .iter()
+        .map(|(w, id)| (w.as_str(), Some(id.as_str())))
+        .collect();
+    // The rows exist (`pending`); one written without its intent is still the truth.
+    let on_conflict = ledger_key()
+        .update_columns([
+            crm_ledger::Column::State,
+            crm_ledger::Column::CrmId,
+            crm_ledger::Column::UpdatedAt,
+        ])
+        .to_owned();
+    write_ledger(db, connection, "synced", &rows, on_conflict).await
 }
 
 /// Records the statuses last written to the CRM for wamids, in one transaction.

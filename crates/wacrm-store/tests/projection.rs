@@ -441,12 +441,25 @@ async fn a_late_older_message_does_not_bring_back_an_old_profile_name() {
     }
 }
 
+/// A contact row with nothing but its id.
+fn bare_contact(id: &str) -> contact::ActiveModel {
+    use sea_orm::ActiveValue::Set;
+    contact::ActiveModel {
+        id: Set(id.into()),
+        display_name: Set(None),
+        username: Set(None),
+        merged_into: Set(None),
+        created_at: Set(chrono::DateTime::UNIX_EPOCH),
+        updated_at: Set(chrono::DateTime::UNIX_EPOCH),
+    }
+}
+
 /// A writer that read before another connection committed still gets to write: `begin_write`
 /// holds the write lock from the start (a deferred SQLite transaction would be refused with
 /// "database is locked" here, and its whole batch retried).
 #[tokio::test]
 async fn a_write_transaction_that_reads_first_is_not_refused_by_a_concurrent_commit() {
-    use sea_orm::{ActiveValue::Set, TransactionTrait};
+    use sea_orm::TransactionTrait;
     for t in databases().await {
         let txn = wacrm_store::begin_write(&t.db).await.unwrap();
         contact::Entity::find().all(&txn).await.unwrap();
@@ -455,30 +468,16 @@ async fn a_write_transaction_that_reads_first_is_not_refused_by_a_concurrent_com
         let other = t.db.clone();
         let concurrent = tokio::spawn(async move {
             let txn = other.begin().await.unwrap();
-            contact::Entity::insert(contact::ActiveModel {
-                id: Set("other".into()),
-                display_name: Set(None),
-                username: Set(None),
-                merged_into: Set(None),
-                created_at: Set(chrono::DateTime::UNIX_EPOCH),
-                updated_at: Set(chrono::DateTime::UNIX_EPOCH),
-            })
-            .exec_without_returning(&txn)
-            .await?;
+            contact::Entity::insert(bare_contact("other"))
+                .exec_without_returning(&txn)
+                .await?;
             txn.commit().await
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        contact::Entity::insert(contact::ActiveModel {
-            id: Set("mine".into()),
-            display_name: Set(None),
-            username: Set(None),
-            merged_into: Set(None),
-            created_at: Set(chrono::DateTime::UNIX_EPOCH),
-            updated_at: Set(chrono::DateTime::UNIX_EPOCH),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+        contact::Entity::insert(bare_contact("mine"))
+            .exec_without_returning(&txn)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", t.name));
         txn.commit().await.unwrap();
         concurrent.await.unwrap().unwrap();
         assert_eq!(
