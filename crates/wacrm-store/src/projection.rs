@@ -140,8 +140,17 @@ pub struct BatchWriter<'c, C> {
     db: &'c C,
     /// Identity keys (sorted) → the contact that owns all of them, as resolved in this batch.
     contacts: HashMap<Vec<IdentityKey>, String>,
+    /// Contact id → the last profile report written for it in this batch. The same report
+    /// again, with no other in between, cannot change the row (see [`update_profile`]).
+    profiles: HashMap<String, ProfileReport>,
     touches: Touches,
 }
+
+/// A profile report: name, username, time.
+type ProfileReport = (Option<String>, Option<String>, DateTime<Utc>);
+
+/// Most conversations read back in one query when a batch writes its conversation times.
+const CONVERSATIONS_PER_READ: usize = 200;
 
 impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// A writer over a connection or transaction.
@@ -149,23 +158,35 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         BatchWriter {
             db,
             contacts: HashMap::new(),
+            profiles: HashMap::new(),
             touches: Touches::new(),
         }
     }
 
     /// Writes what the batch deferred. Call it before committing.
     pub async fn flush(&mut self) -> Result<(), StoreError> {
-        for ((phone_number_id, contact_id), (message_at, inbound_at)) in
-            std::mem::take(&mut self.touches)
-        {
-            touch_conversation(
-                self.db,
-                &phone_number_id,
-                &contact_id,
-                message_at,
-                inbound_at,
-            )
-            .await?;
+        let touches: Vec<_> = std::mem::take(&mut self.touches).into_iter().collect();
+        for chunk in touches.chunks(CONVERSATIONS_PER_READ) {
+            let mut wanted = Condition::any();
+            for ((phone_number_id, contact_id), _) in chunk {
+                wanted = wanted.add(
+                    Condition::all()
+                        .add(conversation::Column::PhoneNumberId.eq(phone_number_id.as_str()))
+                        .add(conversation::Column::ContactId.eq(contact_id.as_str())),
+                );
+            }
+            let current: HashMap<(String, String), conversation::Model> =
+                conversation::Entity::find()
+                    .filter(wanted)
+                    .all(self.db)
+                    .await?
+                    .into_iter()
+                    .map(|c| ((c.phone_number_id.clone(), c.contact_id.clone()), c))
+                    .collect();
+            for (key, (message_at, inbound_at)) in chunk {
+                write_conversation(self.db, key, current.get(key), *message_at, *inbound_at)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -287,7 +308,11 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             }
         };
         if name.is_some() || username.is_some() {
-            update_profile(db, &contact_id, name, username, at).await?;
+            let report = (name.map(str::to_owned), username.map(str::to_owned), at);
+            if self.profiles.get(&contact_id) != Some(&report) {
+                update_profile(db, &contact_id, name, username, at).await?;
+                self.profiles.insert(contact_id.clone(), report);
+            }
         }
         Ok(contact_id)
     }
@@ -355,6 +380,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         // first, and forget what this batch resolved.
         self.flush().await?;
         self.contacts.clear();
+        self.profiles.clear();
         let db = self.db;
         let mut contacts = contact::Entity::find()
             .filter(contact::Column::Id.is_in(ids.iter().cloned()))
@@ -556,15 +582,27 @@ async fn touch_conversation<C: ConnectionTrait>(
     last_message_at: Option<DateTime<Utc>>,
     last_inbound_at: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    let current =
-        conversation::Entity::find_by_id((phone_number_id.to_owned(), contact_id.to_owned()))
-            .one(db)
-            .await?;
+    let key = (phone_number_id.to_owned(), contact_id.to_owned());
+    let current = conversation::Entity::find_by_id(key.clone())
+        .one(db)
+        .await?;
+    write_conversation(db, &key, current.as_ref(), last_message_at, last_inbound_at).await
+}
+
+/// Writes a conversation's times given its `current` row (`None`: there is none yet), moving
+/// them forward only.
+async fn write_conversation<C: ConnectionTrait>(
+    db: &C,
+    (phone_number_id, contact_id): &(String, String),
+    current: Option<&conversation::Model>,
+    last_message_at: Option<DateTime<Utc>>,
+    last_inbound_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
     match current {
         None => {
             conversation::Entity::insert(conversation::ActiveModel {
-                phone_number_id: Set(phone_number_id.to_owned()),
-                contact_id: Set(contact_id.to_owned()),
+                phone_number_id: Set(phone_number_id.clone()),
+                contact_id: Set(contact_id.clone()),
                 last_message_at: Set(last_message_at),
                 last_inbound_at: Set(last_inbound_at),
             })
@@ -578,8 +616,8 @@ async fn touch_conversation<C: ConnectionTrait>(
                 conversation::Entity::update_many()
                     .col_expr(conversation::Column::LastMessageAt, Expr::value(message_at))
                     .col_expr(conversation::Column::LastInboundAt, Expr::value(inbound_at))
-                    .filter(conversation::Column::PhoneNumberId.eq(phone_number_id))
-                    .filter(conversation::Column::ContactId.eq(contact_id))
+                    .filter(conversation::Column::PhoneNumberId.eq(phone_number_id.as_str()))
+                    .filter(conversation::Column::ContactId.eq(contact_id.as_str()))
                     .exec(db)
                     .await?;
             }

@@ -373,6 +373,15 @@ fn mixed_events() -> Vec<Event> {
     all.extend(change);
     all.push(text_from(&new, "wamid.new.2", 1_800_000_200));
     all.push(text_from(&old, "wamid.old.3", 1_700_000_020));
+    // One contact renamed back and forth at the same second: the last name wins, as it does
+    // one event at a time, although its report repeats an earlier one of the batch.
+    for (n, name) in ["Ana", "Bia", "Ana"].into_iter().enumerate() {
+        let mut renamed = text_from("5521987650000", &format!("wamid.rename.{n}"), 1_750_000_000);
+        if let EventPayload::MessageReceived(m) = &mut renamed.payload {
+            m.contact.name = Some(name.into());
+        }
+        all.push(renamed);
+    }
     all
 }
 
