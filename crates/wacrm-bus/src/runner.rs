@@ -219,15 +219,24 @@ impl<H: Handler> ConsumerRunner<H> {
                 continue;
             }
             let batch = self.linger(subscription.as_mut(), batch, &shutdown).await;
-            match self.process(&batch, &shutdown).await? {
+            let handling = std::time::Instant::now();
+            let outcome = self.process(&batch, &shutdown).await?;
+            metrics::histogram!("wacrm_consumer_handle_seconds", "group" => group.clone())
+                .record(handling.elapsed());
+            metrics::histogram!("wacrm_consumer_batch_records", "group" => group.clone())
+                .record(batch.len() as f64);
+            match outcome {
                 Outcome::Done => {}
                 Outcome::Abandoned => {
                     // Shutting down mid-retry: leave the batch uncommitted for redelivery.
                     break;
                 }
             }
+            let committing = std::time::Instant::now();
             self.commit(subscription.as_mut(), &batch, &shutdown)
                 .await?;
+            metrics::histogram!("wacrm_consumer_commit_seconds", "group" => group.clone())
+                .record(committing.elapsed());
             metrics::counter!("wacrm_consumer_records_total", "group" => group.clone())
                 .increment(batch.len() as u64);
             if lag_measured.elapsed() >= lag_every {

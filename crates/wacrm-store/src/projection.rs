@@ -7,14 +7,14 @@
 //! identity seen and contact creation times from WhatsApp's times, so a replay into an empty
 //! database gives the same ids too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter,
+    QueryFilter, QuerySelect,
 };
 use wacrm_bus::cloudevents::{self, decode_event};
 use wacrm_bus::runner::{Handled, Handler, HandlerError};
@@ -69,6 +69,14 @@ impl Projection {
             .await
             .map_err(|e| (0, e.into()))?;
         let mut writer = BatchWriter::new(&txn);
+        let events: Vec<&Event> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Event(event) => Some(event.as_ref()),
+                Item::DeadLetter(_) => None,
+            })
+            .collect();
+        writer.read_ahead(&events).await.map_err(|e| (0, e))?;
         for (index, item) in items.iter().enumerate() {
             let result = match item {
                 Item::Event(event) => writer.apply_event(event).await,
@@ -143,14 +151,65 @@ pub struct BatchWriter<'c, C> {
     /// Contact id → the last profile report written for it in this batch. The same report
     /// again, with no other in between, cannot change the row (see [`update_profile`]).
     profiles: HashMap<String, ProfileReport>,
+    /// Messages not inserted yet, in event order (see [`BatchWriter::flush_messages`]).
+    messages: Vec<PendingMessage>,
     touches: Touches,
+    /// Identity keys read ahead for the batch ([`BatchWriter::read_ahead`]) → their contact.
+    /// A read-ahead key missing here was not stored when read, nor linked since.
+    owners: HashMap<IdentityKey, String>,
+    read_ahead: HashSet<IdentityKey>,
+    /// Profiles of contacts read ahead or created in this batch, kept in step with the profile
+    /// updates it writes, so an update that would change nothing is not sent.
+    stored_profiles: HashMap<String, StoredProfile>,
+}
+
+/// A contact's profile as stored.
+struct StoredProfile {
+    name: Option<String>,
+    username: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+impl StoredProfile {
+    /// Whether [`update_profile`] with this report changes the row (its conditions, in memory).
+    fn changed_by(&self, name: Option<&str>, username: Option<&str>, at: DateTime<Utc>) -> bool {
+        self.updated_at <= at
+            && (name.is_some_and(|n| self.name.as_deref() != Some(n))
+                || username.is_some_and(|u| self.username.as_deref() != Some(u)))
+    }
+
+    fn apply(&mut self, name: Option<&str>, username: Option<&str>, at: DateTime<Utc>) {
+        if let Some(n) = name {
+            self.name = Some(n.to_owned());
+        }
+        if let Some(u) = username {
+            self.username = Some(u.to_owned());
+        }
+        self.updated_at = at;
+    }
+}
+
+/// Most rows (or keys) one batch statement names; a power of two (see [`fixed_shape_chunks`]).
+const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+/// Splits `items` into runs of 128, 64, …, 1. Each connection keeps its prepared statements,
+/// one per distinct SQL text: runs of any length would leave it hundreds of large ones (RSS
+/// grew by 40 MiB in a minute); runs of these lengths make a few per statement kind.
+fn fixed_shape_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = items.len().min(MAX_ROWS_PER_STATEMENT);
+        let run = 1usize << (usize::BITS - 1 - len.leading_zeros());
+        let (head, rest) = items.split_at(run);
+        items = rest;
+        Some(head)
+    })
 }
 
 /// A profile report: name, username, time.
 type ProfileReport = (Option<String>, Option<String>, DateTime<Utc>);
-
-/// Most conversations read back in one query when a batch writes its conversation times.
-const CONVERSATIONS_PER_READ: usize = 200;
 
 impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// A writer over a connection or transaction.
@@ -159,14 +218,77 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             db,
             contacts: HashMap::new(),
             profiles: HashMap::new(),
+            messages: Vec::new(),
             touches: Touches::new(),
+            owners: HashMap::new(),
+            read_ahead: HashSet::new(),
+            stored_profiles: HashMap::new(),
         }
+    }
+
+    /// Reads, a few queries for the whole batch, the owners of the identities its messages and
+    /// contact updates name and those contacts' profiles, which the events would otherwise look
+    /// up one statement each.
+    pub async fn read_ahead(&mut self, events: &[&Event]) -> Result<(), StoreError> {
+        let keys: BTreeSet<IdentityKey> = events
+            .iter()
+            .flat_map(|event| match &event.payload {
+                EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
+                    m.contact.identity.keys()
+                }
+                EventPayload::ContactUpdated(c) => c.profile.identity.keys(),
+                _ => Vec::new(),
+            })
+            .filter(|key| !self.read_ahead.contains(key))
+            .collect();
+        let keys: Vec<IdentityKey> = keys.into_iter().collect();
+        for chunk in fixed_shape_chunks(&keys) {
+            let rows = contact_identity::Entity::find()
+                .filter(crate::queries::identity_condition(chunk))
+                .all(self.db)
+                .await?;
+            for key in chunk {
+                if let Some(row) = rows
+                    .iter()
+                    .find(|r| r.kind == key.kind() && r.value == key.value())
+                {
+                    self.owners.insert(key.clone(), row.contact_id.clone());
+                }
+                self.read_ahead.insert(key.clone());
+            }
+        }
+        let contact_ids: Vec<String> = self
+            .owners
+            .values()
+            .filter(|id| !self.stored_profiles.contains_key(*id))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in fixed_shape_chunks(&contact_ids) {
+            for c in contact::Entity::find()
+                .filter(contact::Column::Id.is_in(chunk.iter().cloned()))
+                .all(self.db)
+                .await?
+            {
+                self.stored_profiles.insert(
+                    c.id,
+                    StoredProfile {
+                        name: c.display_name,
+                        username: c.username,
+                        updated_at: c.updated_at,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Writes what the batch deferred. Call it before committing.
     pub async fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_messages().await?;
         let touches: Vec<_> = std::mem::take(&mut self.touches).into_iter().collect();
-        for chunk in touches.chunks(CONVERSATIONS_PER_READ) {
+        for chunk in fixed_shape_chunks(&touches) {
             let mut wanted = Condition::any();
             for ((phone_number_id, contact_id), _) in chunk {
                 wanted = wanted.add(
@@ -183,8 +305,25 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     .into_iter()
                     .map(|c| ((c.phone_number_id.clone(), c.contact_id.clone()), c))
                     .collect();
-            for (key, (message_at, inbound_at)) in chunk {
-                write_conversation(self.db, key, current.get(key), *message_at, *inbound_at)
+            let moved: Vec<conversation::ActiveModel> = chunk
+                .iter()
+                .filter_map(|(key, times)| moved_forward(key, current.get(key), *times))
+                .collect();
+            // The times were computed from the rows just read, inside this transaction.
+            for rows in fixed_shape_chunks(&moved) {
+                conversation::Entity::insert_many(rows.iter().cloned())
+                    .on_conflict(
+                        OnConflict::columns([
+                            conversation::Column::PhoneNumberId,
+                            conversation::Column::ContactId,
+                        ])
+                        .update_columns([
+                            conversation::Column::LastMessageAt,
+                            conversation::Column::LastInboundAt,
+                        ])
+                        .to_owned(),
+                    )
+                    .exec_without_returning(self.db)
                     .await?;
             }
         }
@@ -215,7 +354,13 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
                 self.apply_message(&event.id.to_string(), m).await
             }
-            EventPayload::StatusChanged(s) => apply_status(db, s).await,
+            EventPayload::StatusChanged(s) => {
+                // A status reads its message's row: a buffered one must be stored first.
+                if self.messages.iter().any(|p| p.wamid == s.wamid) {
+                    self.flush_messages().await?;
+                }
+                apply_status(db, s).await
+            }
             EventPayload::ContactUpdated(c) => self
                 .resolve_contact(
                     &c.profile.identity.keys(),
@@ -308,10 +453,17 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             }
         };
         if name.is_some() || username.is_some() {
-            let report = (name.map(str::to_owned), username.map(str::to_owned), at);
-            if self.profiles.get(&contact_id) != Some(&report) {
-                update_profile(db, &contact_id, name, username, at).await?;
-                self.profiles.insert(contact_id.clone(), report);
+            if let Some(stored) = self.stored_profiles.get_mut(&contact_id) {
+                if stored.changed_by(name, username, at) {
+                    update_profile(db, &contact_id, name, username, at).await?;
+                    stored.apply(name, username, at);
+                }
+            } else {
+                let report = (name.map(str::to_owned), username.map(str::to_owned), at);
+                if self.profiles.get(&contact_id) != Some(&report) {
+                    update_profile(db, &contact_id, name, username, at).await?;
+                    self.profiles.insert(contact_id.clone(), report);
+                }
             }
         }
         Ok(contact_id)
@@ -327,11 +479,25 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         at: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let db = self.db;
-        let found = contact_identity::Entity::find()
-            .filter(crate::queries::identity_condition(keys))
-            .all(db)
-            .await?;
-        let owners: BTreeSet<String> = found.iter().map(|f| f.contact_id.clone()).collect();
+        // (kind, value, contact) of the keys already stored.
+        let found: Vec<(String, String, String)> =
+            if keys.iter().all(|k| self.read_ahead.contains(k)) {
+                keys.iter()
+                    .filter_map(|k| {
+                        let owner = self.owners.get(k)?;
+                        Some((k.kind().to_owned(), k.value().to_owned(), owner.clone()))
+                    })
+                    .collect()
+            } else {
+                contact_identity::Entity::find()
+                    .filter(crate::queries::identity_condition(keys))
+                    .all(db)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.kind, f.value, f.contact_id))
+                    .collect()
+            };
+        let owners: BTreeSet<String> = found.iter().map(|f| f.2.clone()).collect();
         let contact_id = match owners.len() {
             0 => {
                 let id = contact_id_for(first);
@@ -343,7 +509,16 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     created_at: Set(at),
                     updated_at: Set(at),
                 };
-                insert_or_ignore(db, row, [contact::Column::Id]).await?;
+                if insert_or_ignore(db, row, [contact::Column::Id]).await? == 1 {
+                    self.stored_profiles.insert(
+                        id.clone(),
+                        StoredProfile {
+                            name: name.map(str::to_owned),
+                            username: username.map(str::to_owned),
+                            updated_at: at,
+                        },
+                    );
+                }
                 id
             }
             1 => owners.into_iter().next().unwrap_or_default(),
@@ -352,7 +527,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         for key in keys {
             let known = found
                 .iter()
-                .any(|f| f.kind == key.kind() && f.value == key.value());
+                .any(|f| f.0 == key.kind() && f.1 == key.value());
             if !known {
                 let row = contact_identity::ActiveModel {
                     kind: Set(key.kind().to_owned()),
@@ -369,6 +544,8 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     ],
                 )
                 .await?;
+                self.owners.insert(key.clone(), contact_id.clone());
+                self.read_ahead.insert(key.clone());
             }
         }
         Ok(contact_id)
@@ -393,6 +570,9 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             .or_else(|| ids.iter().next().cloned())
             .unwrap_or_default();
         for other in ids.iter().filter(|id| **id != survivor) {
+            for owner in self.owners.values_mut().filter(|owner| *owner == other) {
+                owner.clone_from(&survivor);
+            }
             contact_identity::Entity::update_many()
                 .col_expr(
                     contact_identity::Column::ContactId,
@@ -453,7 +633,6 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     }
 
     async fn apply_message(&mut self, event_id: &str, m: &Message) -> Result<(), StoreError> {
-        let db = self.db;
         let contact_id = self
             .resolve_contact(
                 &m.contact.identity.keys(),
@@ -489,36 +668,100 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
             stored_at: Set(Utc::now()),
         };
-        let inserted = insert_or_ignore(db, row, [message::Column::Wamid]).await?;
-        if inserted == 0 {
-            return Ok(());
-        }
-        let inbound_at = (m.direction == Direction::Inbound).then_some(m.timestamp);
-        self.touch(
-            &m.business.phone_number_id,
-            &contact_id,
-            Some(m.timestamp),
-            inbound_at,
-        );
-        if m.direction == Direction::Inbound {
-            // Statuses are reports on what the business sent; an inbound message has none.
-            return Ok(());
-        }
-        // Statuses that arrived before the message.
-        let history = message_status::Entity::find()
-            .filter(message_status::Column::Wamid.eq(m.wamid.clone()))
-            .all(db)
-            .await?;
-        if !history.is_empty() {
-            let mut status =
-                initial.unwrap_or_else(|| MessageStatus::from_report(DeliveryState::Accepted, &[]));
-            for h in &history {
-                status = status.merge(&stored_status(h)?);
+        self.messages.push(PendingMessage {
+            row,
+            wamid: m.wamid.clone(),
+            phone_number_id: m.business.phone_number_id.clone(),
+            contact_id,
+            timestamp: m.timestamp,
+            direction: m.direction,
+        });
+        Ok(())
+    }
+
+    /// Inserts the buffered messages, a chunk per statement: the ones already stored (or met
+    /// earlier in the buffer) are left alone, as inserting them one by one would; the new ones
+    /// move their conversations' times, and a new outbound message takes the statuses that
+    /// arrived before it.
+    async fn flush_messages(&mut self) -> Result<(), StoreError> {
+        let db = self.db;
+        let pending = std::mem::take(&mut self.messages);
+        let mut seen: HashSet<String> = HashSet::new();
+        for chunk in fixed_shape_chunks(&pending) {
+            let stored: HashSet<String> = message::Entity::find()
+                .select_only()
+                .column(message::Column::Wamid)
+                .filter(message::Column::Wamid.is_in(chunk.iter().map(|p| p.wamid.clone())))
+                .into_tuple::<String>()
+                .all(db)
+                .await?
+                .into_iter()
+                .collect();
+            let new: Vec<&PendingMessage> = chunk
+                .iter()
+                .filter(|p| !stored.contains(&p.wamid) && seen.insert(p.wamid.clone()))
+                .collect();
+            if new.is_empty() {
+                continue;
             }
-            write_status(db, &m.wamid, &status).await?;
+            for rows in fixed_shape_chunks(&new) {
+                message::Entity::insert_many(rows.iter().map(|p| p.row.clone()))
+                    .on_conflict(
+                        OnConflict::column(message::Column::Wamid)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(db)
+                    .await?;
+            }
+            for p in &new {
+                let inbound_at = (p.direction == Direction::Inbound).then_some(p.timestamp);
+                self.touch(
+                    &p.phone_number_id,
+                    &p.contact_id,
+                    Some(p.timestamp),
+                    inbound_at,
+                );
+            }
+            // Statuses are reports on what the business sent; an inbound message has none.
+            let outbound: Vec<String> = new
+                .iter()
+                .filter(|p| p.direction == Direction::Outbound)
+                .map(|p| p.wamid.clone())
+                .collect();
+            if outbound.is_empty() {
+                continue;
+            }
+            let mut histories: BTreeMap<String, Vec<message_status::Model>> = BTreeMap::new();
+            for wamids in fixed_shape_chunks(&outbound) {
+                for h in message_status::Entity::find()
+                    .filter(message_status::Column::Wamid.is_in(wamids.iter().cloned()))
+                    .all(db)
+                    .await?
+                {
+                    histories.entry(h.wamid.clone()).or_default().push(h);
+                }
+            }
+            for (wamid, history) in histories {
+                let mut status = MessageStatus::from_report(DeliveryState::Accepted, &[]);
+                for h in &history {
+                    status = status.merge(&stored_status(h)?);
+                }
+                write_status(db, &wamid, &status).await?;
+            }
         }
         Ok(())
     }
+}
+
+/// A message row waiting for its batch's insert, with what its insert moves.
+struct PendingMessage {
+    row: message::ActiveModel,
+    wamid: String,
+    phone_number_id: String,
+    contact_id: String,
+    timestamp: DateTime<Utc>,
+    direction: Direction,
 }
 
 /// Inserts a row unless one with the same key exists; the number of rows inserted (0 or 1).
@@ -586,44 +829,51 @@ async fn touch_conversation<C: ConnectionTrait>(
     let current = conversation::Entity::find_by_id(key.clone())
         .one(db)
         .await?;
-    write_conversation(db, &key, current.as_ref(), last_message_at, last_inbound_at).await
-}
-
-/// Writes a conversation's times given its `current` row (`None`: there is none yet), moving
-/// them forward only.
-async fn write_conversation<C: ConnectionTrait>(
-    db: &C,
-    (phone_number_id, contact_id): &(String, String),
-    current: Option<&conversation::Model>,
-    last_message_at: Option<DateTime<Utc>>,
-    last_inbound_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    match current {
-        None => {
-            conversation::Entity::insert(conversation::ActiveModel {
-                phone_number_id: Set(phone_number_id.clone()),
-                contact_id: Set(contact_id.clone()),
-                last_message_at: Set(last_message_at),
-                last_inbound_at: Set(last_inbound_at),
-            })
+    if let Some(row) = moved_forward(&key, current.as_ref(), (last_message_at, last_inbound_at)) {
+        conversation::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    conversation::Column::PhoneNumberId,
+                    conversation::Column::ContactId,
+                ])
+                .update_columns([
+                    conversation::Column::LastMessageAt,
+                    conversation::Column::LastInboundAt,
+                ])
+                .to_owned(),
+            )
             .exec_without_returning(db)
             .await?;
-        }
-        Some(c) => {
-            let message_at = c.last_message_at.max(last_message_at);
-            let inbound_at = c.last_inbound_at.max(last_inbound_at);
-            if message_at != c.last_message_at || inbound_at != c.last_inbound_at {
-                conversation::Entity::update_many()
-                    .col_expr(conversation::Column::LastMessageAt, Expr::value(message_at))
-                    .col_expr(conversation::Column::LastInboundAt, Expr::value(inbound_at))
-                    .filter(conversation::Column::PhoneNumberId.eq(phone_number_id.as_str()))
-                    .filter(conversation::Column::ContactId.eq(contact_id.as_str()))
-                    .exec(db)
-                    .await?;
-            }
-        }
     }
     Ok(())
+}
+
+/// The row a conversation becomes when `times` (last message, last inbound) reach it, given
+/// its `current` row (`None`: there is none yet); `None` when nothing moves forward.
+fn moved_forward(
+    (phone_number_id, contact_id): &(String, String),
+    current: Option<&conversation::Model>,
+    (message_at, inbound_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Option<conversation::ActiveModel> {
+    let (message_at, inbound_at) = match current {
+        None => (message_at, inbound_at),
+        Some(c) => {
+            let moved = (
+                c.last_message_at.max(message_at),
+                c.last_inbound_at.max(inbound_at),
+            );
+            if moved == (c.last_message_at, c.last_inbound_at) {
+                return None;
+            }
+            moved
+        }
+    };
+    Some(conversation::ActiveModel {
+        phone_number_id: Set(phone_number_id.clone()),
+        contact_id: Set(contact_id.clone()),
+        last_message_at: Set(message_at),
+        last_inbound_at: Set(inbound_at),
+    })
 }
 
 fn stored_status(row: &message_status::Model) -> Result<MessageStatus, StoreError> {
@@ -794,4 +1044,21 @@ pub fn identity_of(rows: &[contact_identity::Model]) -> ContactIdentity {
         }
     }
     identity
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_statements_come_in_a_few_fixed_lengths_and_cover_everything() {
+        for n in 0..600 {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = fixed_shape_chunks(&items).collect();
+            assert!(runs
+                .iter()
+                .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS_PER_STATEMENT));
+            assert_eq!(runs.concat(), items);
+        }
+    }
 }

@@ -373,6 +373,16 @@ fn mixed_events() -> Vec<Event> {
     all.extend(change);
     all.push(text_from(&new, "wamid.new.2", 1_800_000_200));
     all.push(text_from(&old, "wamid.old.3", 1_700_000_020));
+    // Statuses before their outbound message, then the message, in one batch; and a message
+    // the business sent followed by its failure report, in one batch.
+    let early = events("statuses_out_of_order.json");
+    all.extend(outbound_for(&early));
+    let failed = events("status_failed.json");
+    all.extend(outbound_for(&failed));
+    all.extend(failed);
+    // The same wamid twice with different senders: the first one stays.
+    all.push(text_from("5531987651111", "wamid.twice", 1_750_000_100));
+    all.push(text_from("5531987652222", "wamid.twice", 1_750_000_200));
     // One contact renamed back and forth at the same second: the last name wins, as it does
     // one event at a time, although its report repeats an earlier one of the batch.
     for (n, name) in ["Ana", "Bia", "Ana"].into_iter().enumerate() {
