@@ -155,6 +155,27 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     Ok(txn)
 }
 
+/// Most rows (or keys) one multi-row statement names; a power of two (see
+/// [`fixed_shape_chunks`]).
+pub(crate) const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+/// Splits `items` into runs of 128, 64, …, 1 for multi-row statements. Each pooled connection
+/// keeps a prepared statement per distinct SQL text: runs of any length left it hundreds of
+/// large ones (RSS grew by 40 MiB in a minute under load); runs of these lengths make a few per
+/// statement kind.
+pub(crate) fn fixed_shape_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = items.len().min(MAX_ROWS_PER_STATEMENT);
+        let run = 1usize << (usize::BITS - 1 - len.leading_zeros());
+        let (head, rest) = items.split_at(run);
+        items = rest;
+        Some(head)
+    })
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migration::Migrator::up(db, None).await?;
@@ -170,6 +191,18 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_row_statements_come_in_a_few_fixed_lengths_and_cover_everything() {
+        for n in 0..600 {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = fixed_shape_chunks(&items).collect();
+            assert!(runs
+                .iter()
+                .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS_PER_STATEMENT));
+            assert_eq!(runs.concat(), items);
+        }
+    }
 
     #[test]
     fn passwords_never_reach_debug_output() {

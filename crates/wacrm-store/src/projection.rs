@@ -76,7 +76,11 @@ impl Projection {
                 Item::DeadLetter(_) => None,
             })
             .collect();
-        writer.read_ahead(&events).await.map_err(|e| (0, e))?;
+        // Not one event's fault: `items.len()` makes the runner retry, never dead-letter.
+        writer
+            .read_ahead(&events)
+            .await
+            .map_err(|e| (items.len(), e))?;
         for (index, item) in items.iter().enumerate() {
             let result = match item {
                 Item::Event(event) => writer.apply_event(event).await,
@@ -141,25 +145,22 @@ pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<()
 type Touches = BTreeMap<(String, String), (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
 
 /// Applies a batch of events inside one transaction, doing per batch what need not be done per
-/// event: a contact's identities are looked up once (later events of the same identities reuse
-/// the answer), and each conversation's last-message times are written once, at the end. The
-/// store it leaves is the one applying the events one by one leaves.
+/// event: the owners of the batch's identities and their profiles are read ahead in a few
+/// queries, messages are inserted a chunk per statement when the batch is flushed (or before a
+/// merge), and each conversation's last-message times are written once, at the end. The store
+/// it leaves is the one applying the events one by one leaves.
 pub struct BatchWriter<'c, C> {
     db: &'c C,
     /// Identity keys (sorted) → the contact that owns all of them, as resolved in this batch.
     contacts: HashMap<Vec<IdentityKey>, String>,
-    /// Contact id → the last profile report written for it in this batch. The same report
-    /// again, with no other in between, cannot change the row (see [`update_profile`]).
-    profiles: HashMap<String, ProfileReport>,
     /// Messages not inserted yet, in event order (see [`BatchWriter::flush_messages`]).
     messages: Vec<PendingMessage>,
     touches: Touches,
-    /// Identity keys read ahead for the batch ([`BatchWriter::read_ahead`]) → their contact.
-    /// A read-ahead key missing here was not stored when read, nor linked since.
-    owners: HashMap<IdentityKey, String>,
-    read_ahead: HashSet<IdentityKey>,
-    /// Profiles of contacts read ahead or created in this batch, kept in step with the profile
-    /// updates it writes, so an update that would change nothing is not sent.
+    /// Identity keys whose owner this batch knows ([`BatchWriter::read_ahead`], then every
+    /// link and merge it writes) → the owning contact, `None` for a key not stored.
+    owners: HashMap<IdentityKey, Option<String>>,
+    /// Profiles of the contacts this batch touched, kept in step with the profile updates it
+    /// writes, so an update that would change nothing is not sent.
     stored_profiles: HashMap<String, StoredProfile>,
 }
 
@@ -168,6 +169,16 @@ struct StoredProfile {
     name: Option<String>,
     username: Option<String>,
     updated_at: DateTime<Utc>,
+}
+
+impl From<contact::Model> for StoredProfile {
+    fn from(c: contact::Model) -> Self {
+        StoredProfile {
+            name: c.display_name,
+            username: c.username,
+            updated_at: c.updated_at,
+        }
+    }
 }
 
 impl StoredProfile {
@@ -189,39 +200,15 @@ impl StoredProfile {
     }
 }
 
-/// Most rows (or keys) one batch statement names; a power of two (see [`fixed_shape_chunks`]).
-const MAX_ROWS_PER_STATEMENT: usize = 128;
-
-/// Splits `items` into runs of 128, 64, …, 1. Each connection keeps its prepared statements,
-/// one per distinct SQL text: runs of any length would leave it hundreds of large ones (RSS
-/// grew by 40 MiB in a minute); runs of these lengths make a few per statement kind.
-fn fixed_shape_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let len = items.len().min(MAX_ROWS_PER_STATEMENT);
-        let run = 1usize << (usize::BITS - 1 - len.leading_zeros());
-        let (head, rest) = items.split_at(run);
-        items = rest;
-        Some(head)
-    })
-}
-
-/// A profile report: name, username, time.
-type ProfileReport = (Option<String>, Option<String>, DateTime<Utc>);
-
 impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// A writer over a connection or transaction.
     pub fn new(db: &'c C) -> Self {
         BatchWriter {
             db,
             contacts: HashMap::new(),
-            profiles: HashMap::new(),
             messages: Vec::new(),
             touches: Touches::new(),
             owners: HashMap::new(),
-            read_ahead: HashSet::new(),
             stored_profiles: HashMap::new(),
         }
     }
@@ -239,46 +226,40 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 EventPayload::ContactUpdated(c) => c.profile.identity.keys(),
                 _ => Vec::new(),
             })
-            .filter(|key| !self.read_ahead.contains(key))
+            .filter(|key| !self.owners.contains_key(key))
             .collect();
         let keys: Vec<IdentityKey> = keys.into_iter().collect();
-        for chunk in fixed_shape_chunks(&keys) {
-            let rows = contact_identity::Entity::find()
+        for chunk in crate::fixed_shape_chunks(&keys) {
+            let stored: HashMap<(String, String), String> = contact_identity::Entity::find()
                 .filter(crate::queries::identity_condition(chunk))
                 .all(self.db)
-                .await?;
+                .await?
+                .into_iter()
+                .map(|r| ((r.kind, r.value), r.contact_id))
+                .collect();
             for key in chunk {
-                if let Some(row) = rows
-                    .iter()
-                    .find(|r| r.kind == key.kind() && r.value == key.value())
-                {
-                    self.owners.insert(key.clone(), row.contact_id.clone());
-                }
-                self.read_ahead.insert(key.clone());
+                let owner = stored
+                    .get(&(key.kind().to_owned(), key.value().to_owned()))
+                    .cloned();
+                self.owners.insert(key.clone(), owner);
             }
         }
         let contact_ids: Vec<String> = self
             .owners
             .values()
+            .flatten()
             .filter(|id| !self.stored_profiles.contains_key(*id))
             .cloned()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for chunk in fixed_shape_chunks(&contact_ids) {
+        for chunk in crate::fixed_shape_chunks(&contact_ids) {
             for c in contact::Entity::find()
                 .filter(contact::Column::Id.is_in(chunk.iter().cloned()))
                 .all(self.db)
                 .await?
             {
-                self.stored_profiles.insert(
-                    c.id,
-                    StoredProfile {
-                        name: c.display_name,
-                        username: c.username,
-                        updated_at: c.updated_at,
-                    },
-                );
+                self.stored_profiles.insert(c.id.clone(), c.into());
             }
         }
         Ok(())
@@ -288,7 +269,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     pub async fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_messages().await?;
         let touches: Vec<_> = std::mem::take(&mut self.touches).into_iter().collect();
-        for chunk in fixed_shape_chunks(&touches) {
+        for chunk in crate::fixed_shape_chunks(&touches) {
             let mut wanted = Condition::any();
             for ((phone_number_id, contact_id), _) in chunk {
                 wanted = wanted.add(
@@ -310,7 +291,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 .filter_map(|(key, times)| moved_forward(key, current.get(key), *times))
                 .collect();
             // The times were computed from the rows just read, inside this transaction.
-            for rows in fixed_shape_chunks(&moved) {
+            for rows in crate::fixed_shape_chunks(&moved) {
                 conversation::Entity::insert_many(rows.iter().cloned())
                     .on_conflict(
                         OnConflict::columns([
@@ -354,13 +335,9 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
                 self.apply_message(&event.id.to_string(), m).await
             }
-            EventPayload::StatusChanged(s) => {
-                // A status reads its message's row: a buffered one must be stored first.
-                if self.messages.iter().any(|p| p.wamid == s.wamid) {
-                    self.flush_messages().await?;
-                }
-                apply_status(db, s).await
-            }
+            // A status of a message still buffered finds no row and stays in the history,
+            // which the message takes when it is inserted (as for a status that came first).
+            EventPayload::StatusChanged(s) => apply_status(db, s).await,
             EventPayload::ContactUpdated(c) => self
                 .resolve_contact(
                     &c.profile.identity.keys(),
@@ -453,16 +430,22 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             }
         };
         if name.is_some() || username.is_some() {
-            if let Some(stored) = self.stored_profiles.get_mut(&contact_id) {
-                if stored.changed_by(name, username, at) {
-                    update_profile(db, &contact_id, name, username, at).await?;
-                    stored.apply(name, username, at);
+            if !self.stored_profiles.contains_key(&contact_id) {
+                if let Some(c) = contact::Entity::find_by_id(contact_id.clone())
+                    .one(db)
+                    .await?
+                {
+                    self.stored_profiles.insert(contact_id.clone(), c.into());
                 }
-            } else {
-                let report = (name.map(str::to_owned), username.map(str::to_owned), at);
-                if self.profiles.get(&contact_id) != Some(&report) {
-                    update_profile(db, &contact_id, name, username, at).await?;
-                    self.profiles.insert(contact_id.clone(), report);
+            }
+            let stored = self.stored_profiles.get_mut(&contact_id);
+            if stored
+                .as_ref()
+                .is_none_or(|s| s.changed_by(name, username, at))
+            {
+                update_profile(db, &contact_id, name, username, at).await?;
+                if let Some(stored) = stored {
+                    stored.apply(name, username, at);
                 }
             }
         }
@@ -480,23 +463,23 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     ) -> Result<String, StoreError> {
         let db = self.db;
         // (kind, value, contact) of the keys already stored.
-        let found: Vec<(String, String, String)> =
-            if keys.iter().all(|k| self.read_ahead.contains(k)) {
-                keys.iter()
-                    .filter_map(|k| {
-                        let owner = self.owners.get(k)?;
-                        Some((k.kind().to_owned(), k.value().to_owned(), owner.clone()))
-                    })
-                    .collect()
-            } else {
-                contact_identity::Entity::find()
-                    .filter(crate::queries::identity_condition(keys))
-                    .all(db)
-                    .await?
-                    .into_iter()
-                    .map(|f| (f.kind, f.value, f.contact_id))
-                    .collect()
-            };
+        let known: Option<Vec<&Option<String>>> = keys.iter().map(|k| self.owners.get(k)).collect();
+        let found: Vec<(String, String, String)> = if let Some(known) = known {
+            keys.iter()
+                .zip(known)
+                .filter_map(|(k, owner)| {
+                    Some((k.kind().to_owned(), k.value().to_owned(), owner.clone()?))
+                })
+                .collect()
+        } else {
+            contact_identity::Entity::find()
+                .filter(crate::queries::identity_condition(keys))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|f| (f.kind, f.value, f.contact_id))
+                .collect()
+        };
         let owners: BTreeSet<String> = found.iter().map(|f| f.2.clone()).collect();
         let contact_id = match owners.len() {
             0 => {
@@ -544,8 +527,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     ],
                 )
                 .await?;
-                self.owners.insert(key.clone(), contact_id.clone());
-                self.read_ahead.insert(key.clone());
+                self.owners.insert(key.clone(), Some(contact_id.clone()));
             }
         }
         Ok(contact_id)
@@ -557,7 +539,6 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         // first, and forget what this batch resolved.
         self.flush().await?;
         self.contacts.clear();
-        self.profiles.clear();
         let db = self.db;
         let mut contacts = contact::Entity::find()
             .filter(contact::Column::Id.is_in(ids.iter().cloned()))
@@ -570,8 +551,10 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             .or_else(|| ids.iter().next().cloned())
             .unwrap_or_default();
         for other in ids.iter().filter(|id| **id != survivor) {
-            for owner in self.owners.values_mut().filter(|owner| *owner == other) {
-                owner.clone_from(&survivor);
+            for owner in self.owners.values_mut().flatten() {
+                if owner == other {
+                    owner.clone_from(&survivor);
+                }
             }
             contact_identity::Entity::update_many()
                 .col_expr(
@@ -591,14 +574,13 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 .all(db)
                 .await?;
             for c in conversations {
-                touch_conversation(
-                    db,
+                // Written with the batch's other conversation times.
+                self.touch(
                     &c.phone_number_id,
                     &survivor,
                     c.last_message_at,
                     c.last_inbound_at,
-                )
-                .await?;
+                );
             }
             conversation::Entity::delete_many()
                 .filter(conversation::Column::ContactId.eq(other.clone()))
@@ -687,7 +669,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         let db = self.db;
         let pending = std::mem::take(&mut self.messages);
         let mut seen: HashSet<String> = HashSet::new();
-        for chunk in fixed_shape_chunks(&pending) {
+        for chunk in crate::fixed_shape_chunks(&pending) {
             let stored: HashSet<String> = message::Entity::find()
                 .select_only()
                 .column(message::Column::Wamid)
@@ -704,7 +686,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             if new.is_empty() {
                 continue;
             }
-            for rows in fixed_shape_chunks(&new) {
+            for rows in crate::fixed_shape_chunks(&new) {
                 message::Entity::insert_many(rows.iter().map(|p| p.row.clone()))
                     .on_conflict(
                         OnConflict::column(message::Column::Wamid)
@@ -733,7 +715,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 continue;
             }
             let mut histories: BTreeMap<String, Vec<message_status::Model>> = BTreeMap::new();
-            for wamids in fixed_shape_chunks(&outbound) {
+            for wamids in crate::fixed_shape_chunks(&outbound) {
                 for h in message_status::Entity::find()
                     .filter(message_status::Column::Wamid.is_in(wamids.iter().cloned()))
                     .all(db)
@@ -814,37 +796,6 @@ async fn update_profile<C: ConnectionTrait>(
             .add(contact::Column::Username.is_null());
     }
     update.filter(changed).exec(db).await?;
-    Ok(())
-}
-
-/// Moves a conversation's last-message times forward (never back).
-async fn touch_conversation<C: ConnectionTrait>(
-    db: &C,
-    phone_number_id: &str,
-    contact_id: &str,
-    last_message_at: Option<DateTime<Utc>>,
-    last_inbound_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let key = (phone_number_id.to_owned(), contact_id.to_owned());
-    let current = conversation::Entity::find_by_id(key.clone())
-        .one(db)
-        .await?;
-    if let Some(row) = moved_forward(&key, current.as_ref(), (last_message_at, last_inbound_at)) {
-        conversation::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    conversation::Column::PhoneNumberId,
-                    conversation::Column::ContactId,
-                ])
-                .update_columns([
-                    conversation::Column::LastMessageAt,
-                    conversation::Column::LastInboundAt,
-                ])
-                .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
-    }
     Ok(())
 }
 
@@ -1044,21 +995,4 @@ pub fn identity_of(rows: &[contact_identity::Model]) -> ContactIdentity {
         }
     }
     identity
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batch_statements_come_in_a_few_fixed_lengths_and_cover_everything() {
-        for n in 0..600 {
-            let items: Vec<usize> = (0..n).collect();
-            let runs: Vec<&[usize]> = fixed_shape_chunks(&items).collect();
-            assert!(runs
-                .iter()
-                .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS_PER_STATEMENT));
-            assert_eq!(runs.concat(), items);
-        }
-    }
 }

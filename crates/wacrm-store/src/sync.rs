@@ -85,7 +85,7 @@ pub async fn ledger(
         return Ok(HashMap::new());
     }
     let mut out = HashMap::new();
-    for chunk in wamids.chunks(500) {
+    for chunk in crate::fixed_shape_chunks(wamids) {
         let rows = crm_ledger::Entity::find()
             .filter(crm_ledger::Column::Connection.eq(connection))
             .filter(crm_ledger::Column::Wamid.is_in(chunk.iter().cloned()))
@@ -125,7 +125,7 @@ async fn write_ledger(
     }
     let now = Utc::now();
     let txn = db.begin().await?;
-    for chunk in rows.chunks(200) {
+    for chunk in crate::fixed_shape_chunks(rows) {
         let models = chunk.iter().map(|(wamid, crm_id)| crm_ledger::ActiveModel {
             connection: Set(connection.to_owned()),
             wamid: Set((*wamid).to_owned()),
@@ -169,9 +169,6 @@ pub async fn mark_synced(
     connection: &str,
     synced: &[(String, String)],
 ) -> Result<(), StoreError> {
-    if synced.is_empty() {
-        return Ok(());
-    }
     let rows: Vec<(&str, Option<&str>)> = synced
         .iter()
         .map(|(w, id)| (w.as_str(), Some(id.as_str())))

@@ -268,6 +268,24 @@ async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
             "{}: both messages and the system notice",
             t.name
         );
+        // The merged contact's conversation moved to the survivor, its times kept.
+        let conversations = conversation::Entity::find().all(&t.db).await.unwrap();
+        assert!(
+            conversations.iter().all(|c| c.contact_id == by_old[0].id),
+            "{}: {conversations:?}",
+            t.name
+        );
+        let latest = chrono::DateTime::from_timestamp(1_800_000_100, 0).unwrap();
+        let with_business = conversations
+            .iter()
+            .find(|c| c.phone_number_id == "106540352242922")
+            .unwrap();
+        assert!(
+            with_business.last_message_at >= Some(latest)
+                && with_business.last_inbound_at >= Some(latest),
+            "{}: {with_business:?}",
+            t.name
+        );
     }
 }
 
