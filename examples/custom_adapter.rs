@@ -91,6 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = wacrm_store::StoreConfig {
         url: format!("sqlite://{}?mode=rwc", dir.join("store.db").display()),
         max_connections: 2,
+        ..Default::default()
     };
     let db = wacrm_store::connect(&store).await?;
     wacrm_store::migrate(&db).await?;

@@ -107,10 +107,26 @@ pub struct RunnerConfig {
     /// of one downstream call, so a lingering batch becomes one full call rather than a full one
     /// and a sliver. A batch polled larger than this (a consumer that is behind) is kept whole.
     pub linger_target: usize,
+    /// How a batch waits out its linger.
+    pub linger_mode: LingerMode,
     /// First retry delay.
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+}
+
+/// How a batch waits out [`RunnerConfig::linger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LingerMode {
+    /// Take records as they arrive and go the moment the batch holds `linger_target`: for a
+    /// consumer whose batch size means something downstream (one CRM call). The consumer wakes
+    /// on every append while it lingers.
+    UntilTarget,
+    /// Sleep the linger out, then take what arrived meanwhile (up to `linger_target`): one
+    /// wake-up per batch instead of one per append. For a consumer whose cost is per batch
+    /// and whose batch size means nothing downstream (the store projection): under moderate
+    /// load it handles a few large batches a second instead of one small batch per append.
+    Sleep,
 }
 
 impl RunnerConfig {
@@ -122,6 +138,7 @@ impl RunnerConfig {
             poll_wait: Duration::from_millis(500),
             linger: Duration::ZERO,
             linger_target: usize::MAX,
+            linger_mode: LingerMode::UntilTarget,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
         }
@@ -266,6 +283,21 @@ impl<H: Handler> ConsumerRunner<H> {
             .config
             .linger_target
             .clamp(1, self.config.max_batch.max(1));
+        if self.config.linger_mode == LingerMode::Sleep && batch.len() < target {
+            tokio::select! {
+                // Shutting down: handle what we have.
+                _ = shutdown.cancelled() => return batch,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            // A poll error: handle what we have; the next poll meets the error again.
+            if let Ok(more) = subscription
+                .poll(target - batch.len(), Duration::ZERO)
+                .await
+            {
+                batch.extend(more);
+            }
+            return batch;
+        }
         while batch.len() < target {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {

@@ -1,6 +1,7 @@
 //! The embedded bus and the consumer runner: durable, ordered, at-least-once, dead letters.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::config::EmbeddedConfig;
 use wacrm_bus::embedded::EmbeddedBus;
-use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, RunnerConfig};
-use wacrm_bus::{cloudevents, EventBus, OutboundRecord, Record, Topics};
+use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, LingerMode, RunnerConfig};
+use wacrm_bus::{cloudevents, BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
 
 fn config(dir: &tempfile::TempDir) -> EmbeddedConfig {
     EmbeddedConfig {
@@ -279,31 +280,72 @@ async fn publish_one(bus: &Arc<dyn EventBus>, topics: &Topics, n: usize) {
         .unwrap();
 }
 
-/// Starts a runner with `linger` over the conversations topic; returns its batch sizes.
+/// A subscription that counts the polls that returned records: the consumer's wake-ups.
+struct CountedPolls {
+    inner: Box<dyn Subscription>,
+    fruitful: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Subscription for CountedPolls {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        let records = self.inner.poll(max, wait).await?;
+        if !records.is_empty() {
+            self.fruitful.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(records)
+    }
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        self.inner.commit(records).await
+    }
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        self.inner.rewind().await
+    }
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        self.inner.lag().await
+    }
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        self.inner.close().await
+    }
+}
+
+/// A runner with a linger over the conversations topic.
+struct Lingering {
+    /// The sizes of the batches it handled.
+    batches: Arc<Mutex<Vec<usize>>>,
+    /// Polls that returned records.
+    fruitful_polls: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<Result<(), wacrm_bus::runner::RunnerError>>,
+}
+
 async fn lingering_runner(
     bus: &Arc<dyn EventBus>,
     topics: &Topics,
     linger: Duration,
     target: usize,
+    mode: LingerMode,
     shutdown: &CancellationToken,
-) -> (
-    Arc<Mutex<Vec<usize>>>,
-    tokio::task::JoinHandle<Result<(), wacrm_bus::runner::RunnerError>>,
-) {
+) -> Lingering {
     let batches = Arc::new(Mutex::new(Vec::new()));
     let mut cfg = RunnerConfig::new("lingering");
     cfg.linger = linger;
     cfg.linger_target = target;
+    cfg.linger_mode = mode;
     cfg.poll_wait = Duration::from_millis(50);
     let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, Batches(batches.clone()));
-    let sub = bus
-        .subscribe("lingering", std::slice::from_ref(&topics.conversations))
-        .await
-        .unwrap();
-    (
-        batches.clone(),
-        tokio::spawn(runner.run(sub, shutdown.clone())),
-    )
+    let fruitful_polls = Arc::new(AtomicUsize::new(0));
+    let sub = Box::new(CountedPolls {
+        inner: bus
+            .subscribe("lingering", std::slice::from_ref(&topics.conversations))
+            .await
+            .unwrap(),
+        fruitful: fruitful_polls.clone(),
+    });
+    Lingering {
+        batches,
+        fruitful_polls,
+        task: tokio::spawn(runner.run(sub, shutdown.clone())),
+    }
 }
 
 #[tokio::test]
@@ -312,8 +354,15 @@ async fn linger_gathers_records_that_arrive_while_a_batch_is_young() {
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
     let shutdown = CancellationToken::new();
-    let (batches, task) =
-        lingering_runner(&bus, &topics, Duration::from_secs(3), 100, &shutdown).await;
+    let Lingering { batches, task, .. } = lingering_runner(
+        &bus,
+        &topics,
+        Duration::from_secs(3),
+        100,
+        LingerMode::UntilTarget,
+        &shutdown,
+    )
+    .await;
     publish_one(&bus, &topics, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     publish_one(&bus, &topics, 2).await;
@@ -338,7 +387,8 @@ async fn records_that_already_waited_out_the_linger_are_not_held_again() {
     tokio::time::sleep(linger).await;
     let shutdown = CancellationToken::new();
     let started = tokio::time::Instant::now();
-    let (batches, task) = lingering_runner(&bus, &topics, linger, 100, &shutdown).await;
+    let Lingering { batches, task, .. } =
+        lingering_runner(&bus, &topics, linger, 100, LingerMode::Sleep, &shutdown).await;
     handled_within(&batches, 1, Duration::from_secs(10)).await;
     let waited = started.elapsed();
     shutdown.cancel();
@@ -355,8 +405,15 @@ async fn lingering_stops_once_the_batch_fills_one_downstream_call() {
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
     let shutdown = CancellationToken::new();
-    let (batches, task) =
-        lingering_runner(&bus, &topics, Duration::from_secs(30), 3, &shutdown).await;
+    let Lingering { batches, task, .. } = lingering_runner(
+        &bus,
+        &topics,
+        Duration::from_secs(30),
+        3,
+        LingerMode::UntilTarget,
+        &shutdown,
+    )
+    .await;
     for n in 0..7 {
         publish_one(&bus, &topics, n).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -374,4 +431,78 @@ async fn lingering_stops_once_the_batch_fills_one_downstream_call() {
     );
     let batches = batches.lock().unwrap();
     assert_eq!(batches[..2], [3, 3], "{batches:?}");
+}
+
+#[tokio::test]
+async fn a_sleeping_linger_wakes_once_and_takes_everything_that_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let shutdown = CancellationToken::new();
+    let linger = Duration::from_millis(1500);
+    let Lingering {
+        batches,
+        fruitful_polls,
+        task,
+    } = lingering_runner(
+        &bus,
+        &topics,
+        linger,
+        usize::MAX,
+        LingerMode::Sleep,
+        &shutdown,
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    for n in 0..5 {
+        publish_one(&bus, &topics, n).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handled_within(&batches, 5, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() >= linger,
+        "handled before the linger was out ({:?})",
+        started.elapsed()
+    );
+    // The poll that started the batch and the one after the sleep, not one per append.
+    assert_eq!(fruitful_polls.load(Ordering::SeqCst), 2);
+    // The next record lingers for 30 s: shutdown handles it at once.
+    publish_one(&bus, &topics, 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::time::Instant::now();
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "shutdown waited for the linger ({:?})",
+        stopping.elapsed()
+    );
+    assert_eq!(*batches.lock().unwrap(), vec![5, 1], "one batch per linger");
+}
+
+#[tokio::test]
+async fn a_sleeping_linger_does_not_hold_a_full_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    // A backlog, as when the consumer is behind: fresh records, more than one batch of them.
+    for n in 0..7 {
+        publish_one(&bus, &topics, n).await;
+    }
+    let shutdown = CancellationToken::new();
+    let Lingering { batches, task, .. } = lingering_runner(
+        &bus,
+        &topics,
+        Duration::from_secs(30),
+        3,
+        LingerMode::Sleep,
+        &shutdown,
+    )
+    .await;
+    // Well before the 30-second linger: a batch polled at its target or above goes at once,
+    // whole.
+    handled_within(&batches, 7, Duration::from_secs(10)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*batches.lock().unwrap(), vec![7]);
 }

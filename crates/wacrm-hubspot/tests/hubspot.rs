@@ -30,6 +30,7 @@ async fn harness(fake_config: FakeConfig, tune: impl FnOnce(&mut HubSpotConfig))
     let db = wacrm_store::connect(&wacrm_store::StoreConfig {
         url,
         max_connections: 2,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -307,6 +308,7 @@ async fn a_business_number_owner_owns_its_contacts_and_messages() {
     let db = wacrm_store::connect(&wacrm_store::StoreConfig {
         url,
         max_connections: 2,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -63,6 +63,7 @@ async fn harness_with(tune: impl FnOnce(&mut WhatsAppConfig)) -> Harness {
     let db = wacrm_store::connect(&StoreConfig {
         url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
         max_connections: 4,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -41,6 +41,10 @@ pub struct StoreConfig {
     pub url: String,
     /// Most pooled connections.
     pub max_connections: u32,
+    /// How long the store projection lets events gather before it stores them as one batch,
+    /// in milliseconds (see [`projection::Projection::runner_config`]). 0 stores each poll's
+    /// events at once.
+    pub projection_linger_ms: u64,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("url", &redact_url_password(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("projection_linger_ms", &self.projection_linger_ms)
             .finish()
     }
 }
@@ -71,6 +76,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: "sqlite://data/wacrm.db?mode=rwc".into(),
             max_connections: 8,
+            projection_linger_ms: 50,
         }
     }
 }
@@ -209,6 +215,7 @@ mod tests {
         let c = StoreConfig {
             url: "postgres://wacrm:hunter2@db:5432/wacrm".into(),
             max_connections: 1,
+            ..StoreConfig::default()
         };
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"));

@@ -129,6 +129,7 @@ async fn store() -> (wacrm_store::Db, tempfile::TempDir) {
     let db = wacrm_store::connect(&wacrm_store::StoreConfig {
         url,
         max_connections: 2,
+        ..Default::default()
     })
     .await
     .unwrap();

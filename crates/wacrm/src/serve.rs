@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use wacrm_bus::runner::{ConsumerRunner, RunnerConfig};
+use wacrm_bus::runner::ConsumerRunner;
 use wacrm_store::projection::{self, Projection};
 use wacrm_sync::SyncEngine;
 
@@ -42,7 +42,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let runner = ConsumerRunner::new(
         bus.clone(),
         topics.clone(),
-        RunnerConfig::new(projection::GROUP),
+        Projection::runner_config(Duration::from_millis(settings.store.projection_linger_ms)),
         Projection::new(db.clone(), topics.clone()),
     );
     let projection_task = tokio::spawn(runner.run(subscription, shutdown.clone()));

@@ -64,6 +64,7 @@ pub async fn harness_full(
     let db = wacrm_store::connect(&StoreConfig {
         url,
         max_connections: 4,
+        ..Default::default()
     })
     .await
     .unwrap();

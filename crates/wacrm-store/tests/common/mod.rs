@@ -25,6 +25,7 @@ pub async fn databases() -> Vec<TestDb> {
     let db = wacrm_store::connect(&StoreConfig {
         url,
         max_connections: 4,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -46,6 +47,7 @@ pub async fn databases() -> Vec<TestDb> {
         let db = wacrm_store::connect(&StoreConfig {
             url,
             max_connections: 4,
+            ..Default::default()
         })
         .await
         .unwrap();
