@@ -506,3 +506,51 @@ async fn a_sleeping_linger_does_not_hold_a_full_batch() {
     task.await.unwrap().unwrap();
     assert_eq!(*batches.lock().unwrap(), vec![7]);
 }
+
+#[test]
+fn the_runner_reports_records_batches_and_their_times_per_group() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    // A runtime on this thread, so the runner's task records into this test's recorder.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+            let topics = Topics::default();
+            bus.publish(
+                (0..3)
+                    .map(|n| record(&topics.conversations, "k", n))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+            let shutdown = CancellationToken::new();
+            let Lingering { batches, task, .. } = lingering_runner(
+                &bus,
+                &topics,
+                Duration::ZERO,
+                usize::MAX,
+                LingerMode::UntilTarget,
+                &shutdown,
+            )
+            .await;
+            handled_within(&batches, 3, Duration::from_secs(10)).await;
+            shutdown.cancel();
+            task.await.unwrap().unwrap();
+        })
+    });
+    let text = metrics.render();
+    for expected in [
+        r#"wacrm_consumer_records_total{group="lingering"} 3"#,
+        r#"wacrm_consumer_batch_records_sum{group="lingering"} 3"#,
+        r#"wacrm_consumer_batch_records_count{group="lingering"} 1"#,
+        r#"wacrm_consumer_handle_seconds_count{group="lingering"} 1"#,
+        r#"wacrm_consumer_commit_seconds_count{group="lingering"} 1"#,
+    ] {
+        assert!(text.contains(expected), "no `{expected}` in:\n{text}");
+    }
+}
