@@ -102,6 +102,10 @@ enum Cmd {
         /// Only the baseline (no wacrm).
         #[arg(long)]
         baseline_only: bool,
+        /// Runs, each with a fresh service (and baseline): prints every run, then the spread
+        /// (this machine's numbers vary by ±10 % and more from run to run).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// Webhooks → bus → CRM sync → HubSpot fake.
     E2e {
@@ -367,15 +371,29 @@ fn print(name: &str, m: &Measured) {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Which servers an ingest run measures, and how many times.
+struct Runs {
+    baseline: bool,
+    baseline_only: bool,
+    repeat: usize,
+}
+
+/// One run's figures, for the spread over repeated runs.
+struct RunFigures {
+    rps: f64,
+    p99_ms: f64,
+    peak_mib: f64,
+    cores: f64,
+    share: Option<f64>,
+}
+
 async fn ingest(
     server: Server,
     pace: Pace,
     duration: Duration,
     warmup: Duration,
     generator: Generator,
-    with_baseline: bool,
-    baseline_only: bool,
+    runs: Runs,
 ) -> anyhow::Result<()> {
     let per_second = match pace {
         Pace::Rate(r) => r as usize,
@@ -396,22 +414,29 @@ async fn ingest(
         generator.numbers
     );
     let c = client()?;
-    let mut baseline_rps = None;
-    if with_baseline || baseline_only {
-        let base = start_baseline(&c).await?;
-        let m = measure(
-            &base,
-            "/webhooks/whatsapp",
-            Arc::clone(&pool),
-            pace,
-            warmup,
-            duration,
-        )
-        .await?;
-        print("baseline", &m);
-        baseline_rps = Some(m.report.rps());
-    }
-    if !baseline_only {
+    let mut figures = Vec::new();
+    for run in 1..=runs.repeat {
+        if runs.repeat > 1 {
+            println!("run {run} of {}", runs.repeat);
+        }
+        let mut baseline_rps = None;
+        if runs.baseline || runs.baseline_only {
+            let base = start_baseline(&c).await?;
+            let m = measure(
+                &base,
+                "/webhooks/whatsapp",
+                Arc::clone(&pool),
+                pace,
+                warmup,
+                duration,
+            )
+            .await?;
+            print("baseline", &m);
+            baseline_rps = Some(m.report.rps());
+        }
+        if runs.baseline_only {
+            continue;
+        }
         let wacrm = match server.port {
             Some(port) => Spawned {
                 child: None,
@@ -423,16 +448,94 @@ async fn ingest(
         };
         // Let the idle service settle before reading its idle RSS.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let m = measure(&wacrm, "/webhooks/whatsapp", pool, pace, warmup, duration).await?;
+        let m = measure(
+            &wacrm,
+            "/webhooks/whatsapp",
+            Arc::clone(&pool),
+            pace,
+            warmup,
+            duration,
+        )
+        .await?;
         print("wacrm", &m);
-        if let Some(b) = baseline_rps {
-            println!(
-                "wacrm / baseline: {:.0} %",
-                100.0 * m.report.rps() / b.max(1.0)
-            );
+        if let Some((stored, published)) = store_progress(&c, wacrm.port).await {
+            println!("store projection: {stored} of {published} published events stored when the load ended");
         }
+        let share = baseline_rps.map(|b| 100.0 * m.report.rps() / b.max(1.0));
+        if let Some(share) = share {
+            println!("wacrm / baseline: {share:.0} %");
+        }
+        figures.push(RunFigures {
+            rps: m.report.rps(),
+            p99_ms: m.report.ms(0.99),
+            peak_mib: mib(m.peak_rss),
+            cores: m.cpu_cores,
+            share,
+        });
+    }
+    if figures.len() > 1 {
+        print_spread(&figures);
     }
     Ok(())
+}
+
+/// Events the store projection had stored, and events published, as the service counts them
+/// (`/metrics`): whether the store kept up with the load.
+async fn store_progress(client: &reqwest::Client, port: u16) -> Option<(u64, u64)> {
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map(|value| value as u64)
+    };
+    let published = counter("wacrm_events_published_total ")?;
+    let stored = counter("wacrm_consumer_records_total{group=\"wacrm-store\"} ").unwrap_or(0);
+    Some((stored, published))
+}
+
+/// Minimum, median and maximum of each figure over the runs.
+fn print_spread(figures: &[RunFigures]) {
+    fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+        values.sort_by(f64::total_cmp);
+        (
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1],
+        )
+    }
+    let line = |name: &str, unit: &str, values: Vec<f64>| {
+        if values.is_empty() {
+            return;
+        }
+        let (min, median, max) = spread(values);
+        println!("  {name:<10} min {min:>9.2}  median {median:>9.2}  max {max:>9.2} {unit}");
+    };
+    println!("wacrm over {} runs:", figures.len());
+    line(
+        "throughput",
+        "req/s",
+        figures.iter().map(|f| f.rps).collect(),
+    );
+    line("p99", "ms", figures.iter().map(|f| f.p99_ms).collect());
+    line(
+        "peak RSS",
+        "MiB",
+        figures.iter().map(|f| f.peak_mib).collect(),
+    );
+    line("CPU", "cores", figures.iter().map(|f| f.cores).collect());
+    line(
+        "/ baseline",
+        "%",
+        figures.iter().filter_map(|f| f.share).collect(),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -587,6 +690,7 @@ fn main() -> anyhow::Result<()> {
                 numbers,
                 baseline,
                 baseline_only,
+                repeat,
             } => {
                 let pace = match (rate, concurrency) {
                     (Some(r), _) => Pace::Rate(r),
@@ -610,8 +714,11 @@ fn main() -> anyhow::Result<()> {
                     Duration::from_secs(duration),
                     Duration::from_secs(warmup),
                     generator,
-                    baseline,
-                    baseline_only,
+                    Runs {
+                        baseline,
+                        baseline_only,
+                        repeat: repeat.max(1),
+                    },
                 )
                 .await
             }
