@@ -554,3 +554,91 @@ fn the_runner_reports_records_batches_and_their_times_per_group() {
         assert!(text.contains(expected), "no `{expected}` in:\n{text}");
     }
 }
+
+/// Records the name of the thread each batch was handled on.
+struct ThreadNames(Arc<Mutex<Vec<Option<String>>>>);
+
+#[async_trait]
+impl Handler for ThreadNames {
+    async fn handle(&mut self, _records: &[Record]) -> Result<Handled, HandlerError> {
+        let name = std::thread::current().name().map(str::to_owned);
+        self.0.lock().unwrap().push(name);
+        Ok(Handled::default())
+    }
+}
+
+#[tokio::test]
+async fn a_runner_on_its_own_thread_handles_commits_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = RunnerConfig::new("threaded");
+    cfg.poll_wait = Duration::from_millis(50);
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), cfg, ThreadNames(names.clone()));
+    let sub = bus
+        .subscribe("threaded", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run_on_own_thread(sub, shutdown.clone()));
+    publish_one(&bus, &topics, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while names.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *names.lock().unwrap(),
+        vec![Some("threaded-runner".to_owned())]
+    );
+    // It committed what it handled: the group has nothing left to read.
+    let mut again = bus
+        .subscribe("threaded", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    assert_eq!(again.lag().await.unwrap(), 0);
+}
+
+/// A handler with a bug.
+struct Panics;
+
+#[async_trait]
+impl Handler for Panics {
+    async fn handle(&mut self, _records: &[Record]) -> Result<Handled, HandlerError> {
+        panic!("a bug in the handler")
+    }
+}
+
+#[tokio::test]
+async fn a_runner_whose_thread_panics_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    publish_one(&bus, &topics, 1).await;
+    let runner = ConsumerRunner::new(
+        bus.clone(),
+        topics.clone(),
+        RunnerConfig::new("buggy"),
+        Panics,
+    );
+    let sub = bus
+        .subscribe("buggy", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        runner.run_on_own_thread(sub, CancellationToken::new()),
+    )
+    .await
+    .expect("the runner's end was not reported");
+    match outcome {
+        Err(wacrm_bus::runner::RunnerError::Fatal { group, reason }) => {
+            assert_eq!(group, "buggy");
+            assert!(reason.contains("panicked"), "{reason}");
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+}

@@ -45,7 +45,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Projection::runner_config(Duration::from_millis(settings.store.projection_linger_ms)),
         Projection::new(db.clone(), topics.clone()),
     );
-    let projection_task = tokio::spawn(runner.run(subscription, shutdown.clone()));
+    let projection_task = tokio::spawn(runner.run_on_own_thread(subscription, shutdown.clone()));
 
     let mut sync_tasks = Vec::new();
     for name in settings.crm.connections.keys() {
