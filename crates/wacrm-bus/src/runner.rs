@@ -208,7 +208,7 @@ impl<H: Handler> ConsumerRunner<H> {
     /// For a consumer whose batch is many round trips in sequence (every statement of a
     /// database transaction): on the service's shared runtime it waits at each of them behind
     /// every other ready task, so a flood of webhooks starves it (the store projection stored
-    /// about 6,500 events a second at 7,000 webhooks/s, a third of what came). On its own
+    /// about 6,500 events a second at 7,000 webhooks/s, less than half of what came). On its own
     /// thread the operating system shares the cores between it and the webhook path.
     pub fn run_on_own_thread(
         self,
