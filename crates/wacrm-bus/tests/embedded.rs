@@ -161,6 +161,22 @@ impl Handler for Flaky {
 
 #[tokio::test]
 async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
+    retries_and_dead_letters(Placement::SharedRuntime).await;
+}
+
+#[tokio::test]
+async fn a_runner_on_its_own_thread_retries_and_dead_letters_too() {
+    retries_and_dead_letters(Placement::OwnThread).await;
+}
+
+/// Where a test runs its runner.
+#[derive(Clone, Copy)]
+enum Placement {
+    SharedRuntime,
+    OwnThread,
+}
+
+async fn retries_and_dead_letters(placement: Placement) {
     let dir = tempfile::tempdir().unwrap();
     let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
     let topics = Topics::default();
@@ -196,7 +212,10 @@ async fn runner_retries_transient_errors_and_dead_letters_bad_records() {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let task = match placement {
+        Placement::SharedRuntime => tokio::spawn(runner.run(sub, shutdown.clone())),
+        Placement::OwnThread => tokio::spawn(runner.run_on_own_thread(sub, shutdown.clone())),
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while applied.lock().unwrap().len() < 4 {
         assert!(

@@ -166,7 +166,8 @@ impl Drop for Spawned {
 
 fn wacrm_path(server: &Server) -> anyhow::Result<PathBuf> {
     match &server.wacrm {
-        Some(p) => Ok(p.clone()),
+        // The service starts in its own temporary directory: a relative path would miss.
+        Some(p) => Ok(std::path::absolute(p)?),
         None => Ok(std::env::current_exe()?
             .parent()
             .context("no directory beside this binary")?
@@ -303,23 +304,25 @@ struct Measured {
     cpu_cores: f64,
 }
 
-async fn measure(
-    spawned: &Spawned,
-    path: &str,
+/// The load every server of an ingest run gets.
+struct Load {
     pool: Arc<Pool>,
     pace: Pace,
     warmup: Duration,
     duration: Duration,
-) -> anyhow::Result<Measured> {
+}
+
+async fn measure(spawned: &Spawned, load: &Load) -> anyhow::Result<Measured> {
+    let (pool, pace, warmup, duration) = (&load.pool, load.pace, load.warmup, load.duration);
     let client = client()?;
-    let url = format!("http://127.0.0.1:{}{path}", spawned.port);
+    let url = format!("http://127.0.0.1:{}/webhooks/whatsapp", spawned.port);
     let pid = spawned.pid;
     let idle_rss = procstat::read(pid).map_or(0, |r| r.rss);
     if !warmup.is_zero() {
         drive(
             client.clone(),
             url.clone(),
-            Arc::clone(&pool),
+            Arc::clone(pool),
             pace,
             warmup,
             20_000,
@@ -333,7 +336,7 @@ async fn measure(
         stop.clone(),
     ));
     let before = procstat::read(pid);
-    let report = drive(client, url, pool, pace, duration, 20_000).await?;
+    let report = drive(client, url, Arc::clone(pool), pace, duration, 20_000).await?;
     let after = procstat::read(pid);
     stop.cancel();
     let peak_rss = sampler.await.unwrap_or(0);
@@ -403,7 +406,12 @@ async fn ingest(
     let cap = (400_000 / generator.updates.max(1)).max(50);
     let count = (per_second * (duration + warmup).as_secs() as usize).clamp(1, cap);
     eprintln!("generating {count} signed webhooks…");
-    let pool = Arc::new(Pool::new(&generator, count));
+    let load = Load {
+        pool: Arc::new(Pool::new(&generator, count)),
+        pace,
+        warmup,
+        duration,
+    };
     println!(
         "load: {pace:?}, {} s (+{} s warm-up), {} update(s) per webhook, {:?} mix, {} contacts, {} numbers",
         duration.as_secs(),
@@ -422,15 +430,7 @@ async fn ingest(
         let mut baseline_rps = None;
         if runs.baseline || runs.baseline_only {
             let base = start_baseline(&c).await?;
-            let m = measure(
-                &base,
-                "/webhooks/whatsapp",
-                Arc::clone(&pool),
-                pace,
-                warmup,
-                duration,
-            )
-            .await?;
+            let m = measure(&base, &load).await?;
             print("baseline", &m);
             baseline_rps = Some(m.report.rps());
         }
@@ -448,15 +448,7 @@ async fn ingest(
         };
         // Let the idle service settle before reading its idle RSS.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let m = measure(
-            &wacrm,
-            "/webhooks/whatsapp",
-            Arc::clone(&pool),
-            pace,
-            warmup,
-            duration,
-        )
-        .await?;
+        let m = measure(&wacrm, &load).await?;
         print("wacrm", &m);
         if let Some((stored, published)) = store_progress(&c, wacrm.port).await {
             println!("store projection: {stored} of {published} published events stored when the load ended");
