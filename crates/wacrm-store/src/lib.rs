@@ -76,7 +76,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: "sqlite://data/wacrm.db?mode=rwc".into(),
             max_connections: 8,
-            projection_linger_ms: 50,
+            projection_linger_ms: 20,
         }
     }
 }
@@ -87,6 +87,9 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    /// The store projection's own SQLite connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Stored data is not what this version expects.
     #[error("stored data is invalid: {0}")]
     Invalid(String),
@@ -100,7 +103,7 @@ impl StoreError {
     /// is down, locked or restarting recovers; bad data and configuration do not.
     pub fn class(&self) -> ErrorClass {
         match self {
-            StoreError::Db(_) => ErrorClass::Retry,
+            StoreError::Db(_) | StoreError::Sqlite(_) => ErrorClass::Retry,
             StoreError::Invalid(_) => ErrorClass::DeadLetter,
             StoreError::Config(_) => ErrorClass::Fatal,
         }

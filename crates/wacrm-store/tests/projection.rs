@@ -4,19 +4,18 @@
 
 mod common;
 
-use common::{databases, events, records};
+use common::{events, projection_databases as databases, records, TestDb};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use wacrm_bus::runner::{Handler, HandlerError};
-use wacrm_bus::Topics;
 use wacrm_core::contact::IdentityKey;
 use wacrm_core::event::{Event, EventPayload};
 use wacrm_core::E164;
 use wacrm_store::entities::{contact, contact_identity, conversation, message, message_status};
-use wacrm_store::projection::Projection;
 use wacrm_store::queries;
 
-async fn project(db: &DatabaseConnection, events: &[Event]) {
-    let mut projection = Projection::new(db.clone(), Topics::default());
+async fn project(t: &TestDb, events: &[Event]) {
+    let mut projection = t.projection();
+    assert_eq!(projection.has_own_connection(), t.name == "sqlite");
     projection.handle(&records(events)).await.unwrap();
 }
 
@@ -67,8 +66,8 @@ async fn out_of_order_statuses_end_in_the_right_state() {
             EventPayload::StatusChanged(s) => s.wamid.clone(),
             _ => panic!(),
         };
-        project(&t.db, &outbound_for(&statuses[..1])).await;
-        project(&t.db, &statuses).await;
+        project(&t, &outbound_for(&statuses[..1])).await;
+        project(&t, &statuses).await;
         assert_eq!(
             status_of(&t.db, &wamid).await,
             (Some("read".into()), 2),
@@ -81,8 +80,8 @@ async fn out_of_order_statuses_end_in_the_right_state() {
         let EventPayload::StatusChanged(s) = &read[0].payload else {
             panic!()
         };
-        project(&t.db, &outbound_for(&read)).await;
-        project(&t.db, &read).await;
+        project(&t, &outbound_for(&read)).await;
+        project(&t, &read).await;
         assert_eq!(
             status_of(&t.db, &s.wamid).await.0,
             Some("read".into()),
@@ -95,13 +94,13 @@ async fn out_of_order_statuses_end_in_the_right_state() {
         let EventPayload::StatusChanged(f) = &failed[0].payload else {
             panic!()
         };
-        project(&t.db, &outbound_for(&failed)).await;
-        project(&t.db, &failed).await;
+        project(&t, &outbound_for(&failed)).await;
+        project(&t, &failed).await;
         let mut late = f.clone();
         late.state = wacrm_core::DeliveryState::Delivered;
         late.errors.clear();
         late.timestamp += chrono::Duration::seconds(10);
-        project(&t.db, &[Event::status(late).unwrap()]).await;
+        project(&t, &[Event::status(late).unwrap()]).await;
         let m = queries::get_message(&t.db, &f.wamid)
             .await
             .unwrap()
@@ -123,8 +122,8 @@ async fn statuses_before_their_message_are_applied_when_it_arrives() {
         let EventPayload::StatusChanged(s) = &statuses[0].payload else {
             panic!()
         };
-        project(&t.db, &statuses).await;
-        project(&t.db, &outbound_for(&statuses[..1])).await;
+        project(&t, &statuses).await;
+        project(&t, &outbound_for(&statuses[..1])).await;
         assert_eq!(
             status_of(&t.db, &s.wamid).await,
             (Some("read".into()), 2),
@@ -139,7 +138,7 @@ async fn the_same_webhook_three_times_yields_one_message_and_one_history() {
     for t in databases().await {
         let batch = events("batch_3x2.json");
         for _ in 0..3 {
-            project(&t.db, &batch).await;
+            project(&t, &batch).await;
         }
         let counts = queries::counts(&t.db).await.unwrap();
         assert_eq!(counts.messages, 12, "{}", t.name);
@@ -151,7 +150,7 @@ async fn the_same_webhook_three_times_yields_one_message_and_one_history() {
 async fn bsuid_only_contact_is_stored_and_found() {
     for t in databases().await {
         let evs = events("bsuid_only.json");
-        project(&t.db, &evs).await;
+        project(&t, &evs).await;
         let EventPayload::MessageReceived(m) = &evs[0].payload else {
             panic!()
         };
@@ -172,7 +171,7 @@ async fn bsuid_only_contact_is_stored_and_found() {
 #[tokio::test]
 async fn brazilian_number_with_and_without_ninth_digit_is_one_contact() {
     for t in databases().await {
-        project(&t.db, &events("number_9th_digit_pair.json")).await;
+        project(&t, &events("number_9th_digit_pair.json")).await;
         let phone = E164::parse("5511987654321").unwrap();
         let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
             .await
@@ -229,15 +228,15 @@ async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
         let old = c.old.wa_id.clone().unwrap();
         let new = c.new.wa_id.clone().unwrap();
         // A message from the new number arrives before the system message is processed.
-        project(&t.db, &[text_from(&old, "wamid.before", 1_700_000_000)]).await;
-        project(&t.db, &[text_from(&new, "wamid.after", 1_800_000_100)]).await;
+        project(&t, &[text_from(&old, "wamid.before", 1_700_000_000)]).await;
+        project(&t, &[text_from(&new, "wamid.after", 1_800_000_100)]).await;
         assert_eq!(
             queries::counts(&t.db).await.unwrap().contacts,
             2,
             "{}",
             t.name
         );
-        project(&t.db, &change).await;
+        project(&t, &change).await;
         assert_eq!(
             queries::counts(&t.db).await.unwrap().contacts,
             1,
@@ -344,9 +343,9 @@ async fn replaying_everything_twice_gives_the_same_store() {
     }
     let mut snapshots = Vec::new();
     for t in databases().await {
-        project(&t.db, &all).await;
+        project(&t, &all).await;
         let first = snapshot(&t.db).await;
-        project(&t.db, &all).await;
+        project(&t, &all).await;
         assert_eq!(
             first,
             snapshot(&t.db).await,
@@ -357,7 +356,7 @@ async fn replaying_everything_twice_gives_the_same_store() {
     }
     // A fresh store fed the same events has the same ids and rows.
     let fresh = databases().await.remove(0);
-    project(&fresh.db, &all).await;
+    project(&fresh, &all).await;
     assert_eq!(snapshot(&fresh.db).await, snapshots[0]);
 }
 
@@ -417,9 +416,9 @@ fn mixed_events() -> Vec<Event> {
 async fn one_batch_gives_the_store_that_one_event_at_a_time_gives() {
     let all = mixed_events();
     for (batched, single) in databases().await.into_iter().zip(databases().await) {
-        project(&batched.db, &all).await;
+        project(&batched, &all).await;
         for event in &all {
-            project(&single.db, std::slice::from_ref(event)).await;
+            project(&single, std::slice::from_ref(event)).await;
         }
         assert_eq!(
             snapshot(&batched.db).await,
@@ -437,7 +436,7 @@ async fn one_batch_gives_the_store_that_one_event_at_a_time_gives() {
 #[tokio::test]
 async fn an_undecodable_record_is_named_for_dead_lettering() {
     for t in databases().await {
-        let mut projection = Projection::new(t.db.clone(), Topics::default());
+        let mut projection = t.projection();
         let mut recs = records(&events("text.json"));
         recs[0].payload = b"{not json".to_vec();
         match projection.handle(&recs).await {
@@ -463,8 +462,8 @@ async fn a_late_older_message_does_not_bring_back_an_old_profile_name() {
                 m.contact.name = Some(name.into());
             }
         }
-        project(&t.db, &[newer]).await;
-        project(&t.db, &[older]).await;
+        project(&t, &[newer]).await;
+        project(&t, &[older]).await;
         let phone = E164::parse("5511987654321").unwrap();
         let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
             .await
@@ -524,4 +523,167 @@ async fn a_write_transaction_that_reads_first_is_not_refused_by_a_concurrent_com
             t.name
         );
     }
+}
+
+/// Every fixture's events and the mixed batch, and a dead-letter record: every kind of row the
+/// projection writes.
+fn everything() -> Vec<wacrm_bus::Record> {
+    let mut all = mixed_events();
+    for name in [
+        "text.json",
+        "image.json",
+        "location.json",
+        "interactive_button_reply.json",
+        "order.json",
+        "reaction.json",
+        "text_referral.json",
+        "contacts_vcard.json",
+        "status_sent.json",
+        "status_delivered.json",
+        "status_read.json",
+    ] {
+        all.extend(events(name));
+    }
+    let mut recs = records(&all);
+    let topics = wacrm_bus::Topics::default();
+    recs.push(wacrm_bus::Record {
+        topic: topics.dead_letters.clone(),
+        partition: 0,
+        offset: 7,
+        key: "k".into(),
+        headers: vec![
+            (wacrm_bus::cloudevents::DLQ_ID.into(), "dlq-1".into()),
+            (
+                wacrm_bus::cloudevents::DLQ_TIME.into(),
+                "2026-11-30T12:00:00.123456789Z".into(),
+            ),
+            (wacrm_bus::cloudevents::DLQ_SOURCE.into(), "test".into()),
+            (wacrm_bus::cloudevents::DLQ_REASON.into(), "bad".into()),
+        ],
+        payload: b"\x00\xffnot utf-8".to_vec(),
+        timestamp_ms: 1_764_504_000_000,
+    });
+    recs
+}
+
+/// Every projected table's rows as SQLite holds them, each value `quote()`d (so a time or JSON
+/// written as other text, or as another type, differs); the time a message was stored aside.
+async fn raw_rows(db: &DatabaseConnection) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let mut out = Vec::new();
+    for table in [
+        "contacts",
+        "contact_identities",
+        "conversations",
+        "messages",
+        "message_statuses",
+        "contact_preferences",
+        "platform_errors",
+        "dead_letters",
+    ] {
+        let columns: Vec<String> = db
+            .query_all(Statement::from_string(
+                backend,
+                format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.try_get::<String>("", "name").unwrap())
+            .filter(|c| c != "stored_at")
+            .collect();
+        let quoted: Vec<String> = columns.iter().map(|c| format!("quote({c})")).collect();
+        let sql = format!(
+            "SELECT {} AS row FROM {table} ORDER BY 1",
+            quoted.join(" || '|' || ")
+        );
+        let rows = db
+            .query_all(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+        assert!(!rows.is_empty(), "{table}: nothing written");
+        for r in rows {
+            out.push(format!(
+                "{table}: {}",
+                r.try_get::<String>("", "row").unwrap()
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_own_sqlite_connection_writes_exactly_what_the_pool_writes() {
+    let recs = everything();
+    let mut dbs = databases().await;
+    let own = dbs.remove(0);
+    let pooled = dbs.remove(0);
+    for t in [&own, &pooled] {
+        let mut projection = t.projection();
+        projection.handle(&recs).await.unwrap();
+        // And once more, one record at a time: a replay changes nothing.
+        for record in &recs {
+            projection
+                .handle(std::slice::from_ref(record))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(snapshot(&own.db).await, snapshot(&pooled.db).await);
+    let (own_rows, pooled_rows) = (raw_rows(&own.db).await, raw_rows(&pooled.db).await);
+    assert_eq!(own_rows.len(), pooled_rows.len());
+    for (a, b) in own_rows.iter().zip(&pooled_rows) {
+        assert_eq!(a, b);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_midway_leaves_nothing_and_the_next_one_goes_through() {
+    for t in databases().await {
+        let good = text_from("5511987654321", "wamid.good", 1_800_000_000);
+        let mut bad = text_from("5511987650000", "wamid.bad", 1_800_000_001);
+        if let EventPayload::MessageReceived(m) = &mut bad.payload {
+            m.contact.identity = wacrm_core::ContactIdentity::default();
+        }
+        let mut projection = t.projection();
+        match projection.handle(&records(&[good.clone(), bad])).await {
+            Err(HandlerError::Permanent { index: 1, .. }) => {}
+            other => panic!("{}: {other:?}", t.name),
+        }
+        let counts = queries::counts(&t.db).await.unwrap();
+        assert_eq!((counts.contacts, counts.messages), (0, 0), "{}", t.name);
+        // The runner hands the batch again without the dead letter.
+        projection.handle(&records(&[good])).await.unwrap();
+        let counts = queries::counts(&t.db).await.unwrap();
+        assert_eq!((counts.contacts, counts.messages), (1, 1), "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn the_own_sqlite_connection_waits_for_another_writer() {
+    use sea_orm::TransactionTrait;
+    let t = databases().await.remove(0);
+    assert!(t.projection().has_own_connection());
+    let txn = t.db.begin().await.unwrap();
+    contact::Entity::insert(bare_contact("other"))
+        .exec_without_returning(&txn)
+        .await
+        .unwrap();
+    let mut projection = t.projection();
+    let handled = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(projection.handle(&records(&events("text.json"))))
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !handled.is_finished(),
+        "wrote while another writer held the lock"
+    );
+    txn.commit().await.unwrap();
+    handled.await.unwrap().unwrap();
+    let counts = queries::counts(&t.db).await.unwrap();
+    assert_eq!((counts.contacts, counts.messages), (2, 1));
 }

@@ -3,15 +3,40 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use wacrm_bus::Record;
+use wacrm_bus::{Record, Topics};
 use wacrm_core::event::Event;
+use wacrm_store::projection::Projection;
 use wacrm_store::StoreConfig;
 
 /// A database under test and what keeps it alive.
 pub struct TestDb {
     pub name: &'static str,
     pub db: DatabaseConnection,
+    /// The projection writes through the pool even on SQLite.
+    pub through_pool: bool,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// The store projection over this database, as the test runs it.
+    pub fn projection(&self) -> Projection {
+        if self.through_pool {
+            Projection::through_pool(self.db.clone(), Topics::default())
+        } else {
+            Projection::new(self.db.clone(), Topics::default())
+        }
+    }
+}
+
+/// Every database the projection runs against: SQLite on the projection's own connection,
+/// SQLite through the pool (as on PostgreSQL), and PostgreSQL when configured.
+pub async fn projection_databases() -> Vec<TestDb> {
+    let mut out = databases().await;
+    let mut pooled = databases().await.remove(0);
+    pooled.name = "sqlite (through the pool)";
+    pooled.through_pool = true;
+    out.insert(1, pooled);
+    out
 }
 
 /// Every database the suite runs against.
@@ -33,6 +58,7 @@ pub async fn databases() -> Vec<TestDb> {
     out.push(TestDb {
         name: "sqlite",
         db,
+        through_pool: false,
         _dir: Some(dir),
     });
     if let Ok(admin_url) = std::env::var("WACRM_TEST_POSTGRES_URL") {
@@ -55,6 +81,7 @@ pub async fn databases() -> Vec<TestDb> {
         out.push(TestDb {
             name: "postgres",
             db,
+            through_pool: true,
             _dir: None,
         });
     } else {

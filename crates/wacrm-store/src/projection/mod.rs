@@ -7,15 +7,15 @@
 //! identity seen and contact creation times from WhatsApp's times, so a replay into an empty
 //! database gives the same ids too.
 
+mod lite;
+mod ops;
+mod sea;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QuerySelect,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 use wacrm_bus::cloudevents::{self, decode_event};
 use wacrm_bus::runner::{Handled, Handler, HandlerError, LingerMode, RunnerConfig};
 use wacrm_bus::{Record, Topics};
@@ -24,6 +24,9 @@ use wacrm_core::event::{Event, EventPayload};
 use wacrm_core::message::{Direction, Message};
 use wacrm_core::status::{DeliveryState, MessageStatus, MetaError, StatusUpdate};
 
+use self::lite::LiteStore;
+use self::ops::Ops;
+use self::sea::SeaOps;
 use crate::entities::{
     contact, contact_identity, conversation, dead_letter, message, message_status, platform_error,
     preference,
@@ -45,13 +48,40 @@ pub fn contact_id_for(key: &IdentityKey) -> String {
 /// The store projection handler.
 pub struct Projection {
     db: DatabaseConnection,
+    /// The SQLite store file on a connection of the projection's own (see [`lite`]); `None` on
+    /// PostgreSQL and in-memory SQLite, which go through `db`.
+    lite: Option<LiteStore>,
     topics: Topics,
 }
 
 impl Projection {
-    /// A projection writing to `db`.
+    /// A projection writing to `db`: on a SQLite file through a connection of its own, which
+    /// runs each batch on the projection's thread, otherwise through `db`.
     pub fn new(db: DatabaseConnection, topics: Topics) -> Self {
-        Projection { db, topics }
+        let lite = sqlite_file(&db).and_then(|path| match LiteStore::open(&path) {
+            Ok(lite) => Some(lite),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(),
+                    "store projection: cannot open its own SQLite connection; writing through the pool");
+                None
+            }
+        });
+        Projection { db, lite, topics }
+    }
+
+    /// A projection writing through `db`'s pool even on a SQLite file, as it does on
+    /// PostgreSQL (the tests run the projection both ways).
+    pub fn through_pool(db: DatabaseConnection, topics: Topics) -> Self {
+        Projection {
+            db,
+            lite: None,
+            topics,
+        }
+    }
+
+    /// Whether batches go through a SQLite connection of the projection's own.
+    pub fn has_own_connection(&self) -> bool {
+        self.lite.is_some()
     }
 
     /// How the projection's runner batches: records wait up to `linger` (counted from when the
@@ -77,33 +107,62 @@ impl Projection {
 
     /// Applies decoded items in one transaction.
     async fn apply_all(&self, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
+        if let Some(lite) = &self.lite {
+            lite.begin().map_err(|e| (items.len(), e))?;
+            let result = match apply_items(lite, items).await {
+                Ok(()) => lite.commit().map_err(|e| (items.len(), e)),
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                lite.rollback();
+            }
+            return result;
+        }
         let txn = crate::begin_write(&self.db)
             .await
-            .map_err(|e| (0, e.into()))?;
-        let mut writer = BatchWriter::new(&txn);
-        let events: Vec<&Event> = items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Event(event) => Some(event.as_ref()),
-                Item::DeadLetter(_) => None,
-            })
-            .collect();
-        // Not one event's fault: `items.len()` makes the runner retry, never dead-letter.
-        writer
-            .read_ahead(&events)
-            .await
-            .map_err(|e| (items.len(), e))?;
-        for (index, item) in items.iter().enumerate() {
-            let result = match item {
-                Item::Event(event) => writer.apply_event(event).await,
-                Item::DeadLetter(record) => apply_dead_letter(&txn, record).await,
-            };
-            result.map_err(|e| (index, e))?;
-        }
-        writer.flush().await.map_err(|e| (items.len(), e))?;
+            .map_err(|e| (items.len(), e.into()))?;
+        apply_items(&SeaOps::new(&txn), items).await?;
         txn.commit().await.map_err(|e| (items.len(), e.into()))?;
         Ok(())
     }
+}
+
+/// The file of a SQLite store on disk (`None`: PostgreSQL, or SQLite in memory).
+fn sqlite_file(db: &DatabaseConnection) -> Option<std::path::PathBuf> {
+    if db.get_database_backend() != DatabaseBackend::Sqlite {
+        return None;
+    }
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let path = options.get_filename();
+    // sqlx names in-memory databases `file:sqlx-in-memory-…` (or `:memory:`).
+    let text = path.to_string_lossy();
+    (path.is_file() && !text.starts_with("file:") && text != ":memory:").then(|| path.to_owned())
+}
+
+/// Applies decoded items inside the caller's transaction; on failure, the index of the item to
+/// blame (`items.len()`: none of them, retry).
+async fn apply_items<O: Ops>(ops: &O, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
+    let mut writer = BatchWriter::new(ops);
+    let events: Vec<&Event> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Event(event) => Some(event.as_ref()),
+            Item::DeadLetter(_) => None,
+        })
+        .collect();
+    // Not one event's fault: `items.len()` makes the runner retry, never dead-letter.
+    writer
+        .read_ahead(&events)
+        .await
+        .map_err(|e| (items.len(), e))?;
+    for (index, item) in items.iter().enumerate() {
+        let result = match item {
+            Item::Event(event) => writer.apply_event(event).await,
+            Item::DeadLetter(record) => ops.insert_dead_letter(dead_letter_row(record)).await,
+        };
+        result.map_err(|e| (index, e))?;
+    }
+    writer.flush().await.map_err(|e| (items.len(), e))
 }
 
 enum Item<'a> {
@@ -148,7 +207,8 @@ impl Handler for Projection {
 
 /// Applies one event to the store (inside the caller's transaction).
 pub async fn apply_event<C: ConnectionTrait>(db: &C, event: &Event) -> Result<(), StoreError> {
-    let mut writer = BatchWriter::new(db);
+    let ops = SeaOps::new(db);
+    let mut writer = BatchWriter::new(&ops);
     writer.apply_event(event).await?;
     writer.flush().await
 }
@@ -161,12 +221,12 @@ type Touches = BTreeMap<(String, String), (Option<DateTime<Utc>>, Option<DateTim
 /// queries, messages are inserted a chunk per statement when the batch is flushed (or before a
 /// merge), and each conversation's last-message times are written once, at the end. The store
 /// it leaves is the one applying the events one by one leaves.
-pub struct BatchWriter<'c, C> {
-    db: &'c C,
+struct BatchWriter<'o, O> {
+    ops: &'o O,
     /// Identity keys (sorted) → the contact that owns all of them, as resolved in this batch.
     contacts: HashMap<Vec<IdentityKey>, String>,
     /// Messages not inserted yet, in event order (see [`BatchWriter::flush_messages`]).
-    messages: Vec<PendingMessage>,
+    messages: Vec<message::Model>,
     touches: Touches,
     /// Identity keys whose owner this batch knows ([`BatchWriter::read_ahead`], then every
     /// link and merge it writes) → the owning contact, `None` for a key not stored.
@@ -194,7 +254,8 @@ impl From<contact::Model> for StoredProfile {
 }
 
 impl StoredProfile {
-    /// Whether [`update_profile`] with this report changes the row (its conditions, in memory).
+    /// Whether [`Ops::update_profile`] with this report changes the row (its conditions, in
+    /// memory).
     fn changed_by(&self, name: Option<&str>, username: Option<&str>, at: DateTime<Utc>) -> bool {
         self.updated_at <= at
             && (name.is_some_and(|n| self.name.as_deref() != Some(n))
@@ -212,11 +273,11 @@ impl StoredProfile {
     }
 }
 
-impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
-    /// A writer over a connection or transaction.
-    pub fn new(db: &'c C) -> Self {
+impl<'o, O: Ops> BatchWriter<'o, O> {
+    /// A writer over a transaction's statements.
+    fn new(ops: &'o O) -> Self {
         BatchWriter {
-            db,
+            ops,
             contacts: HashMap::new(),
             messages: Vec::new(),
             touches: Touches::new(),
@@ -228,7 +289,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// Reads, a few queries for the whole batch, the owners of the identities its messages and
     /// contact updates name and those contacts' profiles, which the events would otherwise look
     /// up one statement each.
-    pub async fn read_ahead(&mut self, events: &[&Event]) -> Result<(), StoreError> {
+    async fn read_ahead(&mut self, events: &[&Event]) -> Result<(), StoreError> {
         let keys: BTreeSet<IdentityKey> = events
             .iter()
             .flat_map(|event| match &event.payload {
@@ -242,12 +303,12 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             .collect();
         let keys: Vec<IdentityKey> = keys.into_iter().collect();
         for chunk in crate::fixed_shape_chunks(&keys) {
-            let stored: HashMap<(String, String), String> = contact_identity::Entity::find()
-                .filter(crate::queries::identity_condition(chunk))
-                .all(self.db)
+            let stored: HashMap<(String, String), String> = self
+                .ops
+                .identity_owners(chunk)
                 .await?
                 .into_iter()
-                .map(|r| ((r.kind, r.value), r.contact_id))
+                .map(|(kind, value, owner)| ((kind, value), owner))
                 .collect();
             for key in chunk {
                 let owner = stored
@@ -266,11 +327,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             .into_iter()
             .collect();
         for chunk in crate::fixed_shape_chunks(&contact_ids) {
-            for c in contact::Entity::find()
-                .filter(contact::Column::Id.is_in(chunk.iter().cloned()))
-                .all(self.db)
-                .await?
-            {
+            for c in self.ops.contacts(chunk).await? {
                 self.stored_profiles.insert(c.id.clone(), c.into());
             }
         }
@@ -278,46 +335,25 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     }
 
     /// Writes what the batch deferred. Call it before committing.
-    pub async fn flush(&mut self) -> Result<(), StoreError> {
+    async fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_messages().await?;
         let touches: Vec<_> = std::mem::take(&mut self.touches).into_iter().collect();
         for chunk in crate::fixed_shape_chunks(&touches) {
-            let mut wanted = Condition::any();
-            for ((phone_number_id, contact_id), _) in chunk {
-                wanted = wanted.add(
-                    Condition::all()
-                        .add(conversation::Column::PhoneNumberId.eq(phone_number_id.as_str()))
-                        .add(conversation::Column::ContactId.eq(contact_id.as_str())),
-                );
-            }
-            let current: HashMap<(String, String), conversation::Model> =
-                conversation::Entity::find()
-                    .filter(wanted)
-                    .all(self.db)
-                    .await?
-                    .into_iter()
-                    .map(|c| ((c.phone_number_id.clone(), c.contact_id.clone()), c))
-                    .collect();
-            let moved: Vec<conversation::ActiveModel> = chunk
+            let keys: Vec<&(String, String)> = chunk.iter().map(|(key, _)| key).collect();
+            let current: HashMap<(String, String), conversation::Model> = self
+                .ops
+                .conversations(&keys)
+                .await?
+                .into_iter()
+                .map(|c| ((c.phone_number_id.clone(), c.contact_id.clone()), c))
+                .collect();
+            let moved: Vec<conversation::Model> = chunk
                 .iter()
                 .filter_map(|(key, times)| moved_forward(key, current.get(key), *times))
                 .collect();
             // The times were computed from the rows just read, inside this transaction.
             for rows in crate::fixed_shape_chunks(&moved) {
-                conversation::Entity::insert_many(rows.iter().cloned())
-                    .on_conflict(
-                        OnConflict::columns([
-                            conversation::Column::PhoneNumberId,
-                            conversation::Column::ContactId,
-                        ])
-                        .update_columns([
-                            conversation::Column::LastMessageAt,
-                            conversation::Column::LastInboundAt,
-                        ])
-                        .to_owned(),
-                    )
-                    .exec_without_returning(self.db)
-                    .await?;
+                self.ops.upsert_conversations(rows).await?;
             }
         }
         Ok(())
@@ -341,15 +377,15 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     }
 
     /// Applies one event.
-    pub async fn apply_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        let db = self.db;
+    async fn apply_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        let ops = self.ops;
         match &event.payload {
             EventPayload::MessageReceived(m) | EventPayload::MessageSent(m) => {
                 self.apply_message(&event.id.to_string(), m).await
             }
             // A status of a message still buffered finds no row and stays in the history,
             // which the message takes when it is inserted (as for a status that came first).
-            EventPayload::StatusChanged(s) => apply_status(db, s).await,
+            EventPayload::StatusChanged(s) => apply_status(ops, s).await,
             EventPayload::ContactUpdated(c) => self
                 .resolve_contact(
                     &c.profile.identity.keys(),
@@ -371,12 +407,14 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     .resolve_contact(&p.contact.keys(), None, None, event.time)
                     .await?;
                 apply_preference(
-                    db,
-                    &contact_id,
-                    &p.business.phone_number_id,
-                    &p.category,
-                    &p.value,
-                    event.time,
+                    ops,
+                    preference::Model {
+                        contact_id,
+                        phone_number_id: p.business.phone_number_id.clone(),
+                        category: p.category.clone(),
+                        value: p.value.clone(),
+                        updated_at: event.time,
+                    },
                 )
                 .await
             }
@@ -402,14 +440,13 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             | EventPayload::SendFailed(_)
             | EventPayload::AuditRecorded(_) => Ok(()),
             EventPayload::PlatformError(e) => {
-                let row = platform_error::ActiveModel {
-                    event_id: Set(event.id.to_string()),
-                    phone_number_id: Set(e.business.phone_number_id.clone()),
-                    errors: Set(json(&e.errors)?),
-                    received_at: Set(event.time),
-                };
-                insert_or_ignore(db, row, [platform_error::Column::EventId]).await?;
-                Ok(())
+                ops.insert_platform_error(platform_error::Model {
+                    event_id: event.id.to_string(),
+                    phone_number_id: e.business.phone_number_id.clone(),
+                    errors: json(&e.errors)?,
+                    received_at: event.time,
+                })
+                .await
             }
         }
     }
@@ -417,14 +454,14 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// Finds the contact of these identity keys, creating it or linking new keys as needed. When
     /// the keys belong to several contacts (a number change, a Brazilian number seen in both forms
     /// before this version), they are merged into the oldest one.
-    pub async fn resolve_contact(
+    async fn resolve_contact(
         &mut self,
         keys: &[IdentityKey],
         name: Option<&str>,
         username: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let db = self.db;
+        let ops = self.ops;
         let first = keys
             .first()
             .ok_or_else(|| StoreError::Invalid("contact without any identity".into()))?;
@@ -443,9 +480,11 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         };
         if name.is_some() || username.is_some() {
             if !self.stored_profiles.contains_key(&contact_id) {
-                if let Some(c) = contact::Entity::find_by_id(contact_id.clone())
-                    .one(db)
+                if let Some(c) = ops
+                    .contacts(std::slice::from_ref(&contact_id))
                     .await?
+                    .into_iter()
+                    .next()
                 {
                     self.stored_profiles.insert(contact_id.clone(), c.into());
                 }
@@ -455,7 +494,10 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 .as_ref()
                 .is_none_or(|s| s.changed_by(name, username, at))
             {
-                update_profile(db, &contact_id, name, username, at).await?;
+                // Only a report at least as new as the last one changes the profile (a late,
+                // older message does not bring back an old name), and only when something
+                // differs (no write per message on the hot path).
+                ops.update_profile(&contact_id, name, username, at).await?;
                 if let Some(stored) = stored {
                     stored.apply(name, username, at);
                 }
@@ -473,7 +515,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         username: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let db = self.db;
+        let ops = self.ops;
         // (kind, value, contact) of the keys already stored.
         let known: Option<Vec<&Option<String>>> = keys.iter().map(|k| self.owners.get(k)).collect();
         let found: Vec<(String, String, String)> = if let Some(known) = known {
@@ -484,27 +526,21 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 })
                 .collect()
         } else {
-            contact_identity::Entity::find()
-                .filter(crate::queries::identity_condition(keys))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|f| (f.kind, f.value, f.contact_id))
-                .collect()
+            ops.identity_owners(keys).await?
         };
         let owners: BTreeSet<String> = found.iter().map(|f| f.2.clone()).collect();
         let contact_id = match owners.len() {
             0 => {
                 let id = contact_id_for(first);
-                let row = contact::ActiveModel {
-                    id: Set(id.clone()),
-                    display_name: Set(name.map(str::to_owned)),
-                    username: Set(username.map(str::to_owned)),
-                    merged_into: Set(None),
-                    created_at: Set(at),
-                    updated_at: Set(at),
+                let row = contact::Model {
+                    id: id.clone(),
+                    display_name: name.map(str::to_owned),
+                    username: username.map(str::to_owned),
+                    merged_into: None,
+                    created_at: at,
+                    updated_at: at,
                 };
-                if insert_or_ignore(db, row, [contact::Column::Id]).await? == 1 {
+                if ops.insert_contact(row).await? == 1 {
                     self.stored_profiles.insert(
                         id.clone(),
                         StoredProfile {
@@ -524,20 +560,12 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 .iter()
                 .any(|f| f.0 == key.kind() && f.1 == key.value());
             if !known {
-                let row = contact_identity::ActiveModel {
-                    kind: Set(key.kind().to_owned()),
-                    value: Set(key.value().to_owned()),
-                    contact_id: Set(contact_id.clone()),
-                    created_at: Set(at),
-                };
-                insert_or_ignore(
-                    db,
-                    row,
-                    [
-                        contact_identity::Column::Kind,
-                        contact_identity::Column::Value,
-                    ],
-                )
+                ops.insert_identity(contact_identity::Model {
+                    kind: key.kind().to_owned(),
+                    value: key.value().to_owned(),
+                    contact_id: contact_id.clone(),
+                    created_at: at,
+                })
                 .await?;
                 self.owners.insert(key.clone(), Some(contact_id.clone()));
             }
@@ -551,11 +579,9 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
         // first, and forget what this batch resolved.
         self.flush().await?;
         self.contacts.clear();
-        let db = self.db;
-        let mut contacts = contact::Entity::find()
-            .filter(contact::Column::Id.is_in(ids.iter().cloned()))
-            .all(db)
-            .await?;
+        let ops = self.ops;
+        let ids_vec: Vec<String> = ids.iter().cloned().collect();
+        let mut contacts = ops.contacts(&ids_vec).await?;
         contacts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let survivor = contacts
             .first()
@@ -568,23 +594,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     owner.clone_from(&survivor);
                 }
             }
-            contact_identity::Entity::update_many()
-                .col_expr(
-                    contact_identity::Column::ContactId,
-                    Expr::value(survivor.clone()),
-                )
-                .filter(contact_identity::Column::ContactId.eq(other.clone()))
-                .exec(db)
-                .await?;
-            message::Entity::update_many()
-                .col_expr(message::Column::ContactId, Expr::value(survivor.clone()))
-                .filter(message::Column::ContactId.eq(other.clone()))
-                .exec(db)
-                .await?;
-            let conversations = conversation::Entity::find()
-                .filter(conversation::Column::ContactId.eq(other.clone()))
-                .all(db)
-                .await?;
+            let (conversations, preferences) = ops.merge_contact(other, &survivor).await?;
             for c in conversations {
                 // Written with the batch's other conversation times.
                 self.touch(
@@ -594,34 +604,16 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                     c.last_inbound_at,
                 );
             }
-            conversation::Entity::delete_many()
-                .filter(conversation::Column::ContactId.eq(other.clone()))
-                .exec(db)
-                .await?;
-            let prefs = preference::Entity::find()
-                .filter(preference::Column::ContactId.eq(other.clone()))
-                .all(db)
-                .await?;
-            for p in prefs {
+            for p in preferences {
                 apply_preference(
-                    db,
-                    &survivor,
-                    &p.phone_number_id,
-                    &p.category,
-                    &p.value,
-                    p.updated_at,
+                    ops,
+                    preference::Model {
+                        contact_id: survivor.clone(),
+                        ..p
+                    },
                 )
                 .await?;
             }
-            preference::Entity::delete_many()
-                .filter(preference::Column::ContactId.eq(other.clone()))
-                .exec(db)
-                .await?;
-            contact::Entity::update_many()
-                .col_expr(contact::Column::MergedInto, Expr::value(survivor.clone()))
-                .filter(contact::Column::Id.eq(other.clone()))
-                .exec(db)
-                .await?;
         }
         Ok(survivor)
     }
@@ -645,30 +637,22 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             Direction::Inbound => None,
             Direction::Outbound => Some(MessageStatus::from_report(DeliveryState::Accepted, &[])),
         };
-        let row = message::ActiveModel {
-            wamid: Set(m.wamid.clone()),
-            event_id: Set(event_id.to_owned()),
-            phone_number_id: Set(m.business.phone_number_id.clone()),
-            contact_id: Set(contact_id.clone()),
-            direction: Set(m.direction.as_str().to_owned()),
-            kind: Set(m.content.kind().to_owned()),
-            timestamp: Set(m.timestamp),
-            preview: Set(m.content.preview_text()),
-            content: Set(json(&m.content)?),
-            context: Set(m.context.as_ref().map(json).transpose()?),
-            referral: Set(m.referral.as_ref().map(json).transpose()?),
-            status: Set(initial.as_ref().map(|s| s.state.as_str().to_owned())),
-            status_error: Set(None),
-            sent_by: Set(m.sent_by.as_ref().map(json).transpose()?),
-            stored_at: Set(Utc::now()),
-        };
-        self.messages.push(PendingMessage {
-            row,
+        self.messages.push(message::Model {
             wamid: m.wamid.clone(),
+            event_id: event_id.to_owned(),
             phone_number_id: m.business.phone_number_id.clone(),
             contact_id,
+            direction: m.direction.as_str().to_owned(),
+            kind: m.content.kind().to_owned(),
             timestamp: m.timestamp,
-            direction: m.direction,
+            preview: m.content.preview_text(),
+            content: json(&m.content)?,
+            context: m.context.as_ref().map(json).transpose()?,
+            referral: m.referral.as_ref().map(json).transpose()?,
+            status: initial.as_ref().map(|s| s.state.as_str().to_owned()),
+            status_error: None,
+            sent_by: m.sent_by.as_ref().map(json).transpose()?,
+            stored_at: Utc::now(),
         });
         Ok(())
     }
@@ -678,20 +662,13 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
     /// move their conversations' times, and a new outbound message takes the statuses that
     /// arrived before it.
     async fn flush_messages(&mut self) -> Result<(), StoreError> {
-        let db = self.db;
+        let ops = self.ops;
         let pending = std::mem::take(&mut self.messages);
         let mut seen: HashSet<String> = HashSet::new();
         for chunk in crate::fixed_shape_chunks(&pending) {
-            let stored: HashSet<String> = message::Entity::find()
-                .select_only()
-                .column(message::Column::Wamid)
-                .filter(message::Column::Wamid.is_in(chunk.iter().map(|p| p.wamid.clone())))
-                .into_tuple::<String>()
-                .all(db)
-                .await?
-                .into_iter()
-                .collect();
-            let new: Vec<&PendingMessage> = chunk
+            let wamids: Vec<&str> = chunk.iter().map(|p| p.wamid.as_str()).collect();
+            let stored = ops.stored_wamids(&wamids).await?;
+            let new: Vec<&message::Model> = chunk
                 .iter()
                 .filter(|p| !stored.contains(&p.wamid) && seen.insert(p.wamid.clone()))
                 .collect();
@@ -699,17 +676,11 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 continue;
             }
             for rows in crate::fixed_shape_chunks(&new) {
-                message::Entity::insert_many(rows.iter().map(|p| p.row.clone()))
-                    .on_conflict(
-                        OnConflict::column(message::Column::Wamid)
-                            .do_nothing()
-                            .to_owned(),
-                    )
-                    .exec_without_returning(db)
-                    .await?;
+                ops.insert_messages(rows).await?;
             }
             for p in &new {
-                let inbound_at = (p.direction == Direction::Inbound).then_some(p.timestamp);
+                let inbound = p.direction == Direction::Inbound.as_str();
+                let inbound_at = inbound.then_some(p.timestamp);
                 self.touch(
                     &p.phone_number_id,
                     &p.contact_id,
@@ -720,7 +691,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             // Statuses are reports on what the business sent; an inbound message has none.
             let outbound: Vec<String> = new
                 .iter()
-                .filter(|p| p.direction == Direction::Outbound)
+                .filter(|p| p.direction == Direction::Outbound.as_str())
                 .map(|p| p.wamid.clone())
                 .collect();
             if outbound.is_empty() {
@@ -728,11 +699,7 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
             }
             let mut histories: BTreeMap<String, Vec<message_status::Model>> = BTreeMap::new();
             for wamids in crate::fixed_shape_chunks(&outbound) {
-                for h in message_status::Entity::find()
-                    .filter(message_status::Column::Wamid.is_in(wamids.iter().cloned()))
-                    .all(db)
-                    .await?
-                {
+                for h in ops.status_histories(wamids).await? {
                     histories.entry(h.wamid.clone()).or_default().push(h);
                 }
             }
@@ -741,74 +708,15 @@ impl<'c, C: ConnectionTrait> BatchWriter<'c, C> {
                 for h in &history {
                     status = status.merge(&stored_status(h)?);
                 }
-                write_status(db, &wamid, &status).await?;
+                write_status(ops, &wamid, &status).await?;
             }
         }
         Ok(())
     }
 }
 
-/// A message row waiting for its batch's insert, with what its insert moves.
-struct PendingMessage {
-    row: message::ActiveModel,
-    wamid: String,
-    phone_number_id: String,
-    contact_id: String,
-    timestamp: DateTime<Utc>,
-    direction: Direction,
-}
-
-/// Inserts a row unless one with the same key exists; the number of rows inserted (0 or 1).
-/// Every projection write goes through here or through an update guarded by it: that is what
-/// makes applying an event twice a no-op.
-async fn insert_or_ignore<C, A, K, Col>(db: &C, row: A, key: K) -> Result<u64, sea_orm::DbErr>
-where
-    C: ConnectionTrait,
-    A: sea_orm::ActiveModelTrait + Send,
-    <A::Entity as EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
-    K: IntoIterator<Item = Col>,
-    Col: sea_orm::sea_query::IntoIden,
-{
-    <A::Entity as EntityTrait>::insert(row)
-        .on_conflict(OnConflict::columns(key).do_nothing().to_owned())
-        .exec_without_returning(db)
-        .await
-}
-
 fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-/// Updates a contact's profile from a report at `at`.
-async fn update_profile<C: ConnectionTrait>(
-    db: &C,
-    contact_id: &str,
-    name: Option<&str>,
-    username: Option<&str>,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    // Only a report at least as new as the last one changes the profile (a late, older
-    // message does not bring back an old name), and only when something differs (no write
-    // per message on the hot path).
-    let mut changed = Condition::any();
-    let mut update = contact::Entity::update_many()
-        .col_expr(contact::Column::UpdatedAt, Expr::value(at))
-        .filter(contact::Column::Id.eq(contact_id))
-        .filter(contact::Column::UpdatedAt.lte(at));
-    if let Some(name) = name {
-        update = update.col_expr(contact::Column::DisplayName, Expr::value(name));
-        changed = changed
-            .add(contact::Column::DisplayName.ne(name))
-            .add(contact::Column::DisplayName.is_null());
-    }
-    if let Some(username) = username {
-        update = update.col_expr(contact::Column::Username, Expr::value(username));
-        changed = changed
-            .add(contact::Column::Username.ne(username))
-            .add(contact::Column::Username.is_null());
-    }
-    update.filter(changed).exec(db).await?;
-    Ok(())
 }
 
 /// The row a conversation becomes when `times` (last message, last inbound) reach it, given
@@ -817,7 +725,7 @@ fn moved_forward(
     (phone_number_id, contact_id): &(String, String),
     current: Option<&conversation::Model>,
     (message_at, inbound_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
-) -> Option<conversation::ActiveModel> {
+) -> Option<conversation::Model> {
     let (message_at, inbound_at) = match current {
         None => (message_at, inbound_at),
         Some(c) => {
@@ -831,11 +739,11 @@ fn moved_forward(
             moved
         }
     };
-    Some(conversation::ActiveModel {
-        phone_number_id: Set(phone_number_id.clone()),
-        contact_id: Set(contact_id.clone()),
-        last_message_at: Set(message_at),
-        last_inbound_at: Set(inbound_at),
+    Some(conversation::Model {
+        phone_number_id: phone_number_id.clone(),
+        contact_id: contact_id.clone(),
+        last_message_at: message_at,
+        last_inbound_at: inbound_at,
     })
 }
 
@@ -851,109 +759,65 @@ fn stored_status(row: &message_status::Model) -> Result<MessageStatus, StoreErro
     Ok(MessageStatus::from_report(state, &errors))
 }
 
-async fn write_status<C: ConnectionTrait>(
-    db: &C,
+async fn write_status<O: Ops>(
+    ops: &O,
     wamid: &str,
     status: &MessageStatus,
 ) -> Result<(), StoreError> {
-    message::Entity::update_many()
-        .col_expr(message::Column::Status, Expr::value(status.state.as_str()))
-        .col_expr(
-            message::Column::StatusError,
-            Expr::value(status.error.as_ref().map(json).transpose()?),
-        )
-        .filter(message::Column::Wamid.eq(wamid))
-        .exec(db)
-        .await?;
-    Ok(())
+    let error = status.error.as_ref().map(json).transpose()?;
+    ops.write_status(wamid, status.state.as_str(), error).await
 }
 
-async fn apply_status<C: ConnectionTrait>(db: &C, s: &StatusUpdate) -> Result<(), StoreError> {
-    let row = message_status::ActiveModel {
-        wamid: Set(s.wamid.clone()),
-        state: Set(s.state.as_str().to_owned()),
-        timestamp: Set(s.timestamp),
-        phone_number_id: Set(s.business.phone_number_id.clone()),
-        errors: Set((!s.errors.is_empty())
+async fn apply_status<O: Ops>(ops: &O, s: &StatusUpdate) -> Result<(), StoreError> {
+    let row = message_status::Model {
+        wamid: s.wamid.clone(),
+        state: s.state.as_str().to_owned(),
+        timestamp: s.timestamp,
+        phone_number_id: s.business.phone_number_id.clone(),
+        errors: (!s.errors.is_empty())
             .then(|| json(&s.errors))
-            .transpose()?),
-        pricing: Set(s.pricing.as_ref().map(json).transpose()?),
-        conversation: Set(s.conversation.as_ref().map(json).transpose()?),
+            .transpose()?,
+        pricing: s.pricing.as_ref().map(json).transpose()?,
+        conversation: s.conversation.as_ref().map(json).transpose()?,
     };
-    let inserted = insert_or_ignore(
-        db,
-        row,
-        [
-            message_status::Column::Wamid,
-            message_status::Column::State,
-            message_status::Column::Timestamp,
-        ],
-    )
-    .await?;
-    if inserted == 0 {
+    if ops.insert_status(row).await? == 0 {
         return Ok(());
     }
-    let Some(current) = message::Entity::find_by_id(s.wamid.clone()).one(db).await? else {
+    let Some((status, status_error)) = ops.message_status(&s.wamid).await? else {
         // The message is not known yet; its status is computed from the history when it is.
         return Ok(());
     };
-    let current_status = match current.status.as_deref().and_then(DeliveryState::parse) {
+    let current_status = match status.as_deref().and_then(DeliveryState::parse) {
         Some(state) => MessageStatus {
             state,
-            error: current
-                .status_error
-                .and_then(|v| serde_json::from_value(v).ok()),
+            error: status_error.and_then(|v| serde_json::from_value(v).ok()),
         },
         None => MessageStatus::from_report(DeliveryState::Accepted, &[]),
     };
     let merged = current_status.merge(&MessageStatus::from_report(s.state, &s.errors));
-    if Some(merged.state.as_str()) != current.status.as_deref()
-        || merged.state == DeliveryState::Failed
-    {
-        write_status(db, &s.wamid, &merged).await?;
+    if Some(merged.state.as_str()) != status.as_deref() || merged.state == DeliveryState::Failed {
+        write_status(ops, &s.wamid, &merged).await?;
     }
     Ok(())
 }
 
-async fn apply_preference<C: ConnectionTrait>(
-    db: &C,
-    contact_id: &str,
-    phone_number_id: &str,
-    category: &str,
-    value: &str,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let current = preference::Entity::find_by_id((
-        contact_id.to_owned(),
-        phone_number_id.to_owned(),
-        category.to_owned(),
-    ))
-    .one(db)
-    .await?;
-    let row = preference::ActiveModel {
-        contact_id: Set(contact_id.to_owned()),
-        phone_number_id: Set(phone_number_id.to_owned()),
-        category: Set(category.to_owned()),
-        value: Set(value.to_owned()),
-        updated_at: Set(at),
-    };
+/// Stores a preference report unless a later one is stored.
+async fn apply_preference<O: Ops>(ops: &O, row: preference::Model) -> Result<(), StoreError> {
+    let current = ops
+        .preference(&row.contact_id, &row.phone_number_id, &row.category)
+        .await?;
     match current {
-        None => {
-            preference::Entity::insert(row)
-                .exec_without_returning(db)
-                .await?;
-        }
+        None => ops.put_preference(row, false).await,
         // The latest report wins; at equal times "stop" wins, so order does not matter.
-        Some(c) if (at, value == "stop") > (c.updated_at, c.value == "stop") => {
-            preference::Entity::update(row).exec(db).await?;
+        Some(c) if (row.updated_at, row.value == "stop") > (c.updated_at, c.value == "stop") => {
+            ops.put_preference(row, true).await
         }
-        Some(_) => {}
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
-/// Stores a dead-letter record.
-async fn apply_dead_letter<C: ConnectionTrait>(db: &C, record: &Record) -> Result<(), StoreError> {
+/// The row a dead-letter record is stored as.
+fn dead_letter_row(record: &Record) -> dead_letter::Model {
     let id = record
         .header(cloudevents::DLQ_ID)
         .map(str::to_owned)
@@ -969,30 +833,28 @@ async fn apply_dead_letter<C: ConnectionTrait>(db: &C, record: &Record) -> Resul
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    let row = dead_letter::ActiveModel {
-        id: Set(id),
-        source: Set(record
+    dead_letter::Model {
+        id,
+        source: record
             .header(cloudevents::DLQ_SOURCE)
             .unwrap_or("unknown")
-            .to_owned()),
-        error_class: Set(record
+            .to_owned(),
+        error_class: record
             .header(cloudevents::DLQ_CLASS)
             .unwrap_or("dead_letter")
-            .to_owned()),
-        reason: Set(record
+            .to_owned(),
+        reason: record
             .header(cloudevents::DLQ_REASON)
             .unwrap_or_default()
-            .to_owned()),
-        headers: Set(serde_json::Value::Object(headers)),
-        payload: Set(record.payload.clone()),
-        bus_offset: Set(record.offset),
-        created_at: Set(created_at),
-        resolved_at: Set(None),
-        attempts: Set(0),
-        last_error: Set(None),
-    };
-    insert_or_ignore(db, row, [dead_letter::Column::Id]).await?;
-    Ok(())
+            .to_owned(),
+        headers: serde_json::Value::Object(headers),
+        payload: record.payload.clone(),
+        bus_offset: record.offset,
+        created_at,
+        resolved_at: None,
+        attempts: 0,
+        last_error: None,
+    }
 }
 
 /// The identities of a contact as core keys.
