@@ -25,7 +25,9 @@ use crate::entities::{
 use crate::StoreError;
 
 /// Statements between two yields of the projection's thread (about a quarter of a
-/// millisecond of work).
+/// millisecond of work). Without pauses a 500-event batch held a core for about 6 ms while
+/// webhook handlers waited for it (p99 at 5,000 webhooks/s: 7.8 – 9.3 ms instead of 5.5 – 6.9);
+/// a yield lets a waiting handler run. Every 8 and every 48 measured worse.
 const YIELD_EVERY: u32 = 24;
 
 /// Distinct statements the projection prepares (rusqlite keeps 16 by default).
