@@ -6,6 +6,10 @@
 //! batch on the projection's thread, without a hand-off to a driver thread per statement.
 //! Multi-row methods are handed at most [`crate::MAX_ROWS_PER_STATEMENT`] rows, in the fixed
 //! shapes of [`crate::fixed_shape_chunks`].
+//!
+//! Every insert is keyed and leaves an existing row alone, and every update is guarded by what
+//! the batch read or by the stored row's own time: that is what makes applying an event twice
+//! a no-op, whichever implementation runs.
 
 use std::collections::HashSet;
 
