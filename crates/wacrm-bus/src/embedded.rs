@@ -145,7 +145,8 @@ fn unavailable(e: rusqlite::Error) -> BusError {
 
 /// Creates the log's tables, or brings a log written by an older version to the current
 /// layout, in one transaction: a crash midway leaves the old layout, and the next start
-/// migrates again.
+/// migrates again. Version 1 → 2 copies the records (400,000 of 600 bytes: about 3 s here) and
+/// needs the log's size again in free disk meanwhile; the old pages are reused by new records.
 fn migrate(conn: &mut Connection) -> Result<(), BusError> {
     let tx = conn.transaction().map_err(fatal)?;
     let version: i64 = tx
@@ -172,8 +173,7 @@ fn migrate(conn: &mut Connection) -> Result<(), BusError> {
     if from_v1 {
         tx.execute_batch(
             "INSERT INTO records (topic, offset, key, headers, payload, ts_ms)
-                 SELECT topic, offset, key, headers, payload, ts_ms FROM records_v1
-                 ORDER BY ts_ms, topic, offset;
+                 SELECT topic, offset, key, headers, payload, ts_ms FROM records_v1;
              DROP TABLE records_v1;",
         )
         .map_err(fatal)?;
