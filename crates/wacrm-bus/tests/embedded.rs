@@ -1,23 +1,18 @@
 //! The embedded bus and the consumer runner: durable, ordered, at-least-once, dead letters.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use support::embedded::{config, drain};
 use tokio_util::sync::CancellationToken;
-use wacrm_bus::config::EmbeddedConfig;
 use wacrm_bus::embedded::EmbeddedBus;
 use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, LingerMode, RunnerConfig};
 use wacrm_bus::{cloudevents, BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
-
-fn config(dir: &tempfile::TempDir) -> EmbeddedConfig {
-    EmbeddedConfig {
-        path: dir.path().join("bus.db"),
-        max_batch: 1024,
-    }
-}
 
 fn record(topic: &str, key: &str, n: usize) -> OutboundRecord {
     OutboundRecord {
@@ -26,16 +21,6 @@ fn record(topic: &str, key: &str, n: usize) -> OutboundRecord {
         headers: vec![("n".into(), n.to_string())],
         payload: format!("{n}").into_bytes(),
     }
-}
-
-async fn drain(sub: &mut Box<dyn wacrm_bus::Subscription>, want: usize) -> Vec<Record> {
-    let mut out = Vec::new();
-    while out.len() < want {
-        let batch = sub.poll(1000, Duration::from_secs(5)).await.unwrap();
-        assert!(!batch.is_empty(), "timed out with {} of {want}", out.len());
-        out.extend(batch);
-    }
-    out
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{events, projection_databases as databases, records, TestDb};
+use common::{
+    events, projection_databases as databases, records, sqlite, sqlite_through_pool, TestDb,
+};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use wacrm_bus::runner::{Handler, HandlerError};
 use wacrm_core::contact::IdentityKey;
@@ -355,7 +357,7 @@ async fn replaying_everything_twice_gives_the_same_store() {
         snapshots.push(first);
     }
     // A fresh store fed the same events has the same ids and rows.
-    let fresh = databases().await.remove(0);
+    let fresh = sqlite().await;
     project(&fresh, &all).await;
     assert_eq!(snapshot(&fresh.db).await, snapshots[0]);
 }
@@ -616,9 +618,7 @@ async fn raw_rows(db: &DatabaseConnection) -> Vec<String> {
 #[tokio::test]
 async fn the_own_sqlite_connection_writes_exactly_what_the_pool_writes() {
     let recs = everything();
-    let mut dbs = databases().await;
-    let own = dbs.remove(0);
-    let pooled = dbs.remove(0);
+    let (own, pooled) = (sqlite().await, sqlite_through_pool().await);
     for t in [&own, &pooled] {
         let mut projection = t.projection();
         projection.handle(&recs).await.unwrap();
@@ -663,7 +663,7 @@ async fn a_batch_that_fails_midway_leaves_nothing_and_the_next_one_goes_through(
 #[tokio::test]
 async fn the_own_sqlite_connection_waits_for_another_writer() {
     use sea_orm::TransactionTrait;
-    let t = databases().await.remove(0);
+    let t = sqlite().await;
     assert!(t.projection().has_own_connection());
     let txn = t.db.begin().await.unwrap();
     contact::Entity::insert(bare_contact("other"))

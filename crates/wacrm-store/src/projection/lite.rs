@@ -13,7 +13,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use wacrm_core::contact::IdentityKey;
 
@@ -101,6 +100,10 @@ impl LiteStore {
     }
 }
 
+// Reading goes through rusqlite's own conversions (its `chrono` and `serde_json` features
+// read what sqlx writes); writing does not, because rusqlite writes times with a space
+// instead of `T` and JSON numbers as numbers, where sqlx writes text.
+
 /// A time as sqlx writes it to SQLite.
 fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
@@ -118,47 +121,14 @@ fn opt_json(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(json)
 }
 
-fn conversion(
-    column: usize,
-    kind: Type,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, kind, Box::new(e))
-}
-
-fn get_time(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text: String = row.get(column)?;
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| conversion(column, Type::Text, e))
-}
-
-fn get_opt_time(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    match row.get::<_, Option<String>>(column)? {
-        None => Ok(None),
-        Some(text) => DateTime::parse_from_rfc3339(&text)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| conversion(column, Type::Text, e)),
-    }
-}
-
-fn get_opt_json(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<serde_json::Value>> {
-    match row.get::<_, Option<String>>(column)? {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| conversion(column, Type::Text, e)),
-    }
-}
-
 fn contact_row(row: &Row<'_>) -> rusqlite::Result<contact::Model> {
     Ok(contact::Model {
         id: row.get(0)?,
         display_name: row.get(1)?,
         username: row.get(2)?,
         merged_into: row.get(3)?,
-        created_at: get_time(row, 4)?,
-        updated_at: get_time(row, 5)?,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
     })
 }
 
@@ -166,8 +136,8 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<conversation::Model> {
     Ok(conversation::Model {
         phone_number_id: row.get(0)?,
         contact_id: row.get(1)?,
-        last_message_at: get_opt_time(row, 2)?,
-        last_inbound_at: get_opt_time(row, 3)?,
+        last_message_at: row.get(2)?,
+        last_inbound_at: row.get(3)?,
     })
 }
 
@@ -177,7 +147,7 @@ fn preference_row(row: &Row<'_>) -> rusqlite::Result<preference::Model> {
         phone_number_id: row.get(1)?,
         category: row.get(2)?,
         value: row.get(3)?,
-        updated_at: get_time(row, 4)?,
+        updated_at: row.get(4)?,
     })
 }
 
@@ -370,7 +340,7 @@ impl Ops for LiteStore {
         Ok(self
             .conn()
             .prepare_cached("SELECT status, status_error FROM messages WHERE wamid = ?1")?
-            .query_row([wamid], |r| Ok((r.get(0)?, get_opt_json(r, 1)?)))
+            .query_row([wamid], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
 
@@ -401,11 +371,11 @@ impl Ops for LiteStore {
                 Ok(message_status::Model {
                     wamid: r.get(0)?,
                     state: r.get(1)?,
-                    timestamp: get_time(r, 2)?,
+                    timestamp: r.get(2)?,
                     phone_number_id: r.get(3)?,
-                    errors: get_opt_json(r, 4)?,
-                    pricing: get_opt_json(r, 5)?,
-                    conversation: get_opt_json(r, 6)?,
+                    errors: r.get(4)?,
+                    pricing: r.get(5)?,
+                    conversation: r.get(6)?,
                 })
             })?;
             for row in rows {
@@ -539,5 +509,46 @@ impl Ops for LiteStore {
         conn.prepare_cached("UPDATE contacts SET merged_into = ?2 WHERE id = ?1")?
             .execute([from, into])?;
         Ok((conversations, preferences))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(store: &LiteStore) -> i64 {
+        store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A batch abandoned midway (a panic between statements) leaves its transaction open; the
+    /// next batch must not commit its writes along with its own.
+    #[test]
+    fn begin_rolls_back_a_transaction_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LiteStore::open(&dir.path().join("store.db")).unwrap();
+        store.conn().execute_batch("CREATE TABLE t (x)").unwrap();
+        store.begin().unwrap();
+        store
+            .conn()
+            .execute("INSERT INTO t VALUES (1)", [])
+            .unwrap();
+        // Abandoned: neither committed nor rolled back.
+        store.begin().unwrap();
+        store
+            .conn()
+            .execute("INSERT INTO t VALUES (2)", [])
+            .unwrap();
+        store.commit().unwrap();
+        assert_eq!(count(&store), 1);
+        store.begin().unwrap();
+        store
+            .conn()
+            .execute("INSERT INTO t VALUES (3)", [])
+            .unwrap();
+        store.rollback();
+        assert_eq!(count(&store), 1);
     }
 }

@@ -109,10 +109,9 @@ impl Projection {
     async fn apply_all(&self, items: &[Item<'_>]) -> Result<(), (usize, StoreError)> {
         if let Some(lite) = &self.lite {
             lite.begin().map_err(|e| (items.len(), e))?;
-            let result = match apply_items(lite, items).await {
-                Ok(()) => lite.commit().map_err(|e| (items.len(), e)),
-                Err(e) => Err(e),
-            };
+            let result = apply_items(lite, items)
+                .await
+                .and_then(|()| lite.commit().map_err(|e| (items.len(), e)));
             if result.is_err() {
                 lite.rollback();
             }

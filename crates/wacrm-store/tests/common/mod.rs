@@ -31,22 +31,65 @@ impl TestDb {
 /// Every database the projection runs against: SQLite on the projection's own connection,
 /// SQLite through the pool (as on PostgreSQL), and PostgreSQL when configured.
 pub async fn projection_databases() -> Vec<TestDb> {
-    let mut out = databases().await;
-    let mut pooled = databases().await.remove(0);
-    pooled.name = "sqlite (through the pool)";
-    pooled.through_pool = true;
-    out.insert(1, pooled);
+    let mut out = vec![sqlite().await, sqlite_through_pool().await];
+    out.extend(postgres().await);
     out
+}
+
+/// A fresh SQLite store whose projection writes through the pool.
+pub async fn sqlite_through_pool() -> TestDb {
+    TestDb {
+        name: "sqlite (through the pool)",
+        through_pool: true,
+        ..sqlite().await
+    }
 }
 
 /// Every database the suite runs against.
 pub async fn databases() -> Vec<TestDb> {
-    let mut out = Vec::new();
+    let mut out = vec![sqlite().await];
+    out.extend(postgres().await);
+    out
+}
+
+/// A fresh SQLite store in a temporary directory.
+pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("store.db").display()
     );
+    TestDb {
+        name: "sqlite",
+        db: connected(url).await,
+        through_pool: false,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh PostgreSQL database, when `WACRM_TEST_POSTGRES_URL` names a server.
+async fn postgres() -> Option<TestDb> {
+    let Ok(admin_url) = std::env::var("WACRM_TEST_POSTGRES_URL") else {
+        eprintln!("WACRM_TEST_POSTGRES_URL not set: running the store tests on SQLite only");
+        return None;
+    };
+    let admin = Database::connect(&admin_url).await.unwrap();
+    let name = format!("wacrm_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    Some(TestDb {
+        name: "postgres",
+        db: connected(format!("{base}/{name}")).await,
+        through_pool: true,
+        _dir: None,
+    })
+}
+
+/// The store at `url`, migrated.
+async fn connected(url: String) -> DatabaseConnection {
     let db = wacrm_store::connect(&StoreConfig {
         url,
         max_connections: 4,
@@ -55,39 +98,7 @@ pub async fn databases() -> Vec<TestDb> {
     .await
     .unwrap();
     wacrm_store::migrate(&db).await.unwrap();
-    out.push(TestDb {
-        name: "sqlite",
-        db,
-        through_pool: false,
-        _dir: Some(dir),
-    });
-    if let Ok(admin_url) = std::env::var("WACRM_TEST_POSTGRES_URL") {
-        let admin = Database::connect(&admin_url).await.unwrap();
-        let name = format!("wacrm_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-        let url = format!("{base}/{name}");
-        let db = wacrm_store::connect(&StoreConfig {
-            url,
-            max_connections: 4,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        wacrm_store::migrate(&db).await.unwrap();
-        out.push(TestDb {
-            name: "postgres",
-            db,
-            through_pool: true,
-            _dir: None,
-        });
-    } else {
-        eprintln!("WACRM_TEST_POSTGRES_URL not set: running the store tests on SQLite only");
-    }
-    out
+    db
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
