@@ -3,7 +3,9 @@
 //! - `POST /webhooks/whatsapp`: signed webhooks → events on the bus; 200 only once durable.
 //! - `GET /webhooks/whatsapp`: Meta's subscription handshake.
 //! - `/v1/…`: the read and send API, every route behind an employee's API key.
-//! - `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - `/metrics` (keys with `metrics:read`) and `/openapi.json` (any key).
+//! - `/healthz`, `/readyz`: the only routes without a key or a signature; they reveal nothing
+//!   but whether the service can take traffic.
 
 pub mod api;
 pub mod audit_relay;

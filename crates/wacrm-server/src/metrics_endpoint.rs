@@ -4,6 +4,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use wacrm_store::keys::scope;
+
+use crate::auth::{Caller, MissingScope};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -36,7 +39,20 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// `GET /metrics`.
-pub async fn render() -> String {
-    install().map(|h| h.render()).unwrap_or_default()
+/// `GET /metrics`: for keys with the `metrics:read` scope. Scrapes are not audited: the
+/// metrics hold counts and timings, never a contact or a message.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "no, an unknown, revoked or expired key", body = crate::auth::ApiError),
+        (status = 403, description = "the key lacks the metrics:read scope", body = crate::auth::ApiError),
+    )
+)]
+pub async fn render(caller: Caller) -> Result<String, MissingScope> {
+    caller.require(scope::METRICS_READ)?;
+    Ok(install().map(|h| h.render()).unwrap_or_default())
 }

@@ -4,7 +4,8 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, auth, send, webhook};
+use crate::auth::Caller;
+use crate::{api, auth, metrics_endpoint, send, webhook};
 
 struct BearerKeys;
 
@@ -27,6 +28,7 @@ impl Modify for BearerKeys {
         api::list_contacts, api::get_contact, api::contact_messages, api::get_message,
         api::dead_letters, api::retry_dead_letter, api::audit_log, api::healthz, api::readyz,
         send::send_message, send::mark_read, send::get_request,
+        metrics_endpoint::render, serve,
     ),
     components(schemas(auth::ApiError, api::Readiness, send::Refused, send::RequestDetail)),
     modifiers(&BearerKeys)
@@ -64,7 +66,17 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
-/// `GET /openapi.json`.
-pub async fn serve() -> Json<serde_json::Value> {
+/// `GET /openapi.json`: for any valid key (the document describes the API, not its data).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "this document"),
+        (status = 401, description = "no, an unknown, revoked or expired key", body = crate::auth::ApiError),
+    )
+)]
+pub async fn serve(_caller: Caller) -> Json<serde_json::Value> {
     Json(document())
 }

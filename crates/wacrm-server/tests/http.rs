@@ -257,14 +257,70 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(h.get("/healthz", None).await.0, StatusCode::OK);
     assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
     call(&h.app, signed(fixture("text.json"))).await;
-    let (status, metrics) = h.get("/metrics", None).await;
+    assert_eq!(h.get("/metrics", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/openapi.json", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let admin = h.admin().await;
+    let (status, metrics) = h.get("/metrics", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains("wacrm_webhooks_total"), "{metrics}");
-    let (status, doc) = h.get("/openapi.json", None).await;
+    let (status, doc) = h.get("/openapi.json", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK);
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert!(doc["paths"]["/v1/messages/{wamid}"].is_object());
     assert!(doc["paths"]["/webhooks/whatsapp"]["post"].is_object());
+    assert!(doc["paths"]["/metrics"]["get"]["security"].is_array());
+}
+
+#[tokio::test]
+async fn metrics_need_their_scope_and_the_scope_reads_nothing_else() {
+    let h = harness().await;
+    wacrm_server::metrics_endpoint::install();
+    let key = |role, scopes: Option<&[&str]>| {
+        let new = NewKey {
+            name: "Monitor".into(),
+            role,
+            scopes: scopes.map(|s| s.iter().map(|s| (*s).to_owned()).collect()),
+            business_numbers: None,
+            expires_at: None,
+        };
+        let db = h.db.clone();
+        async move { keys::create(&db, new).await.map(|(_, token)| token) }
+    };
+    let monitoring = key(Role::Auditor, Some(&[keys::scope::METRICS_READ]))
+        .await
+        .unwrap();
+    assert_eq!(h.get("/metrics", Some(&monitoring)).await.0, StatusCode::OK);
+    assert_eq!(
+        h.get("/v1/contacts?wa_id=5511987654321", Some(&monitoring))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.get("/v1/audit", Some(&monitoring)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for role in [Role::Agent, Role::Auditor] {
+        let without = key(role, None).await.unwrap();
+        let (status, body) = h.get("/metrics", Some(&without)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("metrics:read"), "{body}");
+        assert_eq!(
+            h.get("/openapi.json", Some(&without)).await.0,
+            StatusCode::OK
+        );
+    }
+    let unknown = key(Role::Agent, Some(&["metrics:write"]))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown scope metrics:write"),
+        "{unknown}"
+    );
 }
 
 /// A bus that is down.

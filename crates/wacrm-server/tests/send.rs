@@ -466,7 +466,8 @@ async fn a_rejected_token_makes_readyz_fail_and_name_the_number() {
 #[tokio::test]
 async fn the_send_request_is_documented_in_openapi() {
     let h = harness_sending().await;
-    let (_, doc) = h.get("/openapi.json", None).await;
+    let key = h.admin().await;
+    let (_, doc) = h.get("/openapi.json", Some(&key)).await;
     let doc = parse(&doc);
     assert_eq!(
         doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]

@@ -56,6 +56,7 @@ impl Role {
                 scope::DEAD_LETTERS_READ,
                 scope::DEAD_LETTERS_RETRY,
                 scope::KEYS_MANAGE,
+                scope::METRICS_READ,
             ],
             Role::Agent => &[scope::CONVERSATIONS_READ, scope::MESSAGES_SEND],
             Role::Auditor => &[
@@ -82,6 +83,20 @@ pub mod scope {
     pub const DEAD_LETTERS_RETRY: &str = "dead_letters:retry";
     /// Create, list and revoke keys.
     pub const KEYS_MANAGE: &str = "keys:manage";
+    /// Scrape the service's Prometheus metrics (`/metrics`); on its own, the scope for a
+    /// monitoring system's key, which then reads no customer data.
+    pub const METRICS_READ: &str = "metrics:read";
+
+    /// Every scope there is.
+    pub const ALL: &[&str] = &[
+        CONVERSATIONS_READ,
+        MESSAGES_SEND,
+        AUDIT_READ,
+        DEAD_LETTERS_READ,
+        DEAD_LETTERS_RETRY,
+        KEYS_MANAGE,
+        METRICS_READ,
+    ];
 }
 
 /// Who is calling, once their key checked out.
@@ -141,7 +156,7 @@ pub struct NewKey {
     pub name: String,
     /// The role.
     pub role: Role,
-    /// Scopes; `None` gives the role's defaults.
+    /// Scopes; `None` gives the role's defaults. Each must be one of [`scope::ALL`].
     pub scopes: Option<Vec<String>>,
     /// Business numbers; `None` means all.
     pub business_numbers: Option<Vec<String>>,
@@ -174,8 +189,20 @@ fn info(row: api_key::Model) -> Result<KeyInfo, StoreError> {
     })
 }
 
-/// Creates a key; returns it with the token, which is shown this once.
+/// Creates a key; returns it with the token, which is shown this once. An unknown scope is
+/// refused ([`StoreError::Invalid`]) rather than stored where no route would ever honour it.
 pub async fn create(db: &DatabaseConnection, new: NewKey) -> Result<(KeyInfo, String), StoreError> {
+    if let Some(unknown) = new
+        .scopes
+        .iter()
+        .flatten()
+        .find(|s| !scope::ALL.contains(&s.as_str()))
+    {
+        return Err(StoreError::Invalid(format!(
+            "unknown scope {unknown} (scopes: {})",
+            scope::ALL.join(", ")
+        )));
+    }
     let mut rng = rand::thread_rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];

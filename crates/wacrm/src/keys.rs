@@ -19,6 +19,10 @@ pub enum KeysCommand {
         /// Business numbers (phone number ids) the key may use; repeat for several. Default: all.
         #[arg(long = "number")]
         numbers: Vec<String>,
+        /// Scopes instead of the role's defaults; repeat for several. A monitoring system's
+        /// key: `--role auditor --scope metrics:read` (metrics only, no customer data).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
         /// Expiry, RFC 3339 (e.g. 2027-01-31T23:59:59Z).
         #[arg(long)]
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -40,6 +44,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
             name,
             role,
             numbers,
+            scopes,
             expires_at,
         } => {
             let Some(role) = Role::parse(&role) else {
@@ -50,7 +55,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
                 NewKey {
                     name,
                     role,
-                    scopes: None,
+                    scopes: (!scopes.is_empty()).then_some(scopes),
                     business_numbers: (!numbers.is_empty()).then_some(numbers),
                     expires_at,
                 },

@@ -225,6 +225,54 @@ async fn logs_never_carry_phone_numbers_or_message_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_health_goes_without_a_key_and_a_monitoring_key_reads_only_metrics() {
+    let mut service = Service::new(Bus::Embedded);
+    service.start().await;
+    assert_eq!(service.post_webhook(fixture("text.json")).await, 200);
+    for open in ["/healthz", "/readyz"] {
+        assert_eq!(service.get_text(open, None).await.0, 200, "{open}");
+    }
+    for closed in ["/metrics", "/openapi.json", "/v1/contacts", "/v1/audit"] {
+        assert_eq!(service.get_text(closed, None).await.0, 401, "{closed}");
+    }
+
+    let monitoring = service
+        .create_key(&[
+            "--name",
+            "Prometheus",
+            "--role",
+            "auditor",
+            "--scope",
+            "metrics:read",
+        ])
+        .unwrap();
+    let (status, metrics) = service.get_text("/metrics", Some(&monitoring)).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("wacrm_webhooks_total"), "{metrics}");
+    for data in ["/v1/contacts", "/v1/audit", "/v1/dead-letters"] {
+        assert_eq!(
+            service.get_text(data, Some(&monitoring)).await.0,
+            403,
+            "{data}"
+        );
+    }
+
+    let agent = service
+        .create_key(&["--name", "Ana", "--role", "agent"])
+        .unwrap();
+    assert_eq!(service.get_text("/metrics", Some(&agent)).await.0, 403);
+    assert_eq!(service.get_text("/openapi.json", Some(&agent)).await.0, 200);
+    let admin = service.admin_key();
+    assert_eq!(service.get_text("/metrics", Some(&admin)).await.0, 200);
+
+    let refused = service
+        .create_key(&["--name", "X", "--role", "agent", "--scope", "metrics:write"])
+        .unwrap_err();
+    assert!(refused.contains("unknown scope metrics:write"), "{refused}");
+    service.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_and_creates_the_kafka_topics() {
     let Some(Bus::Kafka(broker)) = backends().into_iter().find(|b| matches!(b, Bus::Kafka(_)))
     else {

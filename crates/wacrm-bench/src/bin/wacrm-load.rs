@@ -64,6 +64,11 @@ struct Server {
     /// The running service's process id (with `--port`).
     #[arg(long)]
     pid: Option<u32>,
+    /// A key with the `metrics:read` scope for the running service's `/metrics` (with
+    /// `--port`; a started service gets one of its own). Without it the store's progress is
+    /// not reported.
+    #[arg(long, env = "WACRM_LOAD_METRICS_KEY")]
+    metrics_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +157,8 @@ struct Spawned {
     child: Option<Child>,
     pid: u32,
     port: u16,
+    /// A key that may read the service's `/metrics`.
+    metrics_key: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -238,6 +245,24 @@ async fn start_wacrm(
             );
         }
     }
+    let out = wacrm_command(server, dir.path(), port)?
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "wacrm-load",
+            "--role",
+            "auditor",
+        ])
+        .args(["--scope", "metrics:read"])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "creating the metrics key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let metrics_key = String::from_utf8(out.stdout)?.trim().to_owned();
     let log = std::fs::File::create(dir.path().join("wacrm.log"))?;
     let mut child = wacrm_command(server, dir.path(), port)?
         .arg("serve")
@@ -260,6 +285,7 @@ async fn start_wacrm(
         pid: child.id(),
         child: Some(child),
         port,
+        metrics_key: Some(metrics_key),
         _dir: Some(dir),
     })
 }
@@ -285,6 +311,7 @@ async fn start_baseline(client: &reqwest::Client) -> anyhow::Result<Spawned> {
         pid: child.id(),
         child: Some(child),
         port,
+        metrics_key: None,
         _dir: None,
     })
 }
@@ -442,6 +469,7 @@ async fn ingest(
                 child: None,
                 pid: server.pid.unwrap_or(0),
                 port,
+                metrics_key: server.metrics_key.clone(),
                 _dir: None,
             },
             None => start_wacrm(&server, &c, &[]).await?,
@@ -450,7 +478,7 @@ async fn ingest(
         tokio::time::sleep(Duration::from_secs(2)).await;
         let m = measure(&wacrm, &load).await?;
         print("wacrm", &m);
-        if let Some((stored, published)) = store_progress(&c, wacrm.port).await {
+        if let Some((stored, published)) = store_progress(&c, &wacrm).await {
             println!("store projection: {stored} of {published} published events stored when the load ended");
         }
         let share = baseline_rps.map(|b| 100.0 * m.report.rps() / b.max(1.0));
@@ -473,9 +501,10 @@ async fn ingest(
 
 /// Events the store projection had stored, and events published, as the service counts them
 /// (`/metrics`): whether the store kept up with the load.
-async fn store_progress(client: &reqwest::Client, port: u16) -> Option<(u64, u64)> {
+async fn store_progress(client: &reqwest::Client, wacrm: &Spawned) -> Option<(u64, u64)> {
     let text = client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .get(format!("http://127.0.0.1:{}/metrics", wacrm.port))
+        .bearer_auth(wacrm.metrics_key.as_deref()?)
         .send()
         .await
         .ok()?

@@ -204,17 +204,33 @@ impl Service {
     }
 
     pub fn admin_key(&self) -> String {
+        self.create_key(&["--name", "E2E", "--role", "admin"])
+            .unwrap()
+    }
+
+    /// `wacrm keys create ARGS`: the printed key, or what the command wrote to stderr.
+    pub fn create_key(&self, args: &[&str]) -> Result<String, String> {
         let out = self
             .command()
-            .args(["keys", "create", "--name", "E2E", "--role", "admin"])
+            .args(["keys", "create"])
+            .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        if out.status.success() {
+            Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// GET with an optional key: the status and the body as text.
+    pub async fn get_text(&self, path: &str, key: Option<&str>) -> (u16, String) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
     }
 
     /// Posts a signed webhook; the status code, or 0 when the connection failed.
