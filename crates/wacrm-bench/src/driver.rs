@@ -20,6 +20,17 @@ pub enum Pace {
     Concurrency(usize),
 }
 
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// The latency histogram could not be made.
+    #[error("latency histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+    /// The open-loop pacer's thread could not be started.
+    #[error("cannot start the pacer thread: {0}")]
+    Pacer(std::io::Error),
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -119,7 +130,7 @@ pub async fn drive(
     pace: Pace,
     duration: Duration,
     max_in_flight: usize,
-) -> Result<Report, hdrhistogram::CreationError> {
+) -> Result<Report, DriveError> {
     let latency = Histogram::new_with_bounds(1, 120_000_000, 3)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let start = Instant::now();
@@ -132,33 +143,42 @@ pub async fn drive(
             let tx = tx.clone();
             let client = client.clone();
             let url = Arc::clone(&url);
-            tokio::spawn(async move {
-                let mut n = 0usize;
-                loop {
-                    let scheduled = start + interval.mul_f64(n as f64);
-                    if scheduled >= deadline {
-                        break;
-                    }
-                    tokio::time::sleep_until(scheduled.into()).await;
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        let _ = tx.send(Outcome {
-                            latency_us: 0,
-                            result: Err("overload".into()),
+            let runtime = tokio::runtime::Handle::current();
+            // Paced by a thread of its own: tokio's timers tick in whole milliseconds, so
+            // `sleep_until` sends each request up to a millisecond after its time, and that
+            // delay — the generator's, not the server's — would count as latency. A thread's
+            // sleep wakes within tens of microseconds.
+            std::thread::Builder::new()
+                .name("wacrm-load-pacer".into())
+                .spawn(move || {
+                    let mut n = 0usize;
+                    loop {
+                        let scheduled = start + interval.mul_f64(n as f64);
+                        if scheduled >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(scheduled.saturating_duration_since(Instant::now()));
+                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                            let _ = tx.send(Outcome {
+                                latency_us: 0,
+                                result: Err("overload".into()),
+                            });
+                            n += 1;
+                            continue;
+                        };
+                        let hook = pool.get(n);
+                        let (tx, client, url) = (tx.clone(), client.clone(), Arc::clone(&url));
+                        runtime.spawn(async move {
+                            let result = post(&client, &url, &hook).await;
+                            // From the scheduled time, not the send: a late send is latency.
+                            let latency_us = scheduled.elapsed().as_micros() as u64;
+                            drop(permit);
+                            let _ = tx.send(Outcome { latency_us, result });
                         });
                         n += 1;
-                        continue;
-                    };
-                    let hook = pool.get(n);
-                    let (tx, client, url) = (tx.clone(), client.clone(), Arc::clone(&url));
-                    tokio::spawn(async move {
-                        let result = post(&client, &url, &hook).await;
-                        let latency_us = scheduled.elapsed().as_micros() as u64;
-                        drop(permit);
-                        let _ = tx.send(Outcome { latency_us, result });
-                    });
-                    n += 1;
-                }
-            });
+                    }
+                })
+                .map_err(DriveError::Pacer)?;
         }
         Pace::Concurrency(workers) => {
             let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
