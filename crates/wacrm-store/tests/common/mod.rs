@@ -74,7 +74,12 @@ async fn postgres() -> Option<TestDb> {
         return None;
     };
     let admin = Database::connect(&admin_url).await.unwrap();
-    let name = format!("wacrm_test_{}", uuid::Uuid::new_v4().simple());
+    drop_stale_databases(&admin).await;
+    let name = format!(
+        "wacrm_test_{}_{}",
+        chrono::Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
@@ -86,6 +91,33 @@ async fn postgres() -> Option<TestDb> {
         through_pool: true,
         _dir: None,
     })
+}
+
+/// Test databases live as long as the server (a test cannot drop its own on the way out: drop
+/// is not async), so each new one first drops those made over an hour ago — no test runs that
+/// long — and those named before names carried their creation time.
+async fn drop_stale_databases(admin: &DatabaseConnection) {
+    let cutoff = chrono::Utc::now().timestamp() - 3600;
+    let rows = admin
+        .query_all(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'wacrm_test_%'",
+        ))
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.try_get("", "datname").unwrap();
+        let created = name
+            .strip_prefix("wacrm_test_")
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(secs, _)| secs.parse::<i64>().ok());
+        if created.is_none_or(|secs| secs < cutoff) {
+            // Still in use by a straggler: left for a later run.
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await;
+        }
+    }
 }
 
 /// The store at `url`, migrated.
