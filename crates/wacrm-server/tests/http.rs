@@ -279,18 +279,8 @@ async fn health_readiness_metrics_and_openapi() {
 async fn metrics_need_their_scope_and_the_scope_reads_nothing_else() {
     let h = harness().await;
     wacrm_server::metrics_endpoint::install();
-    let key = |role, scopes: Option<&[&str]>| {
-        let new = NewKey {
-            name: "Monitor".into(),
-            role,
-            scopes: scopes.map(|s| s.iter().map(|s| (*s).to_owned()).collect()),
-            business_numbers: None,
-            expires_at: None,
-        };
-        let db = h.db.clone();
-        async move { keys::create(&db, new).await.map(|(_, token)| token) }
-    };
-    let monitoring = key(Role::Auditor, Some(&[keys::scope::METRICS_READ]))
+    let monitoring = h
+        .scoped_key(Role::Auditor, &[keys::scope::METRICS_READ])
         .await
         .unwrap();
     assert_eq!(h.get("/metrics", Some(&monitoring)).await.0, StatusCode::OK);
@@ -305,7 +295,7 @@ async fn metrics_need_their_scope_and_the_scope_reads_nothing_else() {
         StatusCode::FORBIDDEN
     );
     for role in [Role::Agent, Role::Auditor] {
-        let without = key(role, None).await.unwrap();
+        let without = h.key("Rui", role, None).await;
         let (status, body) = h.get("/metrics", Some(&without)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert!(body.contains("metrics:read"), "{body}");
@@ -314,7 +304,8 @@ async fn metrics_need_their_scope_and_the_scope_reads_nothing_else() {
             StatusCode::OK
         );
     }
-    let unknown = key(Role::Agent, Some(&["metrics:write"]))
+    let unknown = h
+        .scoped_key(Role::Agent, &["metrics:write"])
         .await
         .unwrap_err();
     assert!(

@@ -227,6 +227,23 @@ async fn wait_ready(client: &reqwest::Client, url: &str, child: &mut Child) -> a
     }
 }
 
+/// Runs `wacrm ARGS` against the service's files; what it printed on stdout.
+fn run_wacrm(
+    server: &Server,
+    dir: &std::path::Path,
+    port: u16,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let out = wacrm_command(server, dir, port)?.args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "wacrm {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 async fn start_wacrm(
     server: &Server,
     client: &reqwest::Client,
@@ -235,34 +252,25 @@ async fn start_wacrm(
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     for args in setup {
-        let out = wacrm_command(server, dir.path(), port)?
-            .args(*args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "wacrm {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        run_wacrm(server, dir.path(), port, args)?;
     }
-    let out = wacrm_command(server, dir.path(), port)?
-        .args([
+    let metrics_key = run_wacrm(
+        server,
+        dir.path(),
+        port,
+        &[
             "keys",
             "create",
             "--name",
             "wacrm-load",
             "--role",
             "auditor",
-        ])
-        .args(["--scope", "metrics:read"])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "creating the metrics key failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let metrics_key = String::from_utf8(out.stdout)?.trim().to_owned();
+            "--scope",
+            "metrics:read",
+        ],
+    )?
+    .trim()
+    .to_owned();
     let log = std::fs::File::create(dir.path().join("wacrm.log"))?;
     let mut child = wacrm_command(server, dir.path(), port)?
         .arg("serve")

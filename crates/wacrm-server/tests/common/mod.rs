@@ -15,7 +15,7 @@ use wacrm_bus::{EventBus, Topics};
 use wacrm_server::{router, AppState, ServerConfig};
 use wacrm_store::keys::{self, NewKey, Role};
 use wacrm_store::projection::Projection;
-use wacrm_store::{Db, StoreConfig};
+use wacrm_store::{Db, StoreConfig, StoreError};
 use wacrm_whatsapp::signature::sign;
 use wacrm_whatsapp::{SendHealth, WebhookSecrets, WhatsAppConfig};
 
@@ -143,19 +143,7 @@ impl Harness {
     }
 
     pub async fn admin(&self) -> String {
-        keys::create(
-            &self.db,
-            NewKey {
-                name: "Ana Admin".into(),
-                role: Role::Admin,
-                scopes: None,
-                business_numbers: None,
-                expires_at: None,
-            },
-        )
-        .await
-        .unwrap()
-        .1
+        self.key("Ana Admin", Role::Admin, None).await
     }
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, String) {
@@ -168,19 +156,31 @@ impl Harness {
 
     /// A key of `role`, limited to `numbers` when given.
     pub async fn key(&self, name: &str, role: Role, numbers: Option<&[&str]>) -> String {
-        keys::create(
-            &self.db,
-            NewKey {
-                name: name.into(),
-                role,
-                scopes: None,
-                business_numbers: numbers.map(|n| n.iter().map(|s| (*s).to_owned()).collect()),
-                expires_at: None,
-            },
-        )
+        self.create_key(NewKey {
+            name: name.into(),
+            role,
+            scopes: None,
+            business_numbers: numbers.map(|n| n.iter().map(|s| (*s).to_owned()).collect()),
+            expires_at: None,
+        })
         .await
         .unwrap()
-        .1
+    }
+
+    /// A key of `role` with exactly `scopes`, or why it was refused.
+    pub async fn scoped_key(&self, role: Role, scopes: &[&str]) -> Result<String, StoreError> {
+        self.create_key(NewKey {
+            name: "Monitor".into(),
+            role,
+            scopes: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            business_numbers: None,
+            expires_at: None,
+        })
+        .await
+    }
+
+    async fn create_key(&self, new: NewKey) -> Result<String, StoreError> {
+        keys::create(&self.db, new).await.map(|(_, token)| token)
     }
 
     /// POSTs JSON with a key and extra headers.

@@ -250,15 +250,11 @@ impl Service {
     }
 
     pub async fn get_json(&self, path: &str, key: &str) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .get(self.url(path))
-            .header("authorization", format!("Bearer {key}"))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        let (status, body) = self.get_text(path, Some(key)).await;
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Waits until every wamid is readable through the API.
