@@ -211,3 +211,46 @@ async fn an_outage_fails_publishes_and_nothing_confirmed_is_lost() {
         );
     }
 }
+
+#[test]
+fn frames_are_counted_across_reads() {
+    use support::broker::reply_keeper::FrameCounter;
+    let mut frames = FrameCounter::default();
+    let mut stream = Vec::new();
+    for body in [&b"abc"[..], b"", b"0123456789"] {
+        stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        stream.extend_from_slice(body);
+    }
+    // Byte by byte, the size split over reads: three frames, each counted once.
+    let counted: usize = stream
+        .iter()
+        .map(|b| frames.feed(std::slice::from_ref(b)))
+        .sum();
+    assert_eq!(counted, 3);
+    // All at once, twice over.
+    let mut twice = stream.clone();
+    twice.extend_from_slice(&stream);
+    assert_eq!(frames.feed(&twice), 6);
+    // A frame cut short is not counted until its last byte.
+    assert_eq!(frames.feed(&stream[..stream.len() - 1]), 2);
+    assert_eq!(frames.feed(&stream[stream.len() - 1..]), 1);
+}
+
+#[test]
+fn the_probe_tells_a_frozen_broker_from_a_serving_one() {
+    let Some(broker) = Broker::start_behind_reply_keeper() else {
+        return;
+    };
+    assert!(broker.answers_metadata(Duration::from_secs(5)));
+    broker.pause();
+    // Clients give up with their requests in flight (the probe's connection closes unanswered).
+    assert!(!broker.answers_metadata(Duration::from_millis(500)));
+    assert!(!broker.answers_metadata(Duration::from_millis(500)));
+    broker.resume();
+    // Once it runs again it serves new clients (the keeper took the replies owed to the
+    // probes that left).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker.answers_metadata(Duration::from_secs(2)) {
+        assert!(Instant::now() < deadline, "the broker stopped serving");
+    }
+}

@@ -1,6 +1,6 @@
 //! A real Kafka-protocol broker for integration tests: `tansu` on a free loopback port with
 //! SQLite storage (so data survives its restarts), or in memory for suites that kill clients
-//! mid-request. Found through `WACRM_TANSU_BIN`, `PATH` or
+//! mid-request, or on SQLite behind a [`reply_keeper`] that answers for clients that left. Found through `WACRM_TANSU_BIN`, `PATH` or
 //! `~/.cargo/bin`; when it is missing the Kafka suites skip with a message, except under CI
 //! (`CI` or `WACRM_REQUIRE_KAFKA` set), where they fail.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 pub struct Broker {
     dir: tempfile::TempDir,
+    /// The port clients connect to (and the one tansu advertises).
     pub port: u16,
+    /// The port tansu listens on: `port`, or the one behind the [`reply_keeper`].
+    broker_port: u16,
     child: Option<Child>,
     bin: PathBuf,
     storage: &'static str,
@@ -61,7 +64,18 @@ impl Broker {
         Broker::start_with(MEMORY)
     }
 
+    /// A broker with SQLite storage behind a [`reply_keeper`], for suites whose clients die
+    /// or time out with requests in flight (a crashed service, a broker outage): tansu then
+    /// still delivers every reply it owes, so its storage task keeps serving.
+    pub fn start_behind_reply_keeper() -> Option<Broker> {
+        Broker::start_with_keeper(SQLITE, true)
+    }
+
     fn start_with(storage: &'static str) -> Option<Broker> {
+        Broker::start_with_keeper(storage, false)
+    }
+
+    fn start_with_keeper(storage: &'static str, keeper: bool) -> Option<Broker> {
         let Some(bin) = find_tansu() else {
             let required = std::env::var_os("CI").is_some()
                 || std::env::var_os("WACRM_REQUIRE_KAFKA").is_some();
@@ -69,9 +83,19 @@ impl Broker {
             eprintln!("skipping: no Kafka-protocol broker (install tansu to run the Kafka suites)");
             return None;
         };
+        let broker_port = free_port();
+        let port = if keeper {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            reply_keeper::spawn(listener, broker_port);
+            port
+        } else {
+            broker_port
+        };
         let mut broker = Broker {
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port,
+            broker_port,
             child: None,
             bin,
             storage,
@@ -92,26 +116,27 @@ impl Broker {
             "an in-memory broker loses everything on restart"
         );
         self.started = true;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let listen = format!("tcp://127.0.0.1:{}", self.broker_port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&self.bin)
             .current_dir(self.dir.path())
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &listen,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 self.storage,
             ])
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(self.log_file())
             .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.broker_port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -133,6 +158,54 @@ impl Broker {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// Whether the broker answers a new client's metadata request (Kafka `Metadata` v0, all
+    /// topics) within `within`: tansu 0.6 can stop answering everyone while its port stays
+    /// open. Asked through the [`reply_keeper`] when there is one, so that giving up on the
+    /// reply cannot itself stop the broker.
+    pub fn answers_metadata(&self, within: Duration) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(within));
+        let _ = stream.set_write_timeout(Some(within));
+        let client = b"wacrm-probe";
+        let mut body = Vec::new();
+        body.extend_from_slice(&3i16.to_be_bytes()); // api key: Metadata
+        body.extend_from_slice(&0i16.to_be_bytes()); // version 0
+        body.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+        body.extend_from_slice(&(client.len() as i16).to_be_bytes());
+        body.extend_from_slice(client);
+        body.extend_from_slice(&0i32.to_be_bytes()); // no topics named: all of them
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        if stream.write_all(&frame).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 8];
+        stream.read_exact(&mut head).is_ok() && head[4..8] == 7i32.to_be_bytes()
+    }
+
+    /// Freezes the broker (SIGSTOP): its port stays open and nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {signal}");
+        }
+    }
+
     /// Kills the broker (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -146,7 +219,156 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- tansu log (last lines) ---\n{}", self.log_tail());
+            // The whole log outlives the temporary directory, for what came before the tail.
+            let kept = std::env::temp_dir().join(format!("wacrm-tansu-{}.log", self.port));
+            if std::fs::copy(self.dir.path().join("broker.log"), &kept).is_ok() {
+                eprintln!("--- the whole tansu log: {} ---", kept.display());
+            }
         }
         self.stop();
+    }
+}
+
+/// A loopback proxy in front of tansu that never lets a reply go undelivered from tansu's side.
+///
+/// Each client connection gets its own connection to the broker. Requests and replies are
+/// Kafka frames (a 4-byte big-endian length, then that many bytes); the keeper counts the
+/// requests it forwarded and the replies it read back. When a client goes away (killed, or
+/// librdkafka dropping a connection whose request timed out), the keeper stops forwarding but
+/// keeps the broker's side open, reading and discarding, until every forwarded request has
+/// its reply (or [`DRAIN_BOUND`] passes). When the broker goes away, the client's connection
+/// is closed; while it is down, connections are accepted and closed at once.
+pub mod reply_keeper {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// How long a connection whose client left waits for the replies it is owed.
+    pub const DRAIN_BOUND: Duration = Duration::from_secs(600);
+
+    /// Accepts clients on `listener` and proxies each to the broker on `broker_port`, on
+    /// threads of its own, for the rest of the process.
+    pub fn spawn(listener: TcpListener, broker_port: u16) {
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(client, broker_port));
+            }
+        });
+    }
+
+    /// Counts complete Kafka frames in a byte stream.
+    #[derive(Default)]
+    pub struct FrameCounter {
+        header: Vec<u8>,
+        remaining: usize,
+    }
+
+    impl FrameCounter {
+        /// Feeds the next bytes of the stream; returns how many frames they completed.
+        pub fn feed(&mut self, mut bytes: &[u8]) -> usize {
+            let mut completed = 0;
+            while !bytes.is_empty() {
+                if self.remaining > 0 {
+                    let n = self.remaining.min(bytes.len());
+                    self.remaining -= n;
+                    bytes = &bytes[n..];
+                    if self.remaining == 0 {
+                        completed += 1;
+                    }
+                    continue;
+                }
+                let n = (4 - self.header.len()).min(bytes.len());
+                self.header.extend_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                if self.header.len() == 4 {
+                    let size = u32::from_be_bytes([
+                        self.header[0],
+                        self.header[1],
+                        self.header[2],
+                        self.header[3],
+                    ]) as usize;
+                    self.header.clear();
+                    if size == 0 {
+                        completed += 1;
+                    } else {
+                        self.remaining = size;
+                    }
+                }
+            }
+            completed
+        }
+    }
+
+    /// Replies owed on one connection, and whether the broker's side has closed.
+    #[derive(Default)]
+    struct Owed {
+        replies: i64,
+        broker_closed: bool,
+    }
+
+    fn serve(mut client: TcpStream, broker_port: u16) {
+        let Ok(mut broker) = TcpStream::connect(("127.0.0.1", broker_port)) else {
+            // The broker is down: the client sees its connection closed.
+            return;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = broker.set_nodelay(true);
+        let owed = Arc::new((Mutex::new(Owed::default()), Condvar::new()));
+        let (Ok(mut from_broker), Ok(mut to_client)) = (broker.try_clone(), client.try_clone())
+        else {
+            return;
+        };
+        let replies = {
+            let owed = owed.clone();
+            std::thread::spawn(move || {
+                let mut frames = FrameCounter::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut client_open = true;
+                while let Ok(n) = from_broker.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let done = frames.feed(&buf[..n]) as i64;
+                    if client_open && to_client.write_all(&buf[..n]).is_err() {
+                        client_open = false;
+                    }
+                    let (lock, changed) = &*owed;
+                    lock.lock().unwrap().replies -= done;
+                    changed.notify_all();
+                }
+                let _ = to_client.shutdown(Shutdown::Both);
+                let (lock, changed) = &*owed;
+                lock.lock().unwrap().broker_closed = true;
+                changed.notify_all();
+            })
+        };
+        let mut frames = FrameCounter::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = client.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let done = frames.feed(&buf[..n]) as i64;
+            owed.0.lock().unwrap().replies += done;
+            if broker.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        // The client left (or the broker did): wait for what the broker still owes.
+        let deadline = Instant::now() + DRAIN_BOUND;
+        let (lock, changed) = &*owed;
+        let mut state = lock.lock().unwrap();
+        while state.replies > 0 && !state.broker_closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = changed.wait_timeout(state, left).unwrap().0;
+        }
+        drop(state);
+        let _ = broker.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = replies.join();
     }
 }

@@ -275,17 +275,22 @@ impl Service {
                 missing.len(),
                 self.log()
             );
-            let mut still = Vec::new();
-            for wamid in missing {
-                if self.get_json(&format!("/v1/messages/{wamid}"), key).await.0 != 200 {
-                    still.push(wamid);
-                }
-            }
-            missing = still;
+            missing = self.not_stored(key, missing).await;
             if !missing.is_empty() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+
+    /// The wamids not readable through the API yet.
+    pub async fn not_stored(&self, key: &str, wamids: Vec<String>) -> Vec<String> {
+        let mut missing = Vec::new();
+        for wamid in wamids {
+            if self.get_json(&format!("/v1/messages/{wamid}"), key).await.0 != 200 {
+                missing.push(wamid);
+            }
+        }
+        missing
     }
 }
 
