@@ -312,6 +312,22 @@ async fn metrics_need_their_scope_and_the_scope_reads_nothing_else() {
         unknown.to_string().contains("unknown scope metrics:write"),
         "{unknown}"
     );
+    let (twice, _) = keys::create(
+        &h.db,
+        NewKey {
+            name: "Monitor".into(),
+            role: Role::Auditor,
+            scopes: Some(vec![
+                keys::scope::METRICS_READ.into(),
+                keys::scope::METRICS_READ.into(),
+            ]),
+            business_numbers: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(twice.scopes, vec![keys::scope::METRICS_READ.to_owned()]);
 }
 
 /// A bus that is down.

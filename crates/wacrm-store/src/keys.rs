@@ -189,8 +189,9 @@ fn info(row: api_key::Model) -> Result<KeyInfo, StoreError> {
     })
 }
 
-/// Creates a key; returns it with the token, which is shown this once. An unknown scope is
-/// refused ([`StoreError::Invalid`]) rather than stored where no route would ever honour it.
+/// Creates a key; returns it with the token, which is shown this once. A scope given twice is
+/// stored once. An unknown scope is refused ([`StoreError::Invalid`]) rather than stored where
+/// no route would ever honour it.
 pub async fn create(db: &DatabaseConnection, new: NewKey) -> Result<(KeyInfo, String), StoreError> {
     if let Some(unknown) = new
         .scopes
@@ -210,7 +211,10 @@ pub async fn create(db: &DatabaseConnection, new: NewKey) -> Result<(KeyInfo, St
     rng.fill_bytes(&mut secret);
     let id = hex::encode(id);
     let secret = hex::encode(secret);
-    let scopes = new.scopes.unwrap_or_else(|| new.role.default_scopes());
+    let mut scopes = new.scopes.unwrap_or_else(|| new.role.default_scopes());
+    // `--scope metrics:read --scope metrics:read` means the scope once.
+    let mut seen = std::collections::HashSet::new();
+    scopes.retain(|s| seen.insert(s.clone()));
     let row = api_key::ActiveModel {
         id: Set(id.clone()),
         name: Set(new.name),
