@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{Bus, Service};
 use fault_support::*;
+use wacrm_bus::kafka::{check_topics, expected_topics, KafkaBus, KafkaConfig};
+use wacrm_bus::{EventBus, OutboundRecord, Topics};
 
 const TOTAL: usize = 4_000;
 const CONTACTS: usize = 100;
@@ -27,7 +29,7 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
     //   that gave up on a request during the outage leaves behind;
     // - the producer without idempotence (`WACRM_FAULT_IDEMPOTENCE=true` to try it with):
     //   after a restart tansu panics on a producer epoch it did not store;
-    // - a watchdog that restarts it when it stops answering a new client.
+    // - a watchdog that restarts it when it stops serving a new client.
     if std::env::var_os("WACRM_FAULT_KAFKA").is_none() {
         eprintln!("skipped (set WACRM_FAULT_KAFKA=1 to run the 30-second Kafka outage)");
         return;
@@ -42,6 +44,14 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
     )]);
     let key = service.admin_key();
     service.start().await;
+    let Bus::Kafka(broker) = &service.bus else {
+        unreachable!()
+    };
+    let probe = Probe::new(broker.bootstrap()).await;
+    assert!(
+        probe.answered(broker).await,
+        "the watchdog's probe fails on a serving broker"
+    );
     let mut pending: VecDeque<usize> = (0..TOTAL).collect();
     let mut tally = Tally::default();
     while tally.acked.len() < TOTAL / 4 {
@@ -77,7 +87,7 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
     };
     broker.restart();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut watchdog = Watchdog::default();
+    let mut watchdog = Watchdog::new(probe);
     while !pending.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -87,7 +97,9 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
         );
         let before = tally.acked.len();
         round(&service, &mut pending, CONTACTS, 16, 200, &mut tally).await;
-        watchdog.progress(&mut service, tally.acked.len() > before);
+        watchdog
+            .progress(&mut service, tally.acked.len() > before)
+            .await;
     }
     assert_eq!(tally.acked.len(), TOTAL);
 
@@ -106,7 +118,9 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
         );
         let before = missing.len();
         missing = service.not_stored(&key, missing).await;
-        watchdog.progress(&mut service, missing.len() < before);
+        watchdog
+            .progress(&mut service, missing.len() < before)
+            .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
@@ -116,13 +130,56 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
     service.terminate();
 }
 
-/// Restarts a broker that stopped answering: tansu 0.6 sometimes stops serving every client
-/// after a restart while its port stays open (docs/testing.md). When nothing has moved for
-/// [`Watchdog::QUIET`], a new client asks the broker for metadata; if it gets no answer the
-/// broker is killed and started again on its log, which is one more outage wacrm must ride
-/// out. Whatever wacrm does, a broker that answers a new client is never restarted.
-#[derive(Default)]
+/// What a new client asks the broker: metadata, and one publish to a topic of its own.
+struct Probe {
+    config: KafkaConfig,
+    topic: String,
+}
+
+impl Probe {
+    async fn new(bootstrap: String) -> Probe {
+        let config = KafkaConfig {
+            brokers: bootstrap,
+            idempotence: false,
+            ..KafkaConfig::default()
+        };
+        let topics = Topics::with_prefix("probe.");
+        check_topics(&config, &expected_topics(&topics, &config), true)
+            .await
+            .unwrap();
+        Probe {
+            config,
+            topic: topics.conversations,
+        }
+    }
+
+    /// Whether the broker answers a new client's metadata request and takes its publish.
+    async fn answered(&self, broker: &common::broker::Broker) -> bool {
+        if !broker.answers_metadata(Duration::from_secs(5)) {
+            return false;
+        }
+        let Ok(bus) = KafkaBus::open(&self.config, Duration::from_secs(5)) else {
+            return false;
+        };
+        let record = OutboundRecord {
+            topic: self.topic.clone(),
+            key: "probe".into(),
+            headers: Vec::new(),
+            payload: b"probe".to_vec(),
+        };
+        bus.publish(vec![record]).await.is_ok()
+    }
+}
+
+/// Restarts a broker that stopped answering: tansu 0.6 sometimes stops serving after a
+/// restart while its port stays open — its produce and group requests time out, even for a new
+/// client, while it may still answer metadata (docs/testing.md). When nothing has moved for
+/// [`Watchdog::QUIET`], a new client asks the broker for metadata and publishes one record to
+/// a topic of its own; if either gets no answer the broker is killed and started again on its
+/// log, which is one more outage wacrm must ride out. A broker that serves a new client is
+/// never restarted, so the watchdog cannot hide a consumer of wacrm's that stopped.
 struct Watchdog {
+    probe: Probe,
     quiet_since: Option<Instant>,
     restarts: usize,
 }
@@ -130,7 +187,15 @@ struct Watchdog {
 impl Watchdog {
     const QUIET: Duration = Duration::from_secs(15);
 
-    fn progress(&mut self, service: &mut Service, moved: bool) {
+    fn new(probe: Probe) -> Watchdog {
+        Watchdog {
+            probe,
+            quiet_since: None,
+            restarts: 0,
+        }
+    }
+
+    async fn progress(&mut self, service: &mut Service, moved: bool) {
         if moved {
             self.quiet_since = None;
             return;
@@ -143,10 +208,10 @@ impl Watchdog {
         let Bus::Kafka(broker) = &mut service.bus else {
             unreachable!()
         };
-        if broker.answers_metadata(Duration::from_secs(5)) {
+        if self.probe.answered(broker).await {
             return;
         }
-        eprintln!("the broker does not answer a new client: restarting it");
+        eprintln!("the broker does not serve a new client: restarting it");
         self.restarts += 1;
         broker.stop();
         broker.restart();
