@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wacrm_bench::driver::{drive, Pace, Pool};
+use wacrm_bench::driver::{drive, Pace, Pool, Report};
 use wacrm_bench::payloads::{Generator, Mix};
 
 fn pool() -> Arc<Pool> {
@@ -38,20 +38,25 @@ async fn baseline() -> String {
     format!("http://{addr}/")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_open_loop_sends_every_scheduled_request_once() {
+/// Drives the baseline server open loop at 400 requests a second.
+async fn at_400_a_second(duration: Duration, in_flight: usize) -> Report {
     let url = baseline().await;
-    // 400 a second for 0.5 s: requests at 0, 2.5, …, 497.5 ms.
-    let report = drive(
+    drive(
         reqwest::Client::new(),
         url,
         pool(),
         Pace::Rate(400.0),
-        Duration::from_millis(500),
-        1000,
+        duration,
+        in_flight,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_loop_sends_every_scheduled_request_once() {
+    // 400 a second for 0.5 s: requests at 0, 2.5, …, 497.5 ms.
+    let report = at_400_a_second(Duration::from_millis(500), 1000).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.ok, 200);
     assert_eq!(report.messages, 200);
@@ -60,17 +65,7 @@ async fn the_open_loop_sends_every_scheduled_request_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_in_flight_budget_is_an_overload_not_a_delay() {
-    let url = baseline().await;
-    let report = drive(
-        reqwest::Client::new(),
-        url,
-        pool(),
-        Pace::Rate(400.0),
-        Duration::from_millis(250),
-        0,
-    )
-    .await
-    .unwrap();
+    let report = at_400_a_second(Duration::from_millis(250), 0).await;
     assert_eq!(report.ok, 0);
     assert_eq!(report.errors.get("overload"), Some(&100));
 }

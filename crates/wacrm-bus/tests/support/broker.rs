@@ -55,13 +55,13 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker, or `None` (after saying why) when tansu is not installed outside CI.
     pub fn start() -> Option<Broker> {
-        Broker::start_with(SQLITE)
+        Broker::start_with_keeper(SQLITE, false)
     }
 
     /// A broker whose storage is in memory, for suites that never restart it but kill its
     /// clients mid-request (see [`SQLITE`]).
     pub fn start_in_memory() -> Option<Broker> {
-        Broker::start_with(MEMORY)
+        Broker::start_with_keeper(MEMORY, false)
     }
 
     /// A broker with SQLite storage behind a [`reply_keeper`], for suites whose clients die
@@ -69,10 +69,6 @@ impl Broker {
     /// still delivers every reply it owes, so its storage task keeps serving.
     pub fn start_behind_reply_keeper() -> Option<Broker> {
         Broker::start_with_keeper(SQLITE, true)
-    }
-
-    fn start_with(storage: &'static str) -> Option<Broker> {
-        Broker::start_with_keeper(storage, false)
     }
 
     fn start_with_keeper(storage: &'static str, keeper: bool) -> Option<Broker> {
