@@ -19,6 +19,8 @@ use wacrm_testkit::hubspot::{FakeConfig, HubSpotFake};
 const TOTAL: usize = 10_000;
 const CONTACTS: usize = 100;
 const LIMIT: u32 = 190;
+/// The consumers' `session.timeout.ms` that the test service gets on Kafka (tests/common).
+const KAFKA_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 async fn crash_during_burst(bus: Bus) {
     let fake = HubSpotFake::start(FakeConfig {
@@ -27,6 +29,20 @@ async fn crash_during_burst(bus: Bus) {
     })
     .await;
     let mut service = Service::new(bus).with_env(&crm_env(&fake, LIMIT));
+    if matches!(service.bus, Bus::Kafka(_)) {
+        // One record per record batch. tansu 0.6's in-memory storage, asked to fetch from an
+        // offset inside a batch, answers from the next batch on: a consumer that resumes from
+        // an offset committed mid-batch (as after every SIGKILL here) skips the rest of that
+        // batch. This run lost 2 – 6 acknowledged messages that way, each time the tail of one
+        // batch in the log right after a committed offset; crates/wacrm-bus/tests/kafka.rs
+        // checks that a resume inside a batch reads the rest of it (on SQLite storage, which
+        // gets it right).
+        std::fs::write(
+            service.path().join("wacrm.toml"),
+            "[bus.kafka.properties]\n\"batch.num.messages\" = \"1\"\n",
+        )
+        .unwrap();
+    }
     let name = service.bus.name();
     crm_setup(&service);
     let key = service.admin_key();
@@ -59,6 +75,16 @@ async fn crash_during_burst(bus: Bus) {
             service.kill();
             kills += 1;
             assert_eq!(service.port, port);
+            if matches!(service.bus, Bus::Kafka(_)) {
+                // Wait out the dead instance's consumer sessions. tansu 0.6 notices a dead
+                // group member only when a request for its group arrives; a new member that
+                // joins while the dead one is still the group's leader gets no partitions until
+                // then, and an expiry that a heartbeat notices leaves the dead member's
+                // partitions assigned to nobody (its group coordinator, docs/testing.md). A
+                // member that joins after the session has run out removes the dead one at its
+                // first JoinGroup and takes every partition. Real Kafka rebalances on expiry.
+                tokio::time::sleep(KAFKA_SESSION_TIMEOUT + Duration::from_secs(1)).await;
+            }
             service.start().await;
         } else {
             round(&service, &mut pending, CONTACTS, 32, 200, &mut tally).await;
@@ -90,16 +116,21 @@ async fn crash_during_burst(bus: Bus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_10000_message_burst_loses_and_doubles_nothing() {
     crash_during_burst(Bus::Embedded).await;
-    // On Kafka the run is opt-in (`WACRM_FAULT_KAFKA=1`); see docs/testing.md. The broker is
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_sigkill_during_a_10000_message_burst_loses_and_doubles_nothing() {
+    // Runs when `WACRM_FAULT_KAFKA` is set (`.ci/run` sets it for this test). The broker is
     // never restarted here, so it keeps its log in memory: tansu's SQLite storage stops serving
     // for good when a client dies with a request in flight, which is exactly what this suite
-    // does (crates/wacrm-bus/tests/support/broker.rs). In memory it passed, and it also once
-    // left 6 acknowledged messages unconsumed, which points at tansu's group coordinator.
+    // does (crates/wacrm-bus/tests/support/broker.rs).
     if std::env::var_os("WACRM_FAULT_KAFKA").is_none() {
-        eprintln!("Kafka crash run skipped (set WACRM_FAULT_KAFKA=1 to run it)");
+        eprintln!("skipped (set WACRM_FAULT_KAFKA=1 to run the crash run on Kafka)");
         return;
     }
-    if let Some(broker) = common::broker::Broker::start_in_memory() {
-        crash_during_burst(Bus::Kafka(broker)).await;
-    }
+    let Some(broker) = common::broker::Broker::start_in_memory() else {
+        eprintln!("SKIPPED: no Kafka-protocol broker installed (tansu)");
+        return;
+    };
+    crash_during_burst(Bus::Kafka(broker)).await;
 }

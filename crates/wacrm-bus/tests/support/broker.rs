@@ -2,7 +2,8 @@
 //! SQLite storage (so data survives its restarts), or in memory for suites that kill clients
 //! mid-request, or on SQLite behind a [`reply_keeper`] that answers for clients that left. Found through `WACRM_TANSU_BIN`, `PATH` or
 //! `~/.cargo/bin`; when it is missing the Kafka suites skip with a message, except under CI
-//! (`CI` or `WACRM_REQUIRE_KAFKA` set), where they fail.
+//! (`CI` or `WACRM_REQUIRE_KAFKA` set), where they fail. `WACRM_TANSU_LOG` is passed to tansu
+//! as `RUST_LOG` (default `warn`; its debug logs run to hundreds of MB a minute).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpStream;
@@ -125,7 +126,10 @@ impl Broker {
                 "--storage-engine",
                 self.storage,
             ])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("WACRM_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(self.log_file())
             .stderr(self.log_file())
             .spawn()
