@@ -33,7 +33,7 @@ async fn crash_during_burst(bus: Bus) {
         // One record per record batch. tansu 0.6's in-memory storage, asked to fetch from an
         // offset inside a batch, answers from the next batch on: a consumer that resumes from
         // an offset committed mid-batch (as after every SIGKILL here) skips the rest of that
-        // batch. This run lost 2 – 6 acknowledged messages that way, each time the tail of one
+        // batch. This run lost 2 – 10 acknowledged messages that way, each time the tail of one
         // batch in the log right after a committed offset; crates/wacrm-bus/tests/kafka.rs
         // checks that a resume inside a batch reads the rest of it (on SQLite storage, which
         // gets it right).
