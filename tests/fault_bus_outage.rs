@@ -158,15 +158,12 @@ impl Probe {
         if !broker.answers_metadata(Duration::from_secs(5)) {
             eprintln!(
                 "{} probe: no answer to a metadata request within 5 s",
-                chrono::Utc::now().format("%H:%M:%S%.3f")
+                clock()
             );
             return false;
         }
         let Ok(bus) = KafkaBus::open(&self.config, Duration::from_secs(5)) else {
-            eprintln!(
-                "{} probe: no producer",
-                chrono::Utc::now().format("%H:%M:%S%.3f")
-            );
+            eprintln!("{} probe: no producer", clock());
             return false;
         };
         let record = OutboundRecord {
@@ -178,10 +175,7 @@ impl Probe {
         match bus.publish(vec![record]).await {
             Ok(()) => true,
             Err(e) => {
-                eprintln!(
-                    "{} probe: metadata answered, publish failed: {e}",
-                    chrono::Utc::now().format("%H:%M:%S%.3f")
-                );
+                eprintln!("{} probe: metadata answered, publish failed: {e}", clock());
                 false
             }
         }
@@ -243,7 +237,7 @@ impl Watchdog {
         if self.probe.answered(broker).await {
             eprintln!(
                 "{} nothing moved for {} s, and the broker serves a new client",
-                chrono::Utc::now().format("%H:%M:%S%.3f"),
+                clock(),
                 Self::QUIET.as_secs()
             );
             return;
@@ -256,11 +250,16 @@ impl Watchdog {
         );
         eprintln!(
             "{} the broker does not serve a new client: restarting it",
-            chrono::Utc::now().format("%H:%M:%S%.3f")
+            clock()
         );
         self.restarts += 1;
         broker.stop();
         broker.restart();
         self.last_restart = Some(Instant::now());
     }
+}
+
+/// The time of day, for the watchdog's lines beside wacrm's log.
+fn clock() -> String {
+    chrono::Utc::now().format("%H:%M:%S%.3f").to_string()
 }
