@@ -130,6 +130,18 @@ async fn webhooks_get_503_while_kafka_is_down_and_nothing_acknowledged_is_lost()
     service.terminate();
 }
 
+/// The producer's idempotence for a run on tansu: off unless `WACRM_FAULT_IDEMPOTENCE=true`.
+/// tansu 0.6 on SQLite storage panics in `idempotent_message_check` ("more or less than one
+/// row") on a produce whose producer epoch it did not store, and its storage then serves no
+/// one (docs/testing.md). Without idempotence a retried produce may be written twice, which the
+/// consumers must absorb: the suite checks that nothing is doubled.
+fn tansu_idempotence_env() -> (&'static str, String) {
+    (
+        "WACRM_BUS__KAFKA__IDEMPOTENCE",
+        std::env::var("WACRM_FAULT_IDEMPOTENCE").unwrap_or_else(|_| "false".into()),
+    )
+}
+
 /// What a new client asks the broker: metadata, and one publish to a topic of its own.
 struct Probe {
     config: KafkaConfig,

@@ -19,8 +19,6 @@ use wacrm_testkit::hubspot::{FakeConfig, HubSpotFake};
 const TOTAL: usize = 10_000;
 const CONTACTS: usize = 100;
 const LIMIT: u32 = 190;
-/// The consumers' `session.timeout.ms` that the test service gets on Kafka (tests/common).
-const KAFKA_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 async fn crash_during_burst(bus: Bus) {
     let fake = HubSpotFake::start(FakeConfig {
@@ -83,7 +81,7 @@ async fn crash_during_burst(bus: Bus) {
                 // partitions assigned to nobody (its group coordinator, docs/testing.md). A
                 // member that joins after the session has run out removes the dead one at its
                 // first JoinGroup and takes every partition. Real Kafka rebalances on expiry.
-                tokio::time::sleep(KAFKA_SESSION_TIMEOUT + Duration::from_secs(1)).await;
+                tokio::time::sleep(common::KAFKA_SESSION_TIMEOUT + Duration::from_secs(1)).await;
             }
             service.start().await;
         } else {

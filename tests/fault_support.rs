@@ -47,18 +47,6 @@ pub fn crm_env(fake: &HubSpotFake, limit: u32) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The producer's idempotence for a run on tansu: off unless `WACRM_FAULT_IDEMPOTENCE=true`.
-/// tansu 0.6 on SQLite storage panics in `idempotent_message_check` ("more or less than one
-/// row") on a produce whose producer epoch it did not store, and its storage then serves no
-/// one (docs/testing.md). Without idempotence a retried produce may be written twice, which the
-/// consumers must absorb: the suites check that nothing is doubled.
-pub fn tansu_idempotence_env() -> (&'static str, String) {
-    (
-        "WACRM_BUS__KAFKA__IDEMPOTENCE",
-        std::env::var("WACRM_FAULT_IDEMPOTENCE").unwrap_or_else(|_| "false".into()),
-    )
-}
-
 pub fn crm_setup(service: &Service) {
     let out = service
         .command()

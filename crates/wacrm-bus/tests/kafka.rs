@@ -28,6 +28,28 @@ fn record(topic: &str, key: &str, n: usize) -> OutboundRecord {
     }
 }
 
+/// Creates wacrm's topics under `prefix`, opens a bus and publishes records 0 – 9 under one
+/// key in one publish (to one partition: one record batch).
+async fn ten_records(
+    cfg: &KafkaConfig,
+    prefix: &str,
+    publish_timeout: Duration,
+) -> (Topics, KafkaBus) {
+    let topics = Topics::with_prefix(prefix);
+    check_topics(cfg, &expected_topics(&topics, cfg), true)
+        .await
+        .unwrap();
+    let bus = KafkaBus::open(cfg, publish_timeout).unwrap();
+    bus.publish(
+        (0..10)
+            .map(|n| record(&topics.conversations, "k", n))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    (topics, bus)
+}
+
 async fn drain(sub: &mut Box<dyn Subscription>, want: usize, within: Duration) -> Vec<Record> {
     let deadline = Instant::now() + within;
     let mut out = Vec::new();
@@ -156,20 +178,7 @@ async fn a_consumer_resuming_inside_a_record_batch_reads_the_rest_of_it() {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let cfg = config(&broker, 1);
-    let topics = Topics::with_prefix("it3.");
-    check_topics(&cfg, &expected_topics(&topics, &cfg), true)
-        .await
-        .unwrap();
-    let bus = KafkaBus::open(&cfg, Duration::from_secs(10)).unwrap();
-    // Ten records in one publish to one partition: one record batch.
-    bus.publish(
-        (0..10)
-            .map(|n| record(&topics.conversations, "k", n))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    let (topics, bus) = ten_records(&config(&broker, 1), "it3.", Duration::from_secs(10)).await;
     let group = std::slice::from_ref(&topics.conversations);
     let mut sub = bus.subscribe("it3-group", group).await.unwrap();
     let got = drain(&mut sub, 10, Duration::from_secs(30)).await;
@@ -189,19 +198,7 @@ async fn an_outage_fails_publishes_and_nothing_confirmed_is_lost() {
     let Some(mut broker) = Broker::start() else {
         return;
     };
-    let cfg = config(&broker, 2);
-    let topics = Topics::with_prefix("it2.");
-    check_topics(&cfg, &expected_topics(&topics, &cfg), true)
-        .await
-        .unwrap();
-    let bus = KafkaBus::open(&cfg, Duration::from_secs(2)).unwrap();
-    bus.publish(
-        (0..10)
-            .map(|n| record(&topics.conversations, "k", n))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    let (topics, bus) = ten_records(&config(&broker, 2), "it2.", Duration::from_secs(2)).await;
 
     broker.stop();
     let started = Instant::now();

@@ -53,6 +53,18 @@ async fn fixtures_reach_the_store(bus: Bus) {
     service
         .wait_stored(&key, expected.clone(), Duration::from_secs(60))
         .await;
+    // The harness's bounded look returns the wamids it did not ask about as missing: 30
+    // unknown, then a stored one, then 10 unknown — it stops at the 20th unknown.
+    let probe: Vec<String> = (0..30)
+        .map(|i| format!("wamid.none.{i}"))
+        .chain([expected[0].clone()])
+        .chain((30..40).map(|i| format!("wamid.none.{i}")))
+        .collect();
+    let bounded = service.not_stored(&key, probe.clone()).await;
+    assert_eq!(bounded, probe, "nothing it did not ask about is dropped");
+    let exact = service.not_stored_exactly(&key, probe.clone()).await;
+    assert_eq!(exact.len(), 40);
+    assert!(!exact.contains(&expected[0]));
     // Out-of-order statuses for a batch message that the business sent are folded in.
     let (_, dead) = service.get_json("/v1/dead-letters", &key).await;
     assert_eq!(

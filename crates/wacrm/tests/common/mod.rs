@@ -12,6 +12,8 @@ use broker::Broker;
 use wacrm_whatsapp::signature::sign;
 
 pub const SECRET: &str = "e2e-secret";
+/// The consumers' `session.timeout.ms` of a test service on Kafka.
+pub const KAFKA_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// How many unreadable messages [`Service::not_stored`] asks about in one pass.
 const NOT_STORED_LOOKS: usize = 20;
 
@@ -97,7 +99,7 @@ impl Service {
                 ("WACRM_BUS__KAFKA__PARTITIONS".to_owned(), "3".to_owned()),
                 (
                     "WACRM_BUS__KAFKA__SESSION_TIMEOUT_MS".to_owned(),
-                    "6000".to_owned(),
+                    KAFKA_SESSION_TIMEOUT.as_millis().to_string(),
                 ),
                 (
                     "WACRM_BUS__PUBLISH_TIMEOUT_MS".to_owned(),
