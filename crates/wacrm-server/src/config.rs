@@ -1,5 +1,7 @@
 //! HTTP configuration (`[server]`, `WACRM_SERVER__…`).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// `[server]`.
@@ -12,6 +14,15 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The CloudEvents `source` of the events this instance publishes.
     pub event_source: String,
+    /// How long a connection may take to send a request's head, and how long an idle
+    /// keep-alive connection is kept, in milliseconds; a connection that overruns it is closed,
+    /// so silent or trickling clients do not hold connections (and their memory). 0 turns the
+    /// deadline off.
+    pub header_read_timeout_ms: u64,
+    /// How long a webhook's body may take to arrive once its head has, in milliseconds; a body
+    /// that overruns it gets 408 (Meta retries) and its connection is closed. 0 turns the
+    /// deadline off.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -20,6 +31,24 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 4 * 1024 * 1024,
             event_source: "/wacrm".into(),
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 30_000,
         }
     }
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::header_read_timeout_ms`]; `None` when it is off.
+    pub fn header_read_timeout(&self) -> Option<Duration> {
+        deadline(self.header_read_timeout_ms)
+    }
+
+    /// [`ServerConfig::body_read_timeout_ms`]; `None` when it is off.
+    pub fn body_read_timeout(&self) -> Option<Duration> {
+        deadline(self.body_read_timeout_ms)
+    }
+}
+
+fn deadline(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }

@@ -10,7 +10,9 @@
 pub mod api;
 pub mod audit_relay;
 pub mod auth;
+pub mod body_deadline;
 pub mod config;
+pub mod listen;
 pub mod metrics_endpoint;
 pub mod openapi;
 pub mod redrive;
@@ -21,14 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
 use wacrm_bus::{EventBus, Topics};
 use wacrm_store::Db;
 use wacrm_whatsapp::{SendHealth, WebhookSecrets, WhatsAppConfig};
 
+pub use body_deadline::BodyDeadline;
 pub use config::ServerConfig;
+pub use listen::serve;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -57,11 +61,15 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
+    let deadline = BodyDeadline::from_config(config);
     Router::new()
         .route(
             "/webhooks/whatsapp",
             get(webhook::handshake).post(webhook::receive),
         )
+        .route_layer(middleware::from_fn(move |request, next| {
+            deadline.enforce(request, next)
+        }))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(api::routes())
         .route("/healthz", get(api::healthz))
@@ -69,15 +77,4 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/metrics", get(metrics_endpoint::render))
         .route("/openapi.json", get(openapi::serve))
         .with_state(state)
-}
-
-/// Serves until `shutdown` is cancelled, then stops accepting and finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }

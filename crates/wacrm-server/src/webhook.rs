@@ -2,7 +2,8 @@
 //!
 //! What happens to a request, and when it is answered:
 //! - bad or missing signature → 401, nothing stored (an attacker's body is not ours to keep);
-//! - body over the limit → 413 (axum's body limit);
+//! - body over the limit → 413; body not arrived within its deadline → 408, nothing stored
+//!   (both from [`crate::body_deadline`]);
 //! - signed and understood → every event published; 200 only after the bus confirmed them
 //!   durable. Parts that cannot be understood are published as dead letters in the same batch;
 //! - signed but not a WhatsApp payload → published as a dead letter with the reason, 200 (Meta
@@ -71,6 +72,7 @@ fn outcome(outcome: &'static str) {
     responses(
         (status = 200, description = "Durably accepted (or kept as a dead letter)"),
         (status = 401, description = "Missing or wrong signature; nothing stored"),
+        (status = 408, description = "The body did not arrive in time (`server.body_read_timeout_ms`); nothing stored, retry"),
         (status = 413, description = "Body too large"),
         (status = 503, description = "Event bus unavailable; retry later")))]
 pub async fn receive(

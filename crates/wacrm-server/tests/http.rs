@@ -4,10 +4,14 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use http::StatusCode;
-use wacrm_bus::{BusError, EventBus, OutboundRecord, Subscription};
+use tower::ServiceExt;
+use wacrm_bus::{BusError, EventBus, OutboundRecord, Subscription, Topics};
+use wacrm_server::ServerConfig;
 use wacrm_store::keys::{self, NewKey, Role};
 use wacrm_whatsapp::signature::sign;
 
@@ -132,6 +136,50 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
         )
         .await;
     assert_eq!(mode.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_webhook_body_that_does_not_arrive_in_time_gets_408_and_closes_the_connection() {
+    let server = ServerConfig {
+        body_read_timeout_ms: 200,
+        ..ServerConfig::default()
+    };
+    let h = harness_served(None, Some(SECRET), sending(), &server).await;
+    let body = fixture("text.json");
+    let signature = sign(SECRET.as_bytes(), &body);
+    // Half the body, then nothing: a client trickling its body, or one that stalled.
+    let half = axum::body::Bytes::copy_from_slice(&body[..body.len() / 2]);
+    let stalled =
+        futures::stream::iter([Ok::<_, std::io::Error>(half)]).chain(futures::stream::pending());
+    let req = http::Request::post("/webhooks/whatsapp")
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(axum::body::Body::from_stream(stalled))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(10), h.app.clone().oneshot(req))
+        .await
+        .expect("the handler waited for the body forever")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(res.headers()["connection"], "close");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    // Nothing reached the bus, and the whole body within the deadline is accepted.
+    let mut sub = h
+        .bus
+        .subscribe("check", &[Topics::default().conversations])
+        .await
+        .unwrap();
+    assert!(sub
+        .poll(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        call(&h.app, signed(fixture("text.json"))).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

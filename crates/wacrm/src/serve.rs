@@ -129,7 +129,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new requests; finishing in-flight work");
         signal_token.cancel();
     });
-    let server_result = wacrm_server::serve(listener, app, shutdown.clone()).await;
+    let server_result =
+        wacrm_server::serve(listener, app, &settings.server, shutdown.clone()).await;
     shutdown.cancel();
     for (name, task) in sync_tasks {
         match tokio::time::timeout(SHUTDOWN_BOUND, task).await {

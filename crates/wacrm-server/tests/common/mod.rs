@@ -46,6 +46,16 @@ pub async fn harness_full(
     secret: Option<&str>,
     whatsapp: WhatsAppConfig,
 ) -> Harness {
+    harness_served(bus, secret, whatsapp, &ServerConfig::default()).await
+}
+
+/// A harness whose router has `server`'s settings.
+pub async fn harness_served(
+    bus: Option<Arc<dyn EventBus>>,
+    secret: Option<&str>,
+    whatsapp: WhatsAppConfig,
+    server: &ServerConfig,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = match bus {
         Some(b) => b,
@@ -82,7 +92,7 @@ pub async fn harness_full(
         whatsapp: Arc::new(whatsapp),
         send_health: send_health.clone(),
     });
-    let app = router(state, &ServerConfig::default());
+    let app = router(state, server);
     Harness {
         app,
         bus,
