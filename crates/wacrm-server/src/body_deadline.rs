@@ -1,7 +1,8 @@
 //! A deadline for a request's body, on routes that read bodies before any key is checked.
 //!
 //! The webhook route reads the whole body before it can check the signature, so without a
-//! deadline a client trickling a body holds a connection, and its memory, for as long as it likes.
+//! deadline a client trickling a body holds a connection, and its memory, for as long as it
+//! likes.
 //! The body is read here, within [`ServerConfig::body_read_timeout_ms`] and
 //! [`ServerConfig::max_body_bytes`], and handed on whole:
 //! - over the size → 413, as the body limit answers;
