@@ -121,6 +121,19 @@ async fn a_client_that_never_finishes_its_head_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_cut_off() {
+    let server = start(300).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        closed(&mut silent).await,
+        "",
+        "a silent client got an answer"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
 async fn shutdown_finishes_the_request_in_flight_then_stops_accepting() {
     let server = start(30_000).await;
     let mut busy = TcpStream::connect(server.addr).await.unwrap();
