@@ -70,7 +70,9 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route_layer(middleware::from_fn(move |request, next| {
             deadline.enforce(request, next)
         }))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // The deadline layer has read the body within `max_body_bytes`; a second limit on the
+        // handler's copy (axum's default is 2 MiB) would refuse bodies the setting allows.
+        .layer(DefaultBodyLimit::disable())
         .merge(api::routes())
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

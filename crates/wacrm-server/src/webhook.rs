@@ -2,8 +2,8 @@
 //!
 //! What happens to a request, and when it is answered:
 //! - bad or missing signature → 401, nothing stored (an attacker's body is not ours to keep);
-//! - body over the limit → 413; body not arrived within its deadline → 408, nothing stored
-//!   (both from [`crate::body_deadline`]);
+//! - body over the limit → 413; body not arrived within its deadline → 408; body stream broken
+//!   → 400; nothing stored in any of them (all from [`crate::body_deadline`]);
 //! - signed and understood → every event published; 200 only after the bus confirmed them
 //!   durable. Parts that cannot be understood are published as dead letters in the same batch;
 //! - signed but not a WhatsApp payload → published as a dead letter with the reason, 200 (Meta

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use wacrm_server::ServerConfig;
 
 const PATIENCE: Duration = Duration::from_secs(10);
+/// The head deadline of the tests about it: short, so that they are quick.
+const HEAD_DEADLINE_MS: u64 = 300;
 /// How long `/slow` takes: long enough that a test sees it still answering on a loaded machine.
 const SLOW: Duration = Duration::from_millis(1_500);
 
@@ -89,48 +91,51 @@ async fn served(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Waits until the server cuts `stream` off, which must not be before the head deadline of a
+/// server started with [`HEAD_DEADLINE_MS`]; what it sent first.
+async fn cut_off_at_the_head_deadline(stream: &mut TcpStream) -> String {
+    let started = std::time::Instant::now();
+    let sent = closed(stream).await;
+    // The deadline may start a little before `started`: the connection was open already.
+    let earliest = Duration::from_millis(HEAD_DEADLINE_MS - 50);
+    assert!(
+        started.elapsed() >= earliest,
+        "cut off after {:?}, before the head deadline",
+        started.elapsed()
+    );
+    sent
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_head_deadline() {
-    let server = start(300).await;
+    let server = start(HEAD_DEADLINE_MS).await;
     let mut idle = served(server.addr).await;
-    let started = std::time::Instant::now();
-    assert_eq!(
-        closed(&mut idle).await,
-        "",
-        "the idle connection got more than a close"
-    );
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let sent = cut_off_at_the_head_deadline(&mut idle).await;
+    assert_eq!(sent, "", "the idle connection got more than a close");
 }
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_head_is_cut_off() {
-    let server = start(300).await;
+    let server = start(HEAD_DEADLINE_MS).await;
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: te")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let sent = closed(&mut slow).await;
+    let sent = cut_off_at_the_head_deadline(&mut slow).await;
     assert!(
         !sent.starts_with("HTTP/1.1 2"),
         "a half head was answered: {sent}"
     );
-    assert!(started.elapsed() >= Duration::from_millis(250));
     // The server still serves others.
     served(server.addr).await;
 }
 
 #[tokio::test]
 async fn a_client_that_connects_and_sends_nothing_is_cut_off() {
-    let server = start(300).await;
+    let server = start(HEAD_DEADLINE_MS).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    let started = std::time::Instant::now();
-    assert_eq!(
-        closed(&mut silent).await,
-        "",
-        "a silent client got an answer"
-    );
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let sent = cut_off_at_the_head_deadline(&mut silent).await;
+    assert_eq!(sent, "", "a silent client got an answer");
 }
 
 #[tokio::test]

@@ -183,6 +183,37 @@ async fn a_webhook_body_that_does_not_arrive_in_time_gets_408_and_closes_the_con
 }
 
 #[tokio::test]
+async fn a_webhook_body_that_breaks_off_gets_400_and_nothing_is_published() {
+    let h = harness().await;
+    let body = fixture("text.json");
+    let signature = sign(SECRET.as_bytes(), &body);
+    let half = axum::body::Bytes::copy_from_slice(&body[..body.len() / 2]);
+    let broken = futures::stream::iter([
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ]);
+    let req = http::Request::post("/webhooks/whatsapp")
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(axum::body::Body::from_stream(broken))
+        .unwrap();
+    assert_eq!(call(&h.app, req).await.0, StatusCode::BAD_REQUEST);
+    let mut sub = h
+        .bus
+        .subscribe("check", &[Topics::default().conversations])
+        .await
+        .unwrap();
+    assert!(sub
+        .poll(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
 async fn bodies_over_four_mebibytes_get_413() {
     let h = harness().await;
     let body = vec![b' '; 4 * 1024 * 1024 + 1];
