@@ -12,6 +12,7 @@ pub mod config;
 pub mod embedded;
 pub mod kafka;
 pub mod runner;
+pub mod supervise;
 pub mod topics;
 
 use std::sync::Arc;

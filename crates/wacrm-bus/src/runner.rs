@@ -3,20 +3,25 @@
 //!
 //! Guarantees: at-least-once (a record's offset is committed only after the handler succeeded
 //! on it, or after it was durably dead-lettered), in order per partition, and a bad record never
-//! blocks the ones behind it. On shutdown the runner stops polling, finishes the batch in hand
-//! (or abandons it uncommitted if it is stuck retrying: it will be delivered again), commits and
-//! returns.
+//! blocks the ones behind it: a record the handler names is dead-lettered at once; a batch that
+//! keeps failing with a data error (the database refused something in it) is retried a bounded
+//! number of times, then halved until the record that fails alone is found and dead-lettered
+//! with the reason. A commit that keeps failing (a rebalance, a lost group member) is not
+//! retried forever: the runner goes back to the committed position and polls again, so the
+//! member rejoins and the batch is delivered again (handled idempotently). On shutdown the
+//! runner stops polling, finishes the batch in hand (or abandons it uncommitted if it is stuck
+//! retrying: it will be delivered again), commits and returns.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backoff::backoff::Backoff;
-use backoff::ExponentialBackoff;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 use wacrm_core::ErrorClass;
 
 use crate::cloudevents::{dead_letter_record, DeadLetterOrigin};
+use crate::supervise::ConsumerRegistry;
 use crate::{BusError, EventBus, Record, Subscription, Topics};
 
 /// What went wrong in a handler, by what the runner should do about it.
@@ -25,6 +30,13 @@ pub enum HandlerError {
     /// Transient: the whole batch is offered again after a backoff.
     #[error("retryable: {0}")]
     Retryable(String),
+    /// The batch failed in a way one of its records may cause: the database refused data in it
+    /// (a U+0000 in a text on PostgreSQL, a constraint), or the bus refused a record as too
+    /// large. Retried like `Retryable` up to [`RunnerConfig::data_error_attempts`] times, then
+    /// the runner halves the batch until it finds the record that fails on its own, and
+    /// dead-letters it with this reason; the rest flows.
+    #[error("data error: {0}")]
+    Data(String),
     /// `batch[index]` can never be processed. The handler applied nothing of the batch; the
     /// runner handles the records before it, dead-letters it, and goes on after it.
     #[error("record {index} cannot be processed: {reason}")]
@@ -44,7 +56,7 @@ impl HandlerError {
     pub fn class(&self) -> ErrorClass {
         match self {
             HandlerError::Retryable(_) => ErrorClass::Retry,
-            HandlerError::Permanent { .. } => ErrorClass::DeadLetter,
+            HandlerError::Permanent { .. } | HandlerError::Data(_) => ErrorClass::DeadLetter,
             HandlerError::Fatal(_) => ErrorClass::Fatal,
         }
     }
@@ -89,6 +101,16 @@ pub enum RunnerError {
     },
 }
 
+impl RunnerError {
+    /// The error's class: a fatal handler error is `Fatal`; a lost bus may come back (`Retry`).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RunnerError::Fatal { .. } => ErrorClass::Fatal,
+            RunnerError::Bus { .. } => ErrorClass::Retry,
+        }
+    }
+}
+
 /// How a runner polls and retries.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -113,6 +135,11 @@ pub struct RunnerConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// Attempts at a batch that fails with [`HandlerError::Data`] before its records are
+    /// isolated.
+    pub data_error_attempts: u32,
+    /// Attempts at a commit before the runner rewinds and polls again.
+    pub commit_attempts: u32,
 }
 
 /// How a batch waits out [`RunnerConfig::linger`].
@@ -141,16 +168,19 @@ impl RunnerConfig {
             linger_mode: LingerMode::UntilTarget,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            data_error_attempts: 3,
+            commit_attempts: 3,
         }
     }
 
+    /// Delays from `initial_backoff`, doubling with jitter, up to `max_backoff`, without end.
     fn backoff(&self) -> ExponentialBackoff {
-        ExponentialBackoff {
-            initial_interval: self.initial_backoff,
-            max_interval: self.max_backoff,
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
-        }
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
     }
 }
 
@@ -160,6 +190,7 @@ pub struct ConsumerRunner<H> {
     topics: Topics,
     config: RunnerConfig,
     handler: H,
+    registry: Arc<ConsumerRegistry>,
 }
 
 enum Outcome {
@@ -169,8 +200,19 @@ enum Outcome {
 
 enum Attempt {
     Ok(Vec<(usize, String)>),
-    Bad { index: usize, reason: String },
+    Bad {
+        index: usize,
+        reason: String,
+    },
+    /// Data errors every time, `data_error_attempts` times: isolate.
+    Suspect(String),
     Abandoned,
+}
+
+/// One step of handling a batch (indices into it).
+enum Step {
+    Handle(std::ops::Range<usize>),
+    DeadLetter(usize, String),
 }
 
 /// How long ago the bus stored the oldest record of a batch (zero when unknown, or when clocks
@@ -199,7 +241,14 @@ impl<H: Handler> ConsumerRunner<H> {
             topics,
             config,
             handler,
+            registry: Arc::new(ConsumerRegistry::default()),
         }
+    }
+
+    /// Reports commits and errors into `registry` (for `/v1/status` and the metrics).
+    pub fn with_registry(mut self, registry: Arc<ConsumerRegistry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// Runs [`run`](Self::run) on an OS thread of its own, with a single-threaded runtime;
@@ -270,7 +319,7 @@ impl<H: Handler> ConsumerRunner<H> {
             };
             let batch = match batch {
                 Ok(b) => {
-                    poll_backoff.reset();
+                    poll_backoff = self.config.backoff();
                     b
                 }
                 Err(e) if e.class() == ErrorClass::Fatal => {
@@ -278,6 +327,7 @@ impl<H: Handler> ConsumerRunner<H> {
                 }
                 Err(e) => {
                     tracing::warn!(group = %group, error = %e, "poll failed; retrying");
+                    self.registry.error(&group, e.class(), &e.to_string());
                     self.sleep(&mut poll_backoff, &shutdown).await;
                     continue;
                 }
@@ -300,8 +350,18 @@ impl<H: Handler> ConsumerRunner<H> {
                 }
             }
             let committing = std::time::Instant::now();
-            self.commit(subscription.as_mut(), &batch, &shutdown)
-                .await?;
+            if !self
+                .commit(subscription.as_mut(), &batch, &shutdown)
+                .await?
+            {
+                // Not committed: poll again from the committed position (the member rejoins
+                // its group by polling; the batch comes again and is handled idempotently).
+                if let Err(e) = subscription.rewind().await {
+                    tracing::warn!(group = %group, error = %e, "rewind after a failed commit failed; polling on");
+                }
+                continue;
+            }
+            self.registry.committed(&group);
             metrics::histogram!("wacrm_consumer_commit_seconds", "group" => group.clone())
                 .record(committing.elapsed());
             metrics::counter!("wacrm_consumer_records_total", "group" => group.clone())
@@ -368,56 +428,61 @@ impl<H: Handler> ConsumerRunner<H> {
     }
 
     async fn sleep(&self, backoff: &mut ExponentialBackoff, shutdown: &CancellationToken) {
-        let delay = backoff.next_backoff().unwrap_or(self.config.max_backoff);
+        let delay = backoff.next().unwrap_or(self.config.max_backoff);
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(delay) => {}
         }
     }
 
+    /// Handles a batch in order, splitting it where the handler says a record is bad or a
+    /// data error must be isolated. The work is a stack of steps (next on top), so splitting
+    /// needs no recursion.
     async fn process(
         &mut self,
         batch: &[Record],
         shutdown: &CancellationToken,
     ) -> Result<Outcome, RunnerError> {
-        let mut rest = batch;
-        while !rest.is_empty() {
-            match self.handle_with_retry(rest, shutdown).await? {
+        let mut work = vec![Step::Handle(0..batch.len())];
+        while let Some(step) = work.pop() {
+            let range = match step {
+                Step::DeadLetter(index, reason) => {
+                    if !self.dead_letter(&batch[index], &reason, shutdown).await {
+                        return Ok(Outcome::Abandoned);
+                    }
+                    continue;
+                }
+                Step::Handle(range) if range.is_empty() => continue,
+                Step::Handle(range) => range,
+            };
+            let slice = &batch[range.clone()];
+            match self.handle_with_retry(slice, shutdown).await? {
                 Attempt::Ok(dead) => {
-                    return Ok(if self.dead_letter_all(rest, &dead, shutdown).await {
-                        Outcome::Done
-                    } else {
-                        Outcome::Abandoned
-                    });
+                    if !self.dead_letter_all(slice, &dead, shutdown).await {
+                        return Ok(Outcome::Abandoned);
+                    }
                 }
                 Attempt::Abandoned => return Ok(Outcome::Abandoned),
                 Attempt::Bad { index, reason } => {
-                    if index > 0 {
-                        // Records before the bad one are good: handle them on their own.
-                        match self.handle_with_retry(&rest[..index], shutdown).await? {
-                            Attempt::Ok(dead) => {
-                                if !self.dead_letter_all(&rest[..index], &dead, shutdown).await {
-                                    return Ok(Outcome::Abandoned);
-                                }
-                            }
-                            Attempt::Abandoned => return Ok(Outcome::Abandoned),
-                            Attempt::Bad {
-                                index: i,
-                                reason: r,
-                            } => {
-                                return Err(RunnerError::Fatal {
-                                    group: self.config.group.clone(),
-                                    reason: format!(
-                                    "handler rejected record {i} after accepting it before ({r})"
-                                ),
-                                })
-                            }
-                        }
-                    }
-                    if !self.dead_letter(&rest[index], &reason, shutdown).await {
-                        return Ok(Outcome::Abandoned);
-                    }
-                    rest = &rest[index + 1..];
+                    // The records before the bad one, then it, then the rest.
+                    let bad = range.start + index;
+                    work.push(Step::Handle(bad + 1..range.end));
+                    work.push(Step::DeadLetter(bad, reason));
+                    work.push(Step::Handle(range.start..bad));
+                }
+                Attempt::Suspect(reason) if slice.len() == 1 => {
+                    let reason = format!(
+                        "failed {} times on its own: {reason}",
+                        self.config.data_error_attempts.max(1)
+                    );
+                    work.push(Step::DeadLetter(range.start, reason));
+                }
+                Attempt::Suspect(reason) => {
+                    // Halve: the first half (in order) before the second, each isolated alike.
+                    tracing::warn!(group = %self.config.group, records = slice.len(), %reason, "a batch keeps failing with a data error; isolating the record");
+                    let middle = range.start + slice.len() / 2;
+                    work.push(Step::Handle(middle..range.end));
+                    work.push(Step::Handle(range.start..middle));
                 }
             }
         }
@@ -448,6 +513,7 @@ impl<H: Handler> ConsumerRunner<H> {
         shutdown: &CancellationToken,
     ) -> Result<Attempt, RunnerError> {
         let mut backoff = self.config.backoff();
+        let mut data_errors: u32 = 0;
         loop {
             match self.handler.handle(records).await {
                 Ok(handled) => return Ok(Attempt::Ok(handled.dead_letters)),
@@ -469,10 +535,27 @@ impl<H: Handler> ConsumerRunner<H> {
                         reason,
                     });
                 }
+                Err(HandlerError::Data(reason)) => {
+                    data_errors = data_errors.saturating_add(1);
+                    self.registry
+                        .error(&self.config.group, ErrorClass::DeadLetter, &reason);
+                    if data_errors >= self.config.data_error_attempts.max(1) {
+                        return Ok(Attempt::Suspect(reason));
+                    }
+                    metrics::counter!("wacrm_consumer_retries_total", "group" => self.config.group.clone())
+                        .increment(1);
+                    tracing::warn!(group = %self.config.group, %reason, "handler met a data error; retrying");
+                    if shutdown.is_cancelled() {
+                        return Ok(Attempt::Abandoned);
+                    }
+                    self.sleep(&mut backoff, shutdown).await;
+                }
                 Err(HandlerError::Retryable(reason)) => {
                     metrics::counter!("wacrm_consumer_retries_total", "group" => self.config.group.clone())
                         .increment(1);
                     tracing::warn!(group = %self.config.group, %reason, "handler failed; retrying");
+                    self.registry
+                        .error(&self.config.group, ErrorClass::Retry, &reason);
                     if shutdown.is_cancelled() {
                         return Ok(Attempt::Abandoned);
                     }
@@ -499,6 +582,7 @@ impl<H: Handler> ConsumerRunner<H> {
             reason,
             record.payload.clone(),
         );
+        let mut dlq = dlq;
         let mut backoff = self.config.backoff();
         loop {
             match self.bus.publish(vec![dlq.clone()]).await {
@@ -507,6 +591,24 @@ impl<H: Handler> ConsumerRunner<H> {
                         .increment(1);
                     tracing::warn!(group = %self.config.group, topic = %record.topic, offset = record.offset, %reason, "record dead-lettered");
                     return true;
+                }
+                Err(BusError::Rejected(why)) if !dlq.payload.is_empty() => {
+                    // The record itself is too large for the dead-letter topic: keep where it
+                    // was and why, without its bytes, rather than block the partition.
+                    tracing::warn!(group = %self.config.group, topic = %record.topic, offset = record.offset, bytes = record.payload.len(), "dead letter refused by the bus; kept without its payload");
+                    dlq = dead_letter_record(
+                        &self.topics,
+                        DeadLetterOrigin::Consumer {
+                            group: &self.config.group,
+                            record,
+                        },
+                        ErrorClass::DeadLetter,
+                        &format!(
+                            "{reason} (its {} bytes were refused by the bus: {why}; kept without them)",
+                            record.payload.len()
+                        ),
+                        Vec::new(),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(group = %self.config.group, error = %e, "dead letter not published; retrying");
@@ -519,16 +621,21 @@ impl<H: Handler> ConsumerRunner<H> {
         }
     }
 
+    /// Commits a batch: true once committed, false when it kept failing (the caller rewinds
+    /// and polls again rather than retrying forever: with Kafka, a member that lost its group
+    /// rejoins only by polling). Errs only when the bus is gone for good.
     async fn commit(
         &self,
         subscription: &mut dyn Subscription,
         batch: &[Record],
         shutdown: &CancellationToken,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<bool, RunnerError> {
         let mut backoff = self.config.backoff();
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             match subscription.commit(batch).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(e) if e.class() == ErrorClass::Fatal => {
                     return Err(RunnerError::Bus {
                         group: self.config.group.clone(),
@@ -536,11 +643,14 @@ impl<H: Handler> ConsumerRunner<H> {
                     })
                 }
                 Err(e) => {
-                    tracing::warn!(group = %self.config.group, error = %e, "commit failed; retrying");
-                    if shutdown.is_cancelled() {
+                    self.registry
+                        .error(&self.config.group, e.class(), &e.to_string());
+                    if shutdown.is_cancelled() || attempts >= self.config.commit_attempts.max(1) {
                         // Uncommitted work is redelivered and handled idempotently.
-                        return Ok(());
+                        tracing::warn!(group = %self.config.group, error = %e, "commit failed; polling again from the committed position");
+                        return Ok(false);
                     }
+                    tracing::warn!(group = %self.config.group, error = %e, "commit failed; retrying");
                     self.sleep(&mut backoff, shutdown).await;
                 }
             }

@@ -1,0 +1,272 @@
+//! The runner never lets one record block a partition, and never retries a commit forever: a
+//! batch that keeps failing with a data error is halved until the record that fails on its own
+//! is found and dead-lettered; a commit that keeps failing sends the runner back to polling.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use support::embedded::{config, drain};
+use tokio_util::sync::CancellationToken;
+use wacrm_bus::embedded::EmbeddedBus;
+use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::supervise::ConsumerRegistry;
+use wacrm_bus::{cloudevents, BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
+
+/// Like a database that refuses any batch containing the payload `poison` (a U+0000 in a text
+/// on PostgreSQL): the whole transaction fails, and the error does not say which record.
+struct RefusesPoison {
+    applied: Arc<Mutex<Vec<String>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Handler for RefusesPoison {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if records.iter().any(|r| r.payload == b"poison") {
+            return Err(HandlerError::Data(
+                "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+            ));
+        }
+        let mut applied = self.applied.lock().unwrap();
+        for r in records {
+            let text = String::from_utf8_lossy(&r.payload).into_owned();
+            // Re-handling after a split is idempotent: record each payload once.
+            if !applied.contains(&text) {
+                applied.push(text);
+            }
+        }
+        Ok(Handled::default())
+    }
+}
+
+fn records(topics: &Topics, payloads: &[String]) -> Vec<OutboundRecord> {
+    payloads
+        .iter()
+        .map(|p| OutboundRecord {
+            topic: topics.conversations.clone(),
+            key: "k".into(),
+            headers: vec![],
+            payload: p.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn quick(group: &str) -> RunnerConfig {
+    let mut cfg = RunnerConfig::new(group);
+    cfg.initial_backoff = Duration::from_millis(2);
+    cfg.max_backoff = Duration::from_millis(10);
+    cfg.poll_wait = Duration::from_millis(50);
+    cfg
+}
+
+#[tokio::test]
+async fn a_record_the_database_refuses_is_isolated_and_dead_lettered_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let mut payloads: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    payloads.insert(37, "poison".into());
+    bus.publish(records(&topics, &payloads)).await.unwrap();
+
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(ConsumerRegistry::default());
+    let runner = ConsumerRunner::new(
+        bus.clone(),
+        topics.clone(),
+        quick("g"),
+        RefusesPoison {
+            applied: applied.clone(),
+            calls: calls.clone(),
+        },
+    )
+    .with_registry(registry.clone());
+    let sub = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while applied.lock().unwrap().len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the partition is blocked: {} of 100 applied after {} calls",
+            applied.lock().unwrap().len(),
+            calls.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Everything but the poison, in order.
+    let expected: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(*applied.lock().unwrap(), expected);
+
+    let mut dlq = bus
+        .subscribe("inspector", std::slice::from_ref(&topics.dead_letters))
+        .await
+        .unwrap();
+    let dead = drain(&mut dlq, 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, b"poison");
+    assert_eq!(dead[0].header(cloudevents::DLQ_OFFSET), Some("37"));
+    let reason = dead[0].header(cloudevents::DLQ_REASON).unwrap();
+    assert!(reason.contains("0x00"), "{reason}");
+    assert!(reason.contains("3 times"), "{reason}");
+
+    // Bounded: halving 101 records costs a few dozen calls, not a retry loop.
+    assert!(
+        calls.load(Ordering::SeqCst) < 60,
+        "{} calls",
+        calls.load(Ordering::SeqCst)
+    );
+    let status = registry.get("g").unwrap();
+    assert!(status.last_commit_at.is_some());
+    assert_eq!(status.last_error.unwrap().class, "dead_letter");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let mut again = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    assert_eq!(again.lag().await.unwrap(), 0);
+}
+
+/// Retryable errors (a database that is down) are never isolated: nothing is dead-lettered.
+struct Down(Arc<AtomicUsize>);
+
+#[async_trait]
+impl Handler for Down {
+    async fn handle(&mut self, _records: &[Record]) -> Result<Handled, HandlerError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(HandlerError::Retryable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn an_outage_is_retried_and_never_dead_letters_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let payloads: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    bus.publish(records(&topics, &payloads)).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), quick("g"), Down(calls.clone()));
+    let sub = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    while calls.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let mut dlq = bus
+        .subscribe("inspector", std::slice::from_ref(&topics.dead_letters))
+        .await
+        .unwrap();
+    assert!(dlq
+        .poll(10, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A subscription whose commits fail until it was rewound and polled again — as a Kafka
+/// member that was evicted during a long batch rejoins only by polling.
+struct CommitsAfterRejoin {
+    inner: Box<dyn Subscription>,
+    rewound: bool,
+    failed_commits: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Subscription for CommitsAfterRejoin {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        self.inner.poll(max, wait).await
+    }
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        if !self.rewound {
+            self.failed_commits.fetch_add(1, Ordering::SeqCst);
+            return Err(BusError::Unavailable("unknown member id".into()));
+        }
+        self.inner.commit(records).await
+    }
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        self.rewound = true;
+        self.inner.rewind().await
+    }
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        self.inner.lag().await
+    }
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        self.inner.close().await
+    }
+}
+
+struct Counts(Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Handler for Counts {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let mut seen = self.0.lock().unwrap();
+        seen.extend(
+            records
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+        );
+        Ok(Handled::default())
+    }
+}
+
+#[tokio::test]
+async fn a_commit_that_keeps_failing_sends_the_runner_back_to_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let payloads: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    bus.publish(records(&topics, &payloads)).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let failed_commits = Arc::new(AtomicUsize::new(0));
+    let sub = Box::new(CommitsAfterRejoin {
+        inner: bus
+            .subscribe("g", std::slice::from_ref(&topics.conversations))
+            .await
+            .unwrap(),
+        rewound: false,
+        failed_commits: failed_commits.clone(),
+    });
+    let runner = ConsumerRunner::new(
+        bus.clone(),
+        topics.clone(),
+        quick("g"),
+        Counts(seen.clone()),
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner never polled again after its commits failed ({} failed commits)",
+            failed_commits.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    // Three tries, then the batch came again and was committed.
+    assert_eq!(failed_commits.load(Ordering::SeqCst), 3);
+    let mut again = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    assert_eq!(again.lag().await.unwrap(), 0);
+}
