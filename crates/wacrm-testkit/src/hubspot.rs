@@ -25,14 +25,19 @@
 //! 1. latency ([`FakeConfig::latency`] plus any [`Fault::Latency`]) is waited out;
 //! 2. `Authorization: Bearer <token>` must carry [`FakeConfig::token`], else `401`;
 //! 3. injected faults ([`HubSpotFake::inject`]): counted ones ([`Fault::ServerErrors`],
-//!    [`Fault::RateLimited`]) first, in the order injected, then [`Fault::ValidationErrorFor`];
+//!    [`Fault::RateLimited`], [`Fault::AppliedThenDelay`]) first, in the order injected, then
+//!    [`Fault::ServerErrorRate`], then [`Fault::ValidationErrorFor`];
 //! 4. rate limits: the daily limit, then the search endpoints' per-second limit or the rolling
 //!    ten-second limit (HubSpot's documents exempt search and the v4 association batch
 //!    endpoints from the ten-second limit, and so does the fake);
 //! 5. the body (or, for `GET`, the query string) is validated against the operation in HubSpot's
 //!    own OpenAPI document (see [`crate::openapi`]); a violation is answered `400
 //!    VALIDATION_ERROR` and recorded in [`HubSpotFake::violations`];
-//! 6. the operation itself, against the fake's store.
+//! 6. the operation itself, against the fake's store;
+//! 7. faults that play *after* the operation was applied: a successful answer may be replaced
+//!    by a server error ([`Fault::AppliedThenServerErrorRate`]), and an answer may be held past
+//!    the client's timeout ([`Fault::AppliedThenDelay`]) — the write happened, the client cannot
+//!    know it. These are what a client must not answer by sending a create again.
 //!
 //! Every answer carries `X-HubSpot-RateLimit-*` headers and an `X-HubSpot-Correlation-Id`.
 //! Every request is recorded ([`HubSpotFake::requests`]), including rejected ones.
@@ -161,6 +166,17 @@ pub enum Fault {
     /// Every later request whose body contains this text is answered `400 VALIDATION_ERROR`
     /// naming the input that contains it (until [`HubSpotFake::reset_faults`]).
     ValidationErrorFor(String),
+    /// Every later request that succeeds is, with this probability in percent, *applied* to the
+    /// fake's store and then answered with a server error (cycling `502`, `503`, `500` with
+    /// [`Fault::ServerErrors`]) instead of its result: the write happened, the answer was lost,
+    /// as when a proxy in front of HubSpot fails after HubSpot did the work. Until
+    /// [`HubSpotFake::reset_faults`]; each one is counted in [`HubSpotFake::lost_answers`].
+    AppliedThenServerErrorRate(u8),
+    /// The next request is handled normally (applied, when it succeeds) and its answer is then
+    /// held this long before it is sent: longer than the client's timeout, the client sees a
+    /// timeout after the write. A counted fault of one request, played in the order injected
+    /// with the other counted ones; inject it again for more requests.
+    AppliedThenDelay(Duration),
 }
 
 /// A CRM record held by the fake.
@@ -374,6 +390,13 @@ impl HubSpotFake {
             best = best.max(end - start + 1);
         }
         best
+    }
+
+    /// How many successful answers [`Fault::AppliedThenServerErrorRate`] replaced with a server
+    /// error (writes that happened while the client was told they failed).
+    #[must_use]
+    pub fn lost_answers(&self) -> usize {
+        self.lock().lost_answers
     }
 
     /// Adds a fault; see [`Fault`] for how each plays out.

@@ -1577,3 +1577,81 @@ async fn contacts_batch_update_by_id_or_unique_property() {
             .any(|v| v.starts_with("POST /crm/v3/objects/contacts/batch/update: ")));
     }
 }
+
+#[tokio::test]
+async fn faults_after_the_write_apply_the_request_and_lose_its_answer() {
+    let fake = started().await;
+    create_unique_property(&fake, "whatsapp_id").await;
+    let path = "/crm/v3/objects/contacts/batch/upsert";
+
+    // Every answer lost: the upserts are applied all the same, the answers cycle 502/503/500.
+    fake.inject(Fault::AppliedThenServerErrorRate(100));
+    let mut statuses = Vec::new();
+    for i in 1..=3 {
+        let answer = post(
+            &fake,
+            path,
+            upsert(vec![wa(
+                &format!("551100000000{i}"),
+                json!({"firstname": "x"}),
+            )]),
+        )
+        .await;
+        assert_eq!(answer.body["status"], "error");
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses, [502, 503, 500]);
+    assert_eq!(
+        fake.contacts().len(),
+        3,
+        "applied before the answer was lost"
+    );
+    assert_eq!(fake.lost_answers(), 3);
+    // A request that fails on its own keeps its own answer: nothing was applied.
+    let refused = send_as(&fake, Some("wrong-token"), "GET", "/crm/v3/owners", None).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(fake.lost_answers(), 3);
+
+    // About half of the answers lost at 50 % (80 requests: within the ten-second limit).
+    fake.reset_faults();
+    fake.inject(Fault::AppliedThenServerErrorRate(50));
+    let mut lost = 0;
+    for _ in 0..80 {
+        if send(&fake, "GET", "/crm/v3/owners", None).await.status >= 500 {
+            lost += 1;
+        }
+    }
+    assert!((20..=60).contains(&lost), "{lost} of 80 lost at 50 %");
+    assert_eq!(fake.lost_answers(), 3 + lost);
+    fake.reset_faults();
+
+    // The next request is applied, then answered only after the client gave up.
+    fake.inject(Fault::AppliedThenDelay(Duration::from_millis(1500)));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started_at = Instant::now();
+    let outcome = client
+        .post(format!("{}{path}", fake.base_url()))
+        .bearer_auth(fake.config().token)
+        .json(&upsert(vec![wa(
+            "5511000000009",
+            json!({"firstname": "late"}),
+        )]))
+        .send()
+        .await;
+    assert!(outcome.unwrap_err().is_timeout());
+    assert!(started_at.elapsed() < Duration::from_millis(1500));
+    assert_eq!(
+        fake.contacts().len(),
+        4,
+        "the write happened before the timeout"
+    );
+    let recorded = fake.requests();
+    assert_eq!(recorded.last().unwrap().status, 200, "recorded as applied");
+    // Played once: the next request is answered at once.
+    let started_at = Instant::now();
+    assert_eq!(send(&fake, "GET", "/crm/v3/owners", None).await.status, 200);
+    assert!(started_at.elapsed() < Duration::from_millis(1000));
+}

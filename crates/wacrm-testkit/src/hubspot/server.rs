@@ -130,29 +130,37 @@ async fn handle(
     let raw = String::from_utf8_lossy(&body).into_owned();
     let parsed = crate::loopback::json_body(&body);
     let authorization = crate::loopback::authorization(&headers);
-    let mut state = lock(&shared);
-    let request = Incoming {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        authorization: authorization.as_deref(),
-        raw: &raw,
-        parsed: &parsed,
-        at,
+    // The lock is released before any later await (a guard held across one is not `Send`).
+    let (reply, hold) = {
+        let mut state = lock(&shared);
+        let request = Incoming {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            authorization: authorization.as_deref(),
+            raw: &raw,
+            parsed: &parsed,
+            at,
+        };
+        let reply = state.process(&request);
+        let reply = state.with_rate_headers(reply, at);
+        state.requests.push(FakeRequest {
+            method: method.as_str().to_ascii_uppercase(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            status: reply.status.as_u16(),
+            at,
+            body: parsed
+                .clone()
+                .unwrap_or_else(|_| Value::String(raw.clone())),
+        });
+        let hold = state.hold_answer.take();
+        (reply, hold)
     };
-    let reply = state.process(&request);
-    let reply = state.with_rate_headers(reply, at);
-    state.requests.push(FakeRequest {
-        method: method.as_str().to_ascii_uppercase(),
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        status: reply.status.as_u16(),
-        at,
-        body: parsed
-            .clone()
-            .unwrap_or_else(|_| Value::String(raw.clone())),
-    });
-    drop(state);
+    if let Some(hold) = hold {
+        // The request was applied (and recorded) already: only its answer is late.
+        tokio::time::sleep(hold).await;
+    }
     reply.into_response()
 }
 
@@ -263,7 +271,22 @@ impl State {
         if let Some(reply) = self.validate_against_spec(&route, request.path, &body, &query) {
             return reply;
         }
-        self.dispatch(&route, &body, &query)
+        let reply = self.dispatch(&route, &body, &query);
+        self.lose_answer(reply)
+    }
+
+    /// [`super::Fault::AppliedThenServerErrorRate`]: a successful answer (the operation was
+    /// applied) becomes a server error now and then.
+    fn lose_answer(&mut self, reply: Reply) -> Reply {
+        if !reply.status.is_success()
+            || self.applied_then_error_rate == 0
+            || rand::random::<u8>() % 100 >= self.applied_then_error_rate
+        {
+            return reply;
+        }
+        self.lost_answers += 1;
+        self.counted_faults.push_front(Counted::ServerErrors(1));
+        self.play_counted_fault().unwrap_or(reply)
     }
 
     fn authorized(&self, authorization: Option<&str>) -> bool {
@@ -277,6 +300,12 @@ impl State {
     fn play_counted_fault(&mut self) -> Option<Reply> {
         let front = self.counted_faults.front_mut()?;
         let (reply, left) = match front {
+            Counted::AppliedThenDelay(hold) => {
+                // Not an answer of its own: the request goes on, its answer is held later.
+                self.hold_answer = Some(*hold);
+                self.counted_faults.pop_front();
+                return None;
+            }
             Counted::ServerErrors(left) => {
                 let (status, message) = match self.server_errors_played % 3 {
                     0 => (StatusCode::BAD_GATEWAY, "Bad Gateway"),

@@ -575,6 +575,8 @@ pub(super) struct Assoc {
 #[derive(Debug, Clone)]
 pub(super) enum Counted {
     ServerErrors(u32),
+    /// Handle the next request normally, then hold its answer this long.
+    AppliedThenDelay(Duration),
     RateLimited {
         count: u32,
         retry_after_secs: u64,
@@ -599,6 +601,14 @@ pub(super) struct State {
     pub server_errors_played: usize,
     /// Percent of requests answered with a server error ([`super::Fault::ServerErrorRate`]).
     pub server_error_rate: u8,
+    /// Percent of successful requests whose answer is replaced by a server error after they
+    /// were applied ([`super::Fault::AppliedThenServerErrorRate`]).
+    pub applied_then_error_rate: u8,
+    /// Answers replaced so ([`super::HubSpotFake::lost_answers`]).
+    pub lost_answers: usize,
+    /// How long to hold the answer of the request being processed
+    /// ([`super::Fault::AppliedThenDelay`]); taken by the handler once the lock is released.
+    pub hold_answer: Option<Duration>,
     pub extra_latency: Duration,
     pub validation_triggers: Vec<String>,
     /// Arrival times of admitted requests that count for the ten-second window.
@@ -634,6 +644,9 @@ impl State {
             counted_faults: VecDeque::new(),
             server_errors_played: 0,
             server_error_rate: 0,
+            applied_then_error_rate: 0,
+            lost_answers: 0,
+            hold_answer: None,
             extra_latency: Duration::ZERO,
             validation_triggers: Vec::new(),
             ten_second_window: VecDeque::new(),
@@ -881,6 +894,13 @@ impl State {
                 }
             }
             Fault::ServerErrorRate(percent) => self.server_error_rate = percent.min(100),
+            Fault::AppliedThenServerErrorRate(percent) => {
+                self.applied_then_error_rate = percent.min(100);
+            }
+            Fault::AppliedThenDelay(hold) => {
+                self.counted_faults
+                    .push_back(Counted::AppliedThenDelay(hold));
+            }
             Fault::Latency(extra) => self.extra_latency += extra,
             Fault::ValidationErrorFor(text) => self.validation_triggers.push(text),
         }
@@ -889,6 +909,8 @@ impl State {
     pub(super) fn reset_faults(&mut self) {
         self.counted_faults.clear();
         self.server_error_rate = 0;
+        self.applied_then_error_rate = 0;
+        self.hold_answer = None;
         self.extra_latency = Duration::ZERO;
         self.validation_triggers.clear();
     }
