@@ -35,7 +35,16 @@ const PARSED_CAPACITY: usize = 16_384;
 static PARSED: LazyLock<Cache<String, Result<E164, PhoneError>>> =
     LazyLock::new(|| Cache::new(PARSED_CAPACITY));
 
+/// The longest text [`E164::parse`] reads: a number typed with every punctuation a person uses
+/// fits many times over; anything longer is refused before it is copied or remembered.
+pub const MAX_PHONE_INPUT: usize = 64;
+
 fn parse_digits(digits: &str) -> Result<E164, PhoneError> {
+    // Checked before the memo: only strings that can be numbers are ever remembered, so a
+    // hostile input can neither grow its keys nor evict real numbers with junk lengths.
+    if !(8..=15).contains(&digits.len()) {
+        return Err(PhoneError::Length(digits.len()));
+    }
     if let Some(known) = PARSED.get(digits) {
         return known;
     }
@@ -71,6 +80,9 @@ impl E164 {
     /// (`+55 (11) 98765-4321`) writes it; punctuation and spaces are ignored, the country code is
     /// required (with or without `+`).
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        if input.len() > MAX_PHONE_INPUT {
+            return Err(PhoneError::Length(input.len()));
+        }
         if input.bytes().all(|b| b.is_ascii_digit()) {
             return parse_digits(input);
         }
@@ -182,6 +194,20 @@ impl schemars::JsonSchema for E164 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_inputs_are_refused_before_they_are_remembered() {
+        let huge = "9".repeat(1 << 20);
+        assert_eq!(E164::parse(&huge), Err(PhoneError::Length(1 << 20)));
+        let digits = "1".repeat(40);
+        assert_eq!(E164::parse(&digits), Err(PhoneError::Length(40)));
+        let punctuated = format!("+{}", "1-".repeat(30));
+        assert!(E164::parse(&punctuated).is_err());
+        assert!(
+            PARSED.iter().all(|(k, _)| k.len() <= 15),
+            "only number-length keys are remembered"
+        );
+    }
 
     #[test]
     fn brazilian_mobile_with_and_without_ninth_digit_is_one_number() {

@@ -8,10 +8,16 @@
 //!    again; a request found `sending` (wacrm stopped mid-call) becomes `unknown` and is not sent
 //!    again: a duplicate message to a customer is worse than asking the employee to check;
 //! 2. waits for the number's and the recipient pair's rate limits;
-//! 3. calls the Graph API and classifies a failure by Meta's code: rate limits and transient
-//!    errors are retried with backoff (the request handed back to `accepted` while it waits)
-//!    until `max_retry_ms`; permanent errors fail the request; 131050 also records the opt-out;
-//!    an invalid token marks the number unhealthy (`/readyz`) and alerts once;
+//! 3. calls the Graph API and classifies the outcome by whether Meta may have sent the message:
+//!    only outcomes that say nothing was sent (a failed connect, Meta's rate-limit and
+//!    temporary codes) are retried with backoff (the request handed back to `accepted` while it
+//!    waits) until `max_retry_ms`; an outcome nobody can know (a timeout or reset after the
+//!    request was written, a 5xx without such a code, an unreadable answer) ends the request as
+//!    `unknown` and is never sent again automatically; permanent errors fail the request;
+//!    131050 also records the opt-out; an invalid token marks the number's sending health
+//!    (`/v1/status`) and alerts once. A call already on its way when wacrm is told to stop is
+//!    not abandoned: it finishes (it is bounded by `request_timeout_ms`), or, should the process
+//!    die first, the request stays `sending` and the restart marks it `unknown`;
 //! 4. records the outcome (wamid or errors) in the store, then publishes it:
 //!    `wacrm.message.sent.v1` (the store shows it, statuses attach to it, CRM adapters log it
 //!    with the employee's name) or `wacrm.message.send_failed.v1`.
@@ -257,10 +263,12 @@ impl Inner {
         let number = &request.business.phone_number_id;
         let body = message_body(request);
         let attempted = self
-            .attempt(&request.request_id, || async {
-                self.throttle.until_ready(number, &request.to).await;
-                self.graph.send(number, &body).await
-            })
+            .attempt(
+                &request.request_id,
+                Repeat::Never,
+                || self.throttle.until_ready(number, &request.to),
+                || self.graph.send(number, &body),
+            )
             .await?;
         match attempted {
             Attempted::Sent(wamid) => {
@@ -277,17 +285,21 @@ impl Inner {
                 let disposition = error.disposition();
                 let reason = self.failure_reason(number, &error, disposition);
                 let errors = vec![error.as_meta_error()];
+                let (final_state, kind, outcome) = if disposition == Disposition::Unknown {
+                    (state::UNKNOWN, FailureKind::Unknown, "unknown")
+                } else {
+                    (state::FAILED, FailureKind::Failed, "failed")
+                };
                 requests::finish_failed(
                     &self.db,
                     &request.request_id,
-                    state::FAILED,
+                    final_state,
                     &reason,
                     serde_json::to_value(&errors).ok(),
                 )
                 .await?;
-                metrics::counter!("wacrm_sender_messages_total", "outcome" => "failed")
-                    .increment(1);
-                let mut events = failure_event(request, FailureKind::Failed, &reason, errors);
+                metrics::counter!("wacrm_sender_messages_total", "outcome" => outcome).increment(1);
+                let mut events = failure_event(request, kind, &reason, errors);
                 if disposition == Disposition::OptedOut {
                     events.extend(opted_out_by_error(
                         &request.business,
@@ -324,13 +336,18 @@ impl Inner {
         }
         let number = &request.business.phone_number_id;
         let attempted = self
-            .attempt(&request.request_id, || async {
-                self.throttle.until_number_ready(number).await;
-                self.graph
-                    .mark_read(number, &request.wamid)
-                    .await
-                    .map(|()| request.wamid.clone())
-            })
+            .attempt(
+                &request.request_id,
+                // Marking a message read twice is harmless: an unknown outcome is tried again.
+                Repeat::EvenIfUnknown,
+                || self.throttle.until_number_ready(number),
+                || async {
+                    self.graph
+                        .mark_read(number, &request.wamid)
+                        .await
+                        .map(|()| request.wamid.clone())
+                },
+            )
             .await?;
         match attempted {
             Attempted::Sent(wamid) => {
@@ -369,6 +386,10 @@ impl Inner {
             Disposition::OptedOut => {
                 format!("the contact stopped marketing messages ({error}); opt-out recorded")
             }
+            Disposition::Unknown => format!(
+                "WhatsApp may or may not have sent this message ({error}); it is not sent again \
+                 automatically: check with the customer before sending it again"
+            ),
             d if d.is_retryable() => format!(
                 "gave up after retrying for {} ms: {error}",
                 self.config.max_retry_ms
@@ -377,11 +398,23 @@ impl Inner {
         }
     }
 
-    /// Calls WhatsApp until it answers something final, retrying rate limits and transient
-    /// errors with backoff until `max_retry_ms`. While waiting, the request is handed back to
-    /// `accepted`: should wacrm stop, the redelivered command sends it (it was not sent).
-    async fn attempt<F, Fut>(&self, request_id: &str, call: F) -> Result<Attempted, Stop>
+    /// Calls WhatsApp until it answers something final, retrying what certainly sent nothing
+    /// (and, for `Repeat::EvenIfUnknown`, what may have) with backoff until `max_retry_ms`.
+    ///
+    /// `ready` waits for the rate limiters; nothing has been sent while it waits, so on
+    /// shutdown the request is handed back to `accepted` and the redelivered command sends it.
+    /// `call` is never abandoned on shutdown: once the request may be on the wire it runs to its
+    /// answer or its timeout, and the outcome is recorded.
+    async fn attempt<W, WFut, F, Fut>(
+        &self,
+        request_id: &str,
+        repeat: Repeat,
+        ready: W,
+        call: F,
+    ) -> Result<Attempted, Stop>
     where
+        W: Fn() -> WFut,
+        WFut: std::future::Future<Output = ()>,
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<String, GraphError>>,
     {
@@ -390,19 +423,21 @@ impl Inner {
         let base = Duration::from_millis(self.config.retry_base_ms.max(1));
         let mut tries: u32 = 0;
         loop {
-            let result = tokio::select! {
+            tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     requests::release(&self.db, request_id).await?;
                     return Err(Stop::Shutdown);
                 }
-                result = call() => result,
-            };
-            let error = match result {
+                () = ready() => {}
+            }
+            let error = match call().await {
                 Ok(id) => return Ok(Attempted::Sent(id)),
                 Err(e) => e,
             };
             let disposition = error.disposition();
-            if !disposition.is_retryable() {
+            let retryable = disposition.is_retryable()
+                || (repeat == Repeat::EvenIfUnknown && disposition == Disposition::Unknown);
+            if !retryable {
                 return Ok(Attempted::Failed(error));
             }
             let wait = backoff(disposition, base, tries);
@@ -425,6 +460,15 @@ impl Inner {
             tries = tries.saturating_add(1);
         }
     }
+}
+
+/// Whether a call may be repeated after an outcome nobody knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// A send: a second call is a second message to the customer.
+    Never,
+    /// A mark-as-read: a second call changes nothing.
+    EvenIfUnknown,
 }
 
 /// The wait before retry `tries` (from 0): pair limits back off 4^x (Meta's advice for

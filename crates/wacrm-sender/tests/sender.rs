@@ -331,7 +331,6 @@ async fn rate_limits_and_transient_errors_are_retried_until_sent() {
         GraphError::pair_rate_limit_hit(),
         GraphError::ServerError(503),
         GraphError::ServerError(500),
-        GraphError::Timeout(Duration::from_millis(600)),
     ]
     .into_iter()
     .enumerate()
@@ -354,6 +353,42 @@ async fn rate_limits_and_transient_errors_are_retried_until_sent() {
         assert_eq!(row.attempts, 2, "{error:?}");
     }
     assert_eq!(h.fake.queued_errors(), 0);
+}
+
+/// Meta has no idempotency key for sends: an outcome nobody can know is never a second call.
+#[tokio::test]
+async fn a_timeout_after_the_request_left_is_unknown_and_not_sent_again() {
+    let mut h = harness_with(|c| c.request_timeout_ms = 300).await;
+    h.fake.fail_next(
+        Some(NUMBER),
+        GraphError::Timeout(Duration::from_millis(600)),
+    );
+    let r = request(0, "5511988880000", text("oi"));
+    let events = h.send(std::slice::from_ref(&r)).await;
+    assert_eq!(h.state(&r).await, state::UNKNOWN);
+    let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
+    assert_eq!(row.attempts, 1, "one call, never repeated");
+    assert!(row.reason.unwrap().contains("may or may not"));
+    assert!(matches!(
+        &events[..],
+        [Event { payload: EventPayload::SendFailed(f), .. }] if f.kind == FailureKind::Unknown
+    ));
+    // The command delivered again only republishes the outcome.
+    let again = h.send(std::slice::from_ref(&r)).await;
+    assert!(matches!(
+        &again[..],
+        [Event {
+            payload: EventPayload::SendFailed(_),
+            ..
+        }]
+    ));
+    let calls = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with("/messages"))
+        .count();
+    assert_eq!(calls, 1, "{calls} calls reached WhatsApp");
 }
 
 #[tokio::test]

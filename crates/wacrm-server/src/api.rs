@@ -260,15 +260,13 @@ pub async fn dead_letters(
     audited(&state, &caller, "dead_letters.list", None, None, response).await
 }
 
-/// Readiness of each dependency.
+/// Readiness of ingest: what a webhook needs.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// `ok` or the error.
+    /// `ok` or `unavailable` (the reason is logged, not shown: this route needs no key).
     pub bus: String,
-    /// `ok` or the error.
+    /// `ok` or `unavailable`.
     pub store: String,
-    /// `ok`, `not configured`, or the business numbers whose access token WhatsApp rejected.
-    pub sending: String,
 }
 
 /// `GET /healthz`: the process is up.
@@ -277,35 +275,26 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the bus and the store answer, and no business number's token was rejected.
+/// `GET /readyz`: ingest can take traffic — the bus and the store answer. Sending health and
+/// consumers are not part of it (a number's rejected token must not take webhooks out of
+/// rotation): `/v1/status` reports them.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let bus = state.bus.check().await;
     let store = wacrm_store::ping(&state.db).await;
-    let failing = state.send_health.failing();
-    let sending = if !failing.is_empty() {
-        let numbers: Vec<String> = failing
-            .iter()
-            .map(|(n, since, _)| format!("{n} (since {})", since.to_rfc3339()))
-            .collect();
-        format!("access token rejected for {}", numbers.join(", "))
-    } else if state.whatsapp.can_send() {
-        "ok".to_owned()
-    } else {
-        "not configured".to_owned()
-    };
-    let ok = bus.is_ok() && store.is_ok() && failing.is_empty();
+    if let Err(e) = &bus {
+        tracing::warn!(error = %e, "not ready: the bus does not answer");
+    }
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "not ready: the store does not answer");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();
     let body = Readiness {
-        bus: bus
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(|e| e.to_string()),
-        store: store
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(|e| e.to_string()),
-        sending,
+        bus: word(bus.is_ok()),
+        store: word(store.is_ok()),
     };
-    let status = if ok {
+    let status = if bus.is_ok() && store.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -4,8 +4,9 @@
 //! - `GET /webhooks/whatsapp`: Meta's subscription handshake.
 //! - `/v1/…`: the read and send API, every route behind an employee's API key.
 //! - `/metrics` (keys with `metrics:read`) and `/openapi.json` (any key).
+//! - `/v1/status` (any key): each consumer, CRM connection and business number's health.
 //! - `/healthz`, `/readyz`: the only routes without a key or a signature; they reveal nothing
-//!   but whether the service can take traffic.
+//!   but whether the service can take webhooks (readiness: the bus and the store answer).
 
 pub mod api;
 pub mod audit_relay;
@@ -17,6 +18,7 @@ pub mod metrics_endpoint;
 pub mod openapi;
 pub mod redrive;
 pub mod send;
+pub mod status;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -55,8 +57,12 @@ pub struct AppState {
     /// WhatsApp settings the send API checks requests against (tokens configured, template
     /// categories, opt-out keywords).
     pub whatsapp: Arc<WhatsAppConfig>,
-    /// Business numbers that cannot send (reported by `/readyz`).
+    /// Business numbers that cannot send (reported by `/v1/status`).
     pub send_health: Arc<SendHealth>,
+    /// This process's consumers (reported by `/v1/status`).
+    pub consumers: Arc<wacrm_bus::supervise::ConsumerRegistry>,
+    /// The CRM connections this process syncs.
+    pub crm_connections: Vec<status::CrmConnectionInfo>,
 }
 
 /// The whole HTTP application.
@@ -76,6 +82,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .merge(api::routes())
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/v1/status", get(status::status))
         .route("/metrics", get(metrics_endpoint::render))
         .route("/openapi.json", get(openapi::serve))
         .with_state(state)

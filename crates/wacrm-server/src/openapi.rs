@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Caller;
-use crate::{api, auth, metrics_endpoint, send, webhook};
+use crate::{api, auth, metrics_endpoint, send, status, webhook};
 
 struct BearerKeys;
 
@@ -28,7 +28,7 @@ impl Modify for BearerKeys {
         api::list_contacts, api::get_contact, api::contact_messages, api::get_message,
         api::dead_letters, api::retry_dead_letter, api::audit_log, api::healthz, api::readyz,
         send::send_message, send::mark_read, send::get_request,
-        metrics_endpoint::render, serve,
+        metrics_endpoint::render, status::status, serve,
     ),
     components(schemas(auth::ApiError, api::Readiness, send::Refused, send::RequestDetail)),
     modifiers(&BearerKeys)

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wacrm_bus::cloudevents::event_record;
 use wacrm_core::contact::{ContactIdentity, IdentityKey};
+use wacrm_core::conversation::is_phone_number_id;
 use wacrm_core::message::Sender;
 use wacrm_core::outbound::{check_send, OutboundContent, ReadRequest, Refusal, SendRequest};
 use wacrm_core::{BusinessNumber, Event, E164};
@@ -153,6 +154,20 @@ fn request_hash(kind: &str, body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The longest `to` read as a bare `wa_id` when it is not a phone number.
+const MAX_WA_ID_LEN: usize = 32;
+
+/// Whether a number is this business's: configured, or one WhatsApp's webhooks reached.
+async fn is_business_number(
+    state: &AppState,
+    phone_number_id: &str,
+) -> Result<bool, wacrm_store::StoreError> {
+    if state.whatsapp.numbers.contains_key(phone_number_id) {
+        return Ok(true);
+    }
+    requests::is_known_number(&state.db, phone_number_id).await
+}
+
 /// The employee behind a request, as the sent message will name them.
 fn employee(caller: &Caller) -> Sender {
     Sender {
@@ -191,6 +206,14 @@ async fn send_inner(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a SendMessage: {e}")),
     };
+    // The number becomes a Graph URL segment and a store key: digits only, before anything.
+    if !is_phone_number_id(&request.from) {
+        return refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "`from` must be a business number's phone number id (digits only)",
+        );
+    }
     if !caller.0.may_use_number(&request.from) {
         return error(
             StatusCode::FORBIDDEN,
@@ -202,6 +225,21 @@ async fn send_inner(
             StatusCode::SERVICE_UNAVAILABLE,
             "sending is not configured (WACRM_WHATSAPP__ACCESS_TOKEN)",
         );
+    }
+    match is_business_number(state, &request.from).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_number",
+                format!(
+                    "{} is not one of this business's numbers: configure it under \
+                     [whatsapp.numbers.{}], or wait until WhatsApp has sent a webhook for it",
+                    request.from, request.from
+                ),
+            )
+        }
+        Err(e) => return store_error(e),
     }
     let idempotency = match idempotency_key(headers) {
         Ok(k) => k,
@@ -228,7 +266,11 @@ async fn send_inner(
         (None, Some(to)) => {
             let key = match E164::parse(to) {
                 Ok(phone) => IdentityKey::Phone(phone),
-                Err(_) if to.chars().all(|c| c.is_ascii_digit()) && !to.is_empty() => {
+                Err(_)
+                    if to.chars().all(|c| c.is_ascii_digit())
+                        && !to.is_empty()
+                        && to.len() <= MAX_WA_ID_LEN =>
+                {
                     IdentityKey::WaId(to.clone())
                 }
                 Err(e) => {
@@ -297,12 +339,25 @@ async fn send_inner(
         contact_id: recipient.contact_id.clone(),
         command: serde_json::to_value(&command).unwrap_or_default(),
     };
-    accept(state, new, Event::send_requested(command), &hash, subject).await
+    accept(
+        state,
+        caller,
+        new,
+        Event::send_requested(command),
+        &hash,
+        subject,
+    )
+    .await
 }
 
 /// Writes the request, publishes its command and answers 202 (or replays a concurrent twin).
+///
+/// Audit before action: the intent (`requested`, naming the request) is in the audit log before
+/// the request exists; when it cannot be written nothing is done (503). The outcome follows as
+/// the call's own entry.
 async fn accept(
     state: &AppState,
+    caller: &Caller,
     new: NewRequest,
     event: Option<Event>,
     hash: &str,
@@ -315,6 +370,22 @@ async fn accept(
             "the recipient has no identity",
         );
     };
+    let action = match new.kind {
+        "read" => "messages.mark_read",
+        _ => "messages.send",
+    };
+    if let Err(unavailable) = caller
+        .audit(
+            state,
+            action,
+            new.contact_id.as_deref(),
+            Some(&new.request_id),
+            "requested",
+        )
+        .await
+    {
+        return unavailable;
+    }
     let row = match requests::create(&state.db, new).await {
         Ok(Created::New(row)) => row,
         Ok(Created::Existing(row)) => return replay(state, row, hash, subject).await,
@@ -517,7 +588,15 @@ async fn read_inner(
         contact_id: Some(message.contact_id.clone()),
         command: serde_json::to_value(&command).unwrap_or_default(),
     };
-    accept(state, new, Event::read_requested(command), &hash, subject).await
+    accept(
+        state,
+        caller,
+        new,
+        Event::read_requested(command),
+        &hash,
+        subject,
+    )
+    .await
 }
 
 /// `GET /v1/requests/{id}`: a send or read request, with the message it produced.

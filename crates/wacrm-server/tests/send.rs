@@ -32,6 +32,12 @@ fn template_to(to: &str, name: &str) -> Value {
 
 async fn harness_sending() -> Harness {
     let mut whatsapp = sending();
+    for number in [NUMBER_A, NUMBER_B] {
+        whatsapp.numbers.insert(
+            number.into(),
+            wacrm_whatsapp::config::NumberConfig::default(),
+        );
+    }
     whatsapp
         .templates
         .insert("order_update".into(), TemplateCategory::Utility);
@@ -449,18 +455,79 @@ async fn without_an_access_token_sending_is_unavailable() {
         .post_json("/v1/messages", &agent, &text_to("5511977770001", "oi"), &[])
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (_, ready) = h.get("/readyz", None).await;
-    assert_eq!(parse(&ready)["sending"], "not configured");
+    // Ingest is ready all the same; the status says sending is not configured.
+    assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
+    let (_, status) = h.get("/v1/status", Some(&agent)).await;
+    assert_eq!(parse(&status)["sending"]["configured"], false);
 }
 
 #[tokio::test]
-async fn a_rejected_token_makes_readyz_fail_and_name_the_number() {
+async fn from_must_be_a_business_number_in_digits() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    inbound(
+        &h,
+        "5511977770001",
+        "wamid.in.from",
+        "oi",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    for (from, reason) in [
+        (
+            "123/subscribed_apps?override_callback_uri=https://evil.example#",
+            "invalid",
+        ),
+        ("../me", "invalid"),
+        ("", "invalid"),
+        ("999999999999999", "unknown_number"),
+    ] {
+        let mut message = text_to("5511977770001", "oi");
+        message["from"] = json!(from);
+        let (status, body) = h.post_json("/v1/messages", &agent, &message, &[]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{from}: {body}");
+        assert_eq!(parse(&body)["reason"], reason, "{from}: {body}");
+    }
+    assert!(commands(&h).await.is_empty(), "nothing was queued");
+    // A number WhatsApp's webhooks reached is the business's, configured or not.
+    let mut unconfigured = sending();
+    unconfigured.numbers.clear();
+    let h = harness_full(None, Some(SECRET), unconfigured).await;
+    let agent = h.key("Bruno Agent", Role::Agent, None).await;
+    inbound(
+        &h,
+        "5511977770001",
+        "wamid.in.known",
+        "oi",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    let (status, body) = h
+        .post_json("/v1/messages", &agent, &text_to("5511977770001", "oi"), &[])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn a_rejected_token_shows_in_the_status_and_keeps_webhooks_in_rotation() {
     let h = harness_sending().await;
     assert_eq!(h.get("/readyz", None).await.0, StatusCode::OK);
     h.send_health.token_rejected(NUMBER_A, "error 190");
+    h.send_health.token_rejected(NUMBER_B, "error 190");
+    // One number's rejected token must not take webhooks out of rotation, nor tell the
+    // unauthenticated which number is failing.
     let (status, body) = h.get("/readyz", None).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(parse(&body)["sending"].as_str().unwrap().contains(NUMBER_A));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body.contains(NUMBER_A), "{body}");
+    assert_eq!(h.get("/v1/status", None).await.0, StatusCode::UNAUTHORIZED);
+    // A key limited to A sees A's health, not B's.
+    let agent = h.key("Bruno Agent", Role::Agent, Some(&[NUMBER_A])).await;
+    let (status, body) = h.get("/v1/status", Some(&agent)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let numbers = parse(&body)["sending"]["numbers"].clone();
+    assert_eq!(numbers.as_array().unwrap().len(), 1, "{numbers}");
+    assert_eq!(numbers[0]["phone_number_id"], NUMBER_A);
+    assert_eq!(numbers[0]["state"], "token_rejected");
 }
 
 #[tokio::test]

@@ -108,6 +108,49 @@ impl StoreError {
             StoreError::Config(_) => ErrorClass::Fatal,
         }
     }
+
+    /// Whether the database refused the data itself rather than failed: a data exception
+    /// (SQLSTATE class 22 on PostgreSQL — a U+0000 in a text is 22021 —, SQLite's "too big"),
+    /// or an integrity constraint (class 23; SQLite's constraint errors). Retrying the same
+    /// data fails the same way, so a consumer isolates the record instead of retrying forever.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_err_is_data(e),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TooBig
+            ),
+            StoreError::Sqlite(
+                rusqlite::Error::ToSqlConversionFailure(_)
+                | rusqlite::Error::InvalidParameterCount(..),
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+fn db_err_is_data(e: &DbErr) -> bool {
+    let sqlx_error = match e {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    let sea_orm::sqlx::Error::Database(database) = sqlx_error else {
+        return false;
+    };
+    if !matches!(database.kind(), sea_orm::sqlx::error::ErrorKind::Other) {
+        return true; // unique, foreign key, not null, check
+    }
+    let Some(code) = database.code() else {
+        return false;
+    };
+    if code.len() == 5 {
+        // PostgreSQL's SQLSTATE: classes 22 (data exception) and 23 (integrity constraint).
+        return code.starts_with("22") || code.starts_with("23");
+    }
+    // SQLite's (extended) result code, at most four digits: the primary code is its low byte
+    // (18 too big, 19 constraint, 20 datatype mismatch).
+    matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(18..=20))
 }
 
 /// Connects to the configured database (creating the SQLite file and its directory if needed).

@@ -287,6 +287,21 @@ pub struct Recipient {
     pub context: SendContext,
 }
 
+/// Whether WhatsApp ever told this store about the business number (a conversation on it): the
+/// numbers a webhook reached are the business's own.
+pub async fn is_known_number<C: ConnectionTrait>(
+    db: &C,
+    phone_number_id: &str,
+) -> Result<bool, StoreError> {
+    use sea_orm::QuerySelect;
+    Ok(conversation::Entity::find()
+        .filter(conversation::Column::PhoneNumberId.eq(phone_number_id))
+        .limit(1)
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Looks a recipient up by identity keys, with what decides whether a message may be sent.
 pub async fn recipient<C: ConnectionTrait>(
     db: &C,

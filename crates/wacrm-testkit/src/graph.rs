@@ -24,7 +24,9 @@
 //! 6. a send first plays the oldest error queued with [`GraphFake::fail_next`] for its phone
 //!    number id (or for any), in Meta's error shape;
 //! 7. otherwise the send is answered `200` with a fresh, unique `wamid` and recorded in
-//!    [`GraphFake::sent`].
+//!    [`GraphFake::sent`];
+//! 8. [`GraphConfig::answer_delay`] is waited out before the answer goes (the request was
+//!    already handled and recorded: a client that gives up meanwhile does not undo it).
 //!
 //! Every request is recorded ([`GraphFake::requests`]), rejected ones included, and every
 //! authenticated send attempt counts in [`GraphFake::max_rate`] / [`GraphFake::max_pair_rate`],
@@ -81,15 +83,20 @@ pub struct GraphConfig {
     pub version: String,
     /// Time waited before each request is handled.
     pub latency: Duration,
+    /// Time waited after a request was handled (a message accepted and recorded in
+    /// [`GraphFake::sent`]) before it is answered: Meta sent the message, but its answer is
+    /// slow — longer than the client's timeout, it is an outcome the client cannot know.
+    pub answer_delay: Duration,
 }
 
 impl Default for GraphConfig {
-    /// Token `"graph-fake-token"`, version [`GRAPH_API_VERSION`], no latency.
+    /// Token `"graph-fake-token"`, version [`GRAPH_API_VERSION`], no latency, no answer delay.
     fn default() -> Self {
         Self {
             access_token: "graph-fake-token".to_owned(),
             version: GRAPH_API_VERSION.to_owned(),
             latency: Duration::ZERO,
+            answer_delay: Duration::ZERO,
         }
     }
 }

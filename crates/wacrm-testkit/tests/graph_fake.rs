@@ -810,11 +810,35 @@ async fn latency_is_waited_out() {
 }
 
 #[tokio::test]
+async fn a_delayed_answer_comes_after_the_message_was_sent() {
+    let fake = GraphFake::start(GraphConfig {
+        answer_delay: Duration::from_millis(300),
+        ..GraphConfig::default()
+    })
+    .await;
+    let url = format!("{}/v23.0/{NUMBER}/messages", fake.base_url());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gave_up = client
+        .post(&url)
+        .bearer_auth(fake.config().access_token)
+        .json(&text_to(CUSTOMER, "hi"))
+        .send()
+        .await;
+    assert!(gave_up.unwrap_err().is_timeout());
+    // The client gave up, but the message went out all the same.
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
 async fn a_custom_version_and_token_are_honoured() {
     let fake = GraphFake::start(GraphConfig {
         access_token: "EAAJB-custom".to_owned(),
         version: "v24.0".to_owned(),
         latency: Duration::ZERO,
+        answer_delay: Duration::ZERO,
     })
     .await;
     let url = format!("{}/v24.0/{NUMBER}/messages", fake.base_url());

@@ -213,15 +213,25 @@ pub fn mark_read_body(wamid: &str) -> Value {
 }
 
 /// What to do about a failed call.
+///
+/// The first question is whether Meta may have acted on the request: Meta has no idempotency
+/// key for sends, so a send repeated after an outcome nobody knows is a second WhatsApp message
+/// to the customer. Only outcomes that say nothing was sent are retried; the table, with its
+/// sources, is in docs/sending.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
-    /// The number's throughput was exceeded (130429, 131057 during an upgrade): wait, retry.
+    /// The number's or the app's throughput was exceeded (130429, 131057, 4, 80007, or a 429
+    /// without an error object): nothing was sent; wait, retry.
     RetryThroughput,
-    /// Too many messages to this recipient (131056): wait longer, retry.
+    /// Too many messages to this recipient (131056): nothing was sent; wait longer, retry.
     RetryPair,
-    /// A transient failure (5xx, timeouts, connection errors, codes 1, 2, 4, 131000, 131016,
-    /// 80007): back off, retry.
+    /// Meta said it is temporarily unable and sent nothing (2, 131000, 131016), or the request
+    /// never reached Meta (a failed connect): back off, retry.
     RetryTransient,
+    /// Meta may or may not have sent it: a timeout or a reset after the request was written, a
+    /// 5xx without a code that says nothing was done, an unreadable 2xx. Recorded as `unknown`
+    /// and never sent again automatically.
+    Unknown,
     /// The message will never be sent as asked (window closed, undeliverable, template errors,
     /// policy blocks, invalid parameters): report it on the request.
     Permanent,
@@ -233,7 +243,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    /// Whether trying again can succeed.
+    /// Whether trying again can succeed without risking a second message.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -268,15 +278,22 @@ pub enum GraphError {
         /// The HTTP status.
         http_status: u16,
     },
-    /// No answer in time, or the connection failed: it may or may not have been sent.
-    #[error("no answer from WhatsApp: {0}")]
-    Transport(String),
-    /// A 200 answer without a message id.
+    /// The request never reached Meta (the connection could not be made): nothing was sent.
+    #[error("WhatsApp could not be reached: {0}")]
+    NotSent(String),
+    /// The request was written but no complete answer came (a timeout, a reset connection):
+    /// it may or may not have been sent.
+    #[error("no answer from WhatsApp after the request was sent: {0}")]
+    NoAnswer(String),
+    /// A 2xx answer without a readable message id: it may have been sent.
     #[error("WhatsApp's answer has no message id: {0}")]
     BadAnswer(String),
     /// No access token is configured for the number.
     #[error("no access token configured for phone number id {0}")]
     NoToken(String),
+    /// The business number is not a phone number id (digits only); nothing was sent.
+    #[error("{0:?} is not a phone number id")]
+    InvalidNumber(String),
 }
 
 impl GraphError {
@@ -292,14 +309,14 @@ impl GraphError {
     pub fn disposition(&self) -> Disposition {
         match self {
             GraphError::Api { http_status, error } => classify(error.code, *http_status),
-            GraphError::Status { http_status } if *http_status >= 500 || *http_status == 429 => {
-                Disposition::RetryTransient
-            }
+            GraphError::Status { http_status: 429 } => Disposition::RetryThroughput,
             GraphError::Status { http_status: 401 } => Disposition::TokenInvalid,
+            GraphError::Status { http_status } if *http_status >= 500 => Disposition::Unknown,
             GraphError::Status { .. } => Disposition::Permanent,
-            GraphError::Transport(_) => Disposition::RetryTransient,
-            GraphError::BadAnswer(_) => Disposition::Permanent,
+            GraphError::NotSent(_) => Disposition::RetryTransient,
+            GraphError::NoAnswer(_) | GraphError::BadAnswer(_) => Disposition::Unknown,
             GraphError::NoToken(_) => Disposition::TokenInvalid,
+            GraphError::InvalidNumber(_) => Disposition::Permanent,
         }
     }
 
@@ -318,11 +335,17 @@ impl GraphError {
 }
 
 /// Classifies a Meta error code (and, for codes not listed, the HTTP status).
+///
+/// Retried: codes whose meaning is "nothing was done, try later" — rate limits (130429,
+/// 131056, 131057, 4, 80007) and Meta's temporary failures (2 "temporarily unavailable or
+/// overloaded", 131000 "message failed to send", 131016 "service unavailable"). An unlisted
+/// code on a 5xx says nothing about whether the message went out: `Unknown`. An unlisted code
+/// on a 4xx is a refusal: `Permanent`.
 pub fn classify(code: i64, http_status: u16) -> Disposition {
     match code {
-        130_429 | 131_057 => Disposition::RetryThroughput,
+        130_429 | 131_057 | 4 | 80_007 => Disposition::RetryThroughput,
         131_056 => Disposition::RetryPair,
-        1 | 2 | 4 | 80_007 | 131_000 | 131_016 => Disposition::RetryTransient,
+        2 | 131_000 | 131_016 => Disposition::RetryTransient,
         131_050 => Disposition::OptedOut,
         190 | 0 | 102 => Disposition::TokenInvalid,
         131_047
@@ -338,7 +361,7 @@ pub fn classify(code: i64, http_status: u16) -> Disposition {
         | 200..=299
         | 132_000..=132_099
         | 133_010 => Disposition::Permanent,
-        _ if http_status >= 500 => Disposition::RetryTransient,
+        _ if http_status >= 500 => Disposition::Unknown,
         _ => Disposition::Permanent,
     }
 }
@@ -399,17 +422,26 @@ impl GraphClient {
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| GraphError::Transport(e.to_string()))?;
+            .map_err(|e| GraphError::NotSent(format!("HTTP client: {e}")))?;
         Ok(GraphClient { http, config })
     }
 
-    fn url(&self, phone_number_id: &str) -> String {
-        format!(
-            "{}/{}/{}/messages",
-            self.config.graph_base_url.trim_end_matches('/'),
-            self.config.graph_version,
-            phone_number_id
-        )
+    /// `{base}/{version}/{phone_number_id}/messages`, built from path segments: a number is
+    /// digits only, and even so it is percent-encoded as one segment, so no input can aim the
+    /// business token at another Graph path.
+    fn url(&self, phone_number_id: &str) -> Result<reqwest::Url, GraphError> {
+        if !wacrm_core::conversation::is_phone_number_id(phone_number_id) {
+            return Err(GraphError::InvalidNumber(phone_number_id.to_owned()));
+        }
+        let mut url = reqwest::Url::parse(&self.config.graph_base_url)
+            .map_err(|e| GraphError::NotSent(format!("graph_base_url: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| GraphError::NotSent("graph_base_url cannot have a path".into()))?
+            .pop_if_empty()
+            .push(&self.config.graph_version)
+            .push(phone_number_id)
+            .push("messages");
+        Ok(url)
     }
 
     /// Sends a message; the wamid WhatsApp gave it.
@@ -437,19 +469,28 @@ impl GraphClient {
             .config
             .access_token_for(phone_number_id)
             .ok_or_else(|| GraphError::NoToken(phone_number_id.to_owned()))?;
+        let url = self.url(phone_number_id)?;
         let response = self
             .http
-            .post(self.url(phone_number_id))
+            .post(url)
             .bearer_auth(token)
             .json(body)
             .send()
             .await
-            .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| {
+                // A failed connect (a connect timeout included) means nothing reached Meta;
+                // anything later may have reached it.
+                if e.is_connect() || e.is_builder() {
+                    GraphError::NotSent(e.without_url().to_string())
+                } else {
+                    GraphError::NoAnswer(e.without_url().to_string())
+                }
+            })?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| GraphError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| GraphError::NoAnswer(e.without_url().to_string()))?;
         if (200..300).contains(&status) {
             return Ok(bytes.to_vec());
         }
@@ -475,8 +516,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_classify_as_the_issue_lists_them() {
+    fn codes_classify_by_whether_meta_may_have_sent() {
         assert_eq!(classify(130_429, 429), Disposition::RetryThroughput);
+        assert_eq!(classify(4, 400), Disposition::RetryThroughput);
+        assert_eq!(classify(80_007, 400), Disposition::RetryThroughput);
         assert_eq!(classify(131_056, 400), Disposition::RetryPair);
         for code in [
             131_047, 131_026, 368, 132_000, 132_001, 132_005, 132_007, 132_015,
@@ -486,10 +529,81 @@ mod tests {
         assert_eq!(classify(131_050, 400), Disposition::OptedOut);
         assert_eq!(classify(190, 401), Disposition::TokenInvalid);
         assert_eq!(classify(2, 503), Disposition::RetryTransient);
-        assert_eq!(classify(999_999, 502), Disposition::RetryTransient);
+        assert_eq!(classify(131_016, 503), Disposition::RetryTransient);
+        // A 5xx whose code does not say nothing was done: nobody knows whether it went out.
+        assert_eq!(classify(999_999, 502), Disposition::Unknown);
+        assert_eq!(classify(1, 500), Disposition::Unknown);
         assert_eq!(classify(999_999, 400), Disposition::Permanent);
-        assert!(GraphError::Transport("timeout".into())
+        assert_eq!(
+            GraphError::NoAnswer("timeout".into()).disposition(),
+            Disposition::Unknown
+        );
+        assert_eq!(
+            GraphError::BadAnswer("not json".into()).disposition(),
+            Disposition::Unknown
+        );
+        assert_eq!(
+            GraphError::Status { http_status: 502 }.disposition(),
+            Disposition::Unknown
+        );
+        assert_eq!(
+            GraphError::Status { http_status: 429 }.disposition(),
+            Disposition::RetryThroughput
+        );
+        assert!(GraphError::NotSent("refused".into())
             .disposition()
             .is_retryable());
+    }
+
+    fn client(base: &str) -> GraphClient {
+        GraphClient::new(WhatsAppConfig {
+            graph_base_url: base.to_owned(),
+            access_token: Some("t".into()),
+            ..WhatsAppConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_are_built_from_segments_and_numbers_are_digits() {
+        let c = client("https://graph.example/");
+        assert_eq!(
+            c.url("106540352242922").unwrap().as_str(),
+            "https://graph.example/v23.0/106540352242922/messages"
+        );
+        for bad in [
+            "123/subscribed_apps?override_callback_uri=x#",
+            "",
+            "12a",
+            "../me",
+            "1%2F2",
+        ] {
+            assert_eq!(
+                c.url(bad),
+                Err(GraphError::InvalidNumber(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        let nested = client("http://127.0.0.1:9/graph");
+        assert_eq!(
+            nested.url("1").unwrap().as_str(),
+            "http://127.0.0.1:9/graph/v23.0/1/messages"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent_and_retried() {
+        // A port nothing listens on: the connect fails, so nothing reached Meta.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let error = client(&format!("http://127.0.0.1:{port}"))
+            .send("1", &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, GraphError::NotSent(_)), "{error:?}");
+        assert!(error.disposition().is_retryable());
     }
 }

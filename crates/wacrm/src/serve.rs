@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use wacrm_bus::runner::ConsumerRunner;
+use wacrm_bus::runner::{ConsumerRunner, RunnerError};
+use wacrm_bus::supervise::{supervise, ConsumerRegistry, RestartPolicy};
+use wacrm_bus::{EventBus, Subscription};
 use wacrm_store::projection::{self, Projection};
 use wacrm_sync::SyncEngine;
 
@@ -35,59 +37,171 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let topics = settings.bus.topics();
     let shutdown = CancellationToken::new();
 
-    let subscription = bus
-        .subscribe(projection::GROUP, &Projection::topics(&topics))
-        .await
-        .context("subscribing the store projection")?;
-    let runner = ConsumerRunner::new(
-        bus.clone(),
-        topics.clone(),
-        Projection::runner_config(Duration::from_millis(settings.store.projection_linger_ms)),
-        Projection::new(db.clone(), topics.clone()),
-    );
-    let projection_task = tokio::spawn(runner.run_on_own_thread(subscription, shutdown.clone()));
+    // Every consumer runs under a supervisor: a consumer that stops (a fatal error, a lost
+    // bus, a panic) is logged at ERROR at once, shown down in `/v1/status` and
+    // `wacrm_consumer_up`, and restarted with backoff.
+    let consumers = Arc::new(ConsumerRegistry::default());
+    let policy = RestartPolicy::default();
+
+    let projection_task = {
+        let (bus, topics, db, registry) =
+            (bus.clone(), topics.clone(), db.clone(), consumers.clone());
+        let linger = Duration::from_millis(settings.store.projection_linger_ms);
+        let stop = shutdown.clone();
+        tokio::spawn(supervise(
+            projection::GROUP.to_owned(),
+            consumers.clone(),
+            policy,
+            shutdown.clone(),
+            move || {
+                let (bus, topics, db, registry, stop) = (
+                    bus.clone(),
+                    topics.clone(),
+                    db.clone(),
+                    registry.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    let subscription =
+                        subscribe(&bus, projection::GROUP, &Projection::topics(&topics)).await?;
+                    ConsumerRunner::new(
+                        bus.clone(),
+                        topics.clone(),
+                        Projection::runner_config(linger),
+                        Projection::new(db, topics),
+                    )
+                    .with_registry(registry)
+                    .run_on_own_thread(subscription, stop)
+                    .await
+                }
+            },
+        ))
+    };
 
     let mut sync_tasks = Vec::new();
-    for name in settings.crm.connections.keys() {
-        let (config, adapter) = settings.crm.build(name)?;
-        let engine = SyncEngine::new(config, adapter, db.clone(), shutdown.clone());
-        let runner_config = engine.runner_config();
-        let subscription = bus
-            .subscribe(&runner_config.group, &SyncEngine::topics(&topics))
-            .await
-            .with_context(|| format!("subscribing CRM connection {name}"))?;
-        let runner = ConsumerRunner::new(bus.clone(), topics.clone(), runner_config, engine);
+    let mut crm_connections = Vec::new();
+    for (name, connection) in &settings.crm.connections {
+        // Built once here so a misconfigured connection stops the start, not a restart loop.
+        let (config, _) = settings.crm.build(name)?;
+        let group = config.group();
+        crm_connections.push(wacrm_server::status::CrmConnectionInfo {
+            name: name.clone(),
+            kind: connection.kind().to_owned(),
+            group: group.clone(),
+        });
+        let (bus, topics, db, registry, crm) = (
+            bus.clone(),
+            topics.clone(),
+            db.clone(),
+            consumers.clone(),
+            settings.crm.clone(),
+        );
+        let (name, stop) = (name.clone(), shutdown.clone());
         tracing::info!(connection = %name, "CRM sync started");
         sync_tasks.push((
             name.clone(),
-            tokio::spawn(runner.run(subscription, shutdown.clone())),
+            tokio::spawn(supervise(
+                group.clone(),
+                consumers.clone(),
+                policy,
+                shutdown.clone(),
+                move || {
+                    let (bus, topics, db, registry, crm, name, stop, group) = (
+                        bus.clone(),
+                        topics.clone(),
+                        db.clone(),
+                        registry.clone(),
+                        crm.clone(),
+                        name.clone(),
+                        stop.clone(),
+                        group.clone(),
+                    );
+                    async move {
+                        let (config, adapter) =
+                            crm.build(&name).map_err(|e| RunnerError::Fatal {
+                                group: group.clone(),
+                                reason: format!("{e:#}"),
+                            })?;
+                        let engine = SyncEngine::new(config, adapter, db, stop.clone());
+                        let runner_config = engine.runner_config();
+                        let subscription =
+                            subscribe(&bus, &group, &SyncEngine::topics(&topics)).await?;
+                        ConsumerRunner::new(bus.clone(), topics, runner_config, engine)
+                            .with_registry(registry)
+                            .run(subscription, stop)
+                            .await
+                    }
+                },
+            )),
         ));
     }
 
     let send_health = Arc::new(wacrm_whatsapp::SendHealth::default());
     let sender_task = if settings.whatsapp.can_send() {
-        let sender = wacrm_sender::Sender::new(
-            settings.whatsapp.clone(),
+        // Checked once here: a configuration the sender refuses stops the start.
+        wacrm_whatsapp::GraphClient::new(settings.whatsapp.clone())
+            .context("configuring the sender")?;
+        let (bus, topics, db, registry, health) = (
+            bus.clone(),
+            topics.clone(),
             db.clone(),
-            bus.clone(),
-            topics.clone(),
-            settings.server.event_source.clone(),
+            consumers.clone(),
             send_health.clone(),
+        );
+        let (whatsapp, source, stop) = (
+            settings.whatsapp.clone(),
+            settings.server.event_source.clone(),
             shutdown.clone(),
-        )
-        .context("configuring the sender")?;
-        let subscription = bus
-            .subscribe(wacrm_sender::GROUP, &wacrm_sender::Sender::topics(&topics))
-            .await
-            .context("subscribing the sender")?;
-        let runner = ConsumerRunner::new(
-            bus.clone(),
-            topics.clone(),
-            wacrm_sender::Sender::runner_config(),
-            sender,
         );
         tracing::info!("sender started");
-        Some(tokio::spawn(runner.run(subscription, shutdown.clone())))
+        Some(tokio::spawn(supervise(
+            wacrm_sender::GROUP.to_owned(),
+            consumers.clone(),
+            policy,
+            shutdown.clone(),
+            move || {
+                let (bus, topics, db, registry, health, whatsapp, source, stop) = (
+                    bus.clone(),
+                    topics.clone(),
+                    db.clone(),
+                    registry.clone(),
+                    health.clone(),
+                    whatsapp.clone(),
+                    source.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    let sender = wacrm_sender::Sender::new(
+                        whatsapp,
+                        db,
+                        bus.clone(),
+                        topics.clone(),
+                        source,
+                        health,
+                        stop.clone(),
+                    )
+                    .map_err(|e| RunnerError::Fatal {
+                        group: wacrm_sender::GROUP.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                    let subscription = subscribe(
+                        &bus,
+                        wacrm_sender::GROUP,
+                        &wacrm_sender::Sender::topics(&topics),
+                    )
+                    .await?;
+                    ConsumerRunner::new(
+                        bus.clone(),
+                        topics,
+                        wacrm_sender::Sender::runner_config(),
+                        sender,
+                    )
+                    .with_registry(registry)
+                    .run(subscription, stop)
+                    .await
+                }
+            },
+        )))
     } else {
         tracing::info!(
             "WACRM_WHATSAPP__ACCESS_TOKEN is not set: the send API answers 503 until it is"
@@ -116,6 +230,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             + Duration::from_secs(2),
         whatsapp: Arc::new(settings.whatsapp.clone()),
         send_health,
+        consumers,
+        crm_connections,
     });
     let app = wacrm_server::router(state, &settings.server);
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
@@ -132,12 +248,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let server_result =
         wacrm_server::serve(listener, app, &settings.server, shutdown.clone()).await;
     shutdown.cancel();
+    // The supervisors log a consumer's own error; here only a bound that ran out is news.
     for (name, task) in sync_tasks {
         match tokio::time::timeout(SHUTDOWN_BOUND, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                tracing::error!(connection = %name, error = %e, "CRM sync stopped with an error")
-            }
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(connection = %name, error = %e, "CRM sync task failed"),
             Err(_) => {
                 tracing::warn!(connection = %name, "CRM sync did not stop within {SHUTDOWN_BOUND:?}")
@@ -146,8 +260,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(task) = sender_task {
         match tokio::time::timeout(SHUTDOWN_BOUND, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "sender stopped with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "sender task failed"),
             Err(_) => tracing::warn!("sender did not stop within {SHUTDOWN_BOUND:?}"),
         }
@@ -159,8 +272,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("audit relay did not stop within {SHUTDOWN_BOUND:?}");
     }
     match tokio::time::timeout(SHUTDOWN_BOUND, projection_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "store projection stopped with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "store projection task failed"),
         Err(_) => tracing::warn!("store projection did not stop within {SHUTDOWN_BOUND:?}"),
     }
@@ -170,6 +282,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     server_result.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Joins a consumer group; a bus that refuses is a stop the supervisor retries.
+async fn subscribe(
+    bus: &Arc<dyn EventBus>,
+    group: &str,
+    topics: &[String],
+) -> Result<Box<dyn Subscription>, RunnerError> {
+    bus.subscribe(group, topics)
+        .await
+        .map_err(|source| RunnerError::Bus {
+            group: group.to_owned(),
+            source,
+        })
 }
 
 async fn wait_for_signal() {

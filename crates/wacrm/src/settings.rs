@@ -44,6 +44,15 @@ pub enum CrmConnection {
     Hubspot(wacrm_hubspot::HubSpotConfig),
 }
 
+impl CrmConnection {
+    /// The kind's name, as written in configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CrmConnection::Hubspot(_) => "hubspot",
+        }
+    }
+}
+
 impl CrmSettings {
     /// The engine configuration and adapter of a connection.
     pub fn build(

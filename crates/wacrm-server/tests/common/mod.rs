@@ -91,6 +91,8 @@ pub async fn harness_served(
         publish_timeout: Duration::from_millis(300),
         whatsapp: Arc::new(whatsapp),
         send_health: send_health.clone(),
+        consumers: Arc::new(wacrm_bus::supervise::ConsumerRegistry::default()),
+        crm_connections: Vec::new(),
     });
     let app = router(state, server);
     Harness {

@@ -198,6 +198,8 @@ impl Handler for Projection {
                     })
                 }
                 wacrm_core::ErrorClass::Fatal => Err(HandlerError::Fatal(e.to_string())),
+                // The database refused something in the batch: the runner isolates it.
+                _ if e.is_data_error() => Err(HandlerError::Data(e.to_string())),
                 _ => Err(HandlerError::Retryable(e.to_string())),
             },
         }

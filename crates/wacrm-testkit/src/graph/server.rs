@@ -93,7 +93,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
-    let latency = lock(&shared).config.latency;
+    let (latency, answer_delay) = {
+        let state = lock(&shared);
+        (state.config.latency, state.config.answer_delay)
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -123,6 +126,9 @@ async fn handle(
     };
     if let Some(hold) = reply.hold {
         tokio::time::sleep(hold).await;
+    }
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
     }
     reply.into_response()
 }
