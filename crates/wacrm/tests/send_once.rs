@@ -172,3 +172,53 @@ async fn wacrm_store_state(service: &Service, id: &str) -> String {
         .unwrap();
     row.try_get::<String>("", "state").unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_cannot_aim_the_business_token_at_another_graph_path() {
+    let graph = GraphFake::start(GraphConfig::default()).await;
+    let (mut service, _) = service_for(&graph, &[]).await;
+    // A key for every number: only the number's own checks stand in the way.
+    let everyone = ["--name", "Carla", "--role", "agent"];
+    let agent = service
+        .create_key(&[&everyone[..], &["--all-numbers"]].concat())
+        .or_else(|_| service.create_key(&everyone))
+        .unwrap();
+    for from in [
+        "123/subscribed_apps?override_callback_uri=https://attacker.example/hook#",
+        "999999999999999",
+    ] {
+        let response = service
+            .client
+            .post(service.url("/v1/messages"))
+            .header("authorization", format!("Bearer {agent}"))
+            .json(&json!({"from": from, "to": CONTACT, "type": "text", "body": "oi"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 422, "{from}: {body}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        graph.requests().is_empty(),
+        "{:?}",
+        graph
+            .requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+    // The number's sending health is untouched, and ingest stays ready.
+    let (_, status) = service.get_json("/v1/status", &agent).await;
+    assert!(
+        status["sending"]["numbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "ok"),
+        "{status}"
+    );
+    assert_eq!(service.get_text("/readyz", None).await.0, 200);
+    service.terminate();
+}
