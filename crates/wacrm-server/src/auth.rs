@@ -51,6 +51,8 @@ impl Caller {
             contact_id: contact_id.map(str::to_owned),
             target: target.map(str::to_owned),
             outcome: outcome.to_owned(),
+            phone_number_id: None,
+            detail: None,
         };
         state.audit.append(entry).await.map(drop).map_err(|e| {
             tracing::error!(error = %e, "audit log unavailable");

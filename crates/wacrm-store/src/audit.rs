@@ -3,11 +3,14 @@
 //! Every entry stores the SHA-256 of its own content and of the previous entry's hash, and the
 //! sequence numbers have no gaps, so [`verify`] finds an edited row (its hash no longer
 //! matches), a deleted one (a gap, or a broken link) and a reordered one (a broken link).
+//!
+//! The business number and the detail of an entry came later: they are hashed only when
+//! present, so the entries written before them still verify.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -34,6 +37,32 @@ pub struct NewEntry {
     pub target: Option<String>,
     /// `ok`, `denied`, `not_found`, `error`.
     pub outcome: String,
+    /// The business number (phone number id) the call concerned, when one: a key limited to
+    /// numbers reads only the entries of its numbers.
+    pub phone_number_id: Option<String>,
+    /// More about the call, as JSON (a search: `{"query_sha256": …, "contacts": […]}`).
+    pub detail: Option<serde_json::Value>,
+}
+
+impl NewEntry {
+    /// An entry without a contact, target, number or detail.
+    pub fn new(
+        key_id: impl Into<String>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
+        NewEntry {
+            key_id: key_id.into(),
+            actor: actor.into(),
+            action: action.into(),
+            contact_id: None,
+            target: None,
+            outcome: outcome.into(),
+            phone_number_id: None,
+            detail: None,
+        }
+    }
 }
 
 /// An audit entry as stored and shown.
@@ -59,9 +88,18 @@ pub struct Entry {
     pub prev_hash: String,
     /// This entry's hash.
     pub hash: String,
+    /// The business number the entry concerns, when one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    /// More about the call (JSON), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
-fn hash(seq: i64, at: DateTime<Utc>, e: &NewEntry, prev: &str) -> String {
+/// The hash of an entry's fields up to its business number; the detail is added by the caller
+/// (as the text stored).
+fn hash_parts(seq: i64, at: DateTime<Utc>, e: &NewEntry, prev: &str) -> Sha256 {
     let mut h = Sha256::new();
     for part in [
         seq.to_string().as_str(),
@@ -77,10 +115,45 @@ fn hash(seq: i64, at: DateTime<Utc>, e: &NewEntry, prev: &str) -> String {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
+    // The later fields are hashed only when present (each behind a tag of its own, after the
+    // link), so an entry written before they existed hashes as it did, and adding or removing
+    // one breaks the hash.
+    if let Some(number) = &e.phone_number_id {
+        h.update(b"phone_number_id=");
+        h.update(number.as_bytes());
+        h.update([0x1f]);
+    }
+    h
+}
+
+fn hash_detail(h: &mut Sha256, detail: Option<&str>) {
+    if let Some(detail) = detail {
+        h.update(b"detail=");
+        h.update(detail.as_bytes());
+        h.update([0x1f]);
+    }
+}
+
+fn hash(seq: i64, at: DateTime<Utc>, e: &NewEntry, prev: &str) -> String {
+    let mut h = hash_parts(seq, at, e, prev);
+    hash_detail(&mut h, detail_text(e).as_deref());
     hex::encode(h.finalize())
 }
 
+/// The detail as stored (and hashed): compact JSON text.
+fn detail_text(e: &NewEntry) -> Option<String> {
+    e.detail.as_ref().map(serde_json::Value::to_string)
+}
+
+/// The stored detail text as JSON (a text that is not JSON is shown as a string).
+fn detail_value(text: Option<&str>) -> Option<serde_json::Value> {
+    text.map(|t| {
+        serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.to_owned()))
+    })
+}
+
 fn entry(m: audit_log::Model) -> Entry {
+    let detail = detail_value(m.detail.as_deref());
     Entry {
         seq: m.seq,
         at: m.at,
@@ -92,6 +165,8 @@ fn entry(m: audit_log::Model) -> Entry {
         outcome: m.outcome,
         prev_hash: m.prev_hash,
         hash: m.hash,
+        phone_number_id: m.phone_number_id,
+        detail,
     }
 }
 
@@ -138,6 +213,8 @@ impl AuditLog {
                 outcome: Set(new.outcome.clone()),
                 prev_hash: Set(prev),
                 hash: Set(digest),
+                phone_number_id: Set(new.phone_number_id.clone()),
+                detail: Set(detail_text(&new)),
             };
             match audit_log::Entity::insert(row.clone())
                 .exec_without_returning(&self.db)
@@ -177,6 +254,10 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
     /// Most entries.
     pub limit: u64,
+    /// Only what a key limited to these business numbers may see (`None`: every entry): an
+    /// entry of one of them, or one of no number about a contact that has a conversation with
+    /// one of them. Entries tied to neither a number nor a contact are left out.
+    pub numbers: Option<Vec<String>>,
 }
 
 /// Entries in log order.
@@ -199,6 +280,20 @@ pub async fn page(db: &DatabaseConnection, f: &Filter) -> Result<Vec<Entry>, Sto
     }
     if let Some(t) = f.until {
         q = q.filter(audit_log::Column::At.lt(t));
+    }
+    if let Some(numbers) = &f.numbers {
+        q = q.filter(
+            Condition::any()
+                .add(audit_log::Column::PhoneNumberId.is_in(numbers.iter().cloned()))
+                .add(
+                    Condition::all()
+                        .add(audit_log::Column::PhoneNumberId.is_null())
+                        .add(
+                            audit_log::Column::ContactId
+                                .in_subquery(crate::queries::contacts_of_numbers(numbers)),
+                        ),
+                ),
+        );
     }
     Ok(q.order_by_asc(audit_log::Column::Seq)
         .limit(f.limit.clamp(1, 1000))
@@ -241,6 +336,24 @@ pub async fn mark_published(db: &DatabaseConnection, seq: i64) -> Result<(), Sto
     Ok(())
 }
 
+/// The hash a stored row should carry. The detail is hashed as stored (its text), so a detail
+/// edited in place — even to other JSON meaning the same — breaks it.
+fn stored_hash(row: &audit_log::Model) -> String {
+    let new = NewEntry {
+        key_id: row.key_id.clone(),
+        actor: row.actor.clone(),
+        action: row.action.clone(),
+        contact_id: row.contact_id.clone(),
+        target: row.target.clone(),
+        outcome: row.outcome.clone(),
+        phone_number_id: row.phone_number_id.clone(),
+        detail: None,
+    };
+    let mut h = hash_parts(row.seq, row.at, &new, &row.prev_hash);
+    hash_detail(&mut h, row.detail.as_deref());
+    hex::encode(h.finalize())
+}
+
 /// The first problem [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
@@ -279,15 +392,7 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Result<u64, Broken>, Stor
                     reason: "its link to the previous entry is broken".into(),
                 }));
             }
-            let new = NewEntry {
-                key_id: row.key_id.clone(),
-                actor: row.actor.clone(),
-                action: row.action.clone(),
-                contact_id: row.contact_id.clone(),
-                target: row.target.clone(),
-                outcome: row.outcome.clone(),
-            };
-            if hash(row.seq, row.at, &new, &row.prev_hash) != row.hash {
+            if stored_hash(&row) != row.hash {
                 return Ok(Err(Broken {
                     seq: row.seq,
                     reason: "its content does not match its hash (edited)".into(),

@@ -189,6 +189,8 @@ pub mod dead_letter {
         pub attempts: i32,
         /// Why the last re-drive failed.
         pub last_error: Option<String>,
+        /// The business number the dead letter concerns, when its payload names one.
+        pub phone_number_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -289,6 +291,12 @@ pub mod audit_log {
         pub outcome: String,
         pub prev_hash: String,
         pub hash: String,
+        /// The business number the entry concerns, when one.
+        pub phone_number_id: Option<String>,
+        /// What the call was about beyond its target, as JSON text (a search's hashed query and
+        /// the contacts it returned).
+        #[sea_orm(column_type = "Text", nullable)]
+        pub detail: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,8 +8,15 @@ use sea_orm::{
 use serde::Serialize;
 use wacrm_core::contact::IdentityKey;
 
-use crate::entities::{contact, contact_identity, dead_letter, message, message_status};
+use crate::entities::{
+    contact, contact_identity, conversation, dead_letter, message, message_status,
+};
 use crate::StoreError;
+
+/// The kind of a message known only from status reports (sent from the business number by
+/// another tool): listed as outbound with its statuses until — if ever — the message itself
+/// arrives and replaces it.
+pub const STATUS_ONLY_KIND: &str = "status_only";
 
 /// One identity of a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -115,6 +122,8 @@ pub struct DeadLetterView {
     pub attempts: i32,
     /// Why the last re-drive failed.
     pub last_error: Option<String>,
+    /// The business number the dead letter concerns, when its payload names one.
+    pub phone_number_id: Option<String>,
 }
 
 async fn contact_view(
@@ -153,10 +162,40 @@ pub(crate) fn identity_condition(keys: &[IdentityKey]) -> Condition {
     })
 }
 
-/// Contacts known by any of these identity keys.
+/// The contacts that have a conversation with one of these business numbers.
+pub(crate) fn contacts_of_numbers(numbers: &[String]) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(conversation::Column::ContactId)
+        .from(conversation::Entity)
+        .and_where(conversation::Column::PhoneNumberId.is_in(numbers.iter().cloned()))
+        .to_owned()
+}
+
+/// Whether a key limited to `numbers` (`None`: every number) may see a contact: it has a
+/// conversation with one of them. Give the id [`get_contact`] answered with (a merged
+/// contact's conversations are its survivor's).
+pub async fn contact_visible(
+    db: &DatabaseConnection,
+    contact_id: &str,
+    numbers: Option<&[String]>,
+) -> Result<bool, StoreError> {
+    let Some(numbers) = numbers else {
+        return Ok(true);
+    };
+    Ok(conversation::Entity::find()
+        .filter(conversation::Column::ContactId.eq(contact_id))
+        .filter(conversation::Column::PhoneNumberId.is_in(numbers.iter().cloned()))
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// Contacts known by any of these identity keys, only those visible to a key limited to
+/// `numbers` (see [`contact_visible`]).
 pub async fn find_contacts(
     db: &DatabaseConnection,
     keys: &[IdentityKey],
+    numbers: Option<&[String]>,
 ) -> Result<Vec<ContactView>, StoreError> {
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -173,7 +212,9 @@ pub async fn find_contacts(
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(c) = get_contact(db, &id).await? {
-            out.push(c);
+            if contact_visible(db, &c.id, numbers).await? && !out.contains(&c) {
+                out.push(c);
+            }
         }
     }
     Ok(out)
@@ -215,27 +256,100 @@ fn message_view(m: message::Model) -> MessageView {
     }
 }
 
-/// A contact's messages ordered by WhatsApp's time (then wamid), optionally only the business
-/// numbers given.
+/// Where a page of a contact's history ends: the (time, wamid) of its last (oldest) message.
+/// Opaque to clients (hex of the time in RFC 3339 and the wamid); the next page starts right
+/// after it, so messages stored meanwhile neither shift nor repeat what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// WhatsApp's time of the last message returned.
+    pub timestamp: DateTime<Utc>,
+    /// Its wamid.
+    pub wamid: String,
+}
+
+impl HistoryCursor {
+    /// The cursor's text.
+    pub fn encode(&self) -> String {
+        let text = format!(
+            "{}\u{1f}{}",
+            self.timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            self.wamid
+        );
+        hex::encode(text.as_bytes())
+    }
+
+    /// Reads a cursor's text; `None` when it is not one.
+    pub fn decode(text: &str) -> Option<Self> {
+        let bytes = hex::decode(text).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (time, wamid) = text.split_once('\u{1f}')?;
+        let timestamp = DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc);
+        (!wamid.is_empty()).then(|| HistoryCursor {
+            timestamp,
+            wamid: wamid.to_owned(),
+        })
+    }
+}
+
+/// One page of a contact's history.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MessagePage {
+    /// Newest first.
+    pub messages: Vec<MessageView>,
+    /// The cursor of the next (older) page (`before=`); `null` on the last page.
+    pub next: Option<String>,
+}
+
+/// A page of a contact's messages, newest first by WhatsApp's time (then wamid), older than
+/// `before` when given, optionally only the business numbers given.
 pub async fn contact_messages(
     db: &DatabaseConnection,
     contact_id: &str,
     numbers: Option<&[String]>,
     limit: u64,
-) -> Result<Vec<MessageView>, StoreError> {
+    before: Option<&HistoryCursor>,
+) -> Result<MessagePage, StoreError> {
     let mut query = message::Entity::find().filter(message::Column::ContactId.eq(contact_id));
     if let Some(numbers) = numbers {
         query = query.filter(message::Column::PhoneNumberId.is_in(numbers.iter().cloned()));
     }
-    Ok(query
-        .order_by_asc(message::Column::Timestamp)
-        .order_by_asc(message::Column::Wamid)
-        .limit(limit)
+    if let Some(c) = before {
+        query = query.filter(
+            Condition::any()
+                .add(message::Column::Timestamp.lt(c.timestamp))
+                .add(
+                    Condition::all()
+                        .add(message::Column::Timestamp.eq(c.timestamp))
+                        .add(message::Column::Wamid.lt(c.wamid.clone())),
+                ),
+        );
+    }
+    let limit = limit.max(1);
+    // One more than the page tells whether there is a next one.
+    let mut rows = query
+        .order_by_desc(message::Column::Timestamp)
+        .order_by_desc(message::Column::Wamid)
+        .limit(limit + 1)
         .all(db)
-        .await?
-        .into_iter()
-        .map(message_view)
-        .collect())
+        .await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|m| {
+            HistoryCursor {
+                timestamp: m.timestamp,
+                wamid: m.wamid.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        messages: rows.into_iter().map(message_view).collect(),
+        next,
+    })
 }
 
 /// A message with its status history.
@@ -280,6 +394,7 @@ fn dead_letter_view(d: dead_letter::Model) -> DeadLetterView {
         resolved_at: d.resolved_at,
         attempts: d.attempts,
         last_error: d.last_error,
+        phone_number_id: d.phone_number_id,
     }
 }
 
@@ -294,13 +409,30 @@ pub async fn dead_letter(
         .map(dead_letter_view))
 }
 
-/// Dead letters, newest first; only unresolved ones unless `include_resolved`.
+/// Whether a key limited to `numbers` (`None`: every number) may see a dead letter: one of
+/// its numbers; one whose number is unknown only keys of every number see.
+pub fn dead_letter_visible(dead: &DeadLetterView, numbers: Option<&[String]>) -> bool {
+    match numbers {
+        None => true,
+        Some(numbers) => dead
+            .phone_number_id
+            .as_ref()
+            .is_some_and(|n| numbers.contains(n)),
+    }
+}
+
+/// Dead letters, newest first; only unresolved ones unless `include_resolved`; only those a
+/// key limited to `numbers` may see (see [`dead_letter_visible`]).
 pub async fn dead_letters(
     db: &DatabaseConnection,
     limit: u64,
     include_resolved: bool,
+    numbers: Option<&[String]>,
 ) -> Result<Vec<DeadLetterView>, StoreError> {
     let mut query = dead_letter::Entity::find();
+    if let Some(numbers) = numbers {
+        query = query.filter(dead_letter::Column::PhoneNumberId.is_in(numbers.iter().cloned()));
+    }
     if !include_resolved {
         query = query.filter(dead_letter::Column::ResolvedAt.is_null());
     }

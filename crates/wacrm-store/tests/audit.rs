@@ -19,6 +19,8 @@ fn entry(i: usize) -> NewEntry {
         contact_id: Some(format!("contact-{i}")),
         target: Some(format!("wamid.{i}")),
         outcome: "ok".into(),
+        phone_number_id: None,
+        detail: None,
     }
 }
 
@@ -105,5 +107,69 @@ async fn concurrent_appends_keep_one_chain() {
             task.await.unwrap();
         }
         assert_eq!(audit::verify(&t.db).await.unwrap(), Ok(40), "{}", t.name);
+    }
+}
+
+/// Entries written before the business number and the detail existed keep their hash (so the
+/// old chain still verifies); a new entry's number and detail are covered by its hash.
+#[tokio::test]
+async fn old_and_new_entries_verify_and_edits_to_the_new_fields_are_found() {
+    use sha2::{Digest, Sha256};
+    for t in databases().await {
+        let log = AuditLog::new(t.db.clone());
+        let old = log.append(entry(0)).await.unwrap();
+        // The hash as it was computed before the new fields.
+        let mut h = Sha256::new();
+        for part in [
+            old.seq.to_string().as_str(),
+            &old.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            &old.key_id,
+            &old.actor,
+            &old.action,
+            old.contact_id.as_deref().unwrap_or(""),
+            old.target.as_deref().unwrap_or(""),
+            &old.outcome,
+            &old.prev_hash,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0x1f]);
+        }
+        assert_eq!(hex::encode(h.finalize()), old.hash, "{}", t.name);
+
+        let mut new = entry(1);
+        new.phone_number_id = Some("106540352242922".into());
+        new.detail = Some(serde_json::json!({"query_sha256": "ab", "contacts": ["c1"]}));
+        let written = log.append(new.clone()).await.unwrap();
+        assert_eq!(written.phone_number_id, new.phone_number_id);
+        assert_eq!(written.detail, new.detail);
+        assert_eq!(audit::verify(&t.db).await.unwrap(), Ok(2), "{}", t.name);
+
+        for (edit, restore) in [
+            (
+                "UPDATE audit_log SET phone_number_id = '999' WHERE seq = 2",
+                "UPDATE audit_log SET phone_number_id = '106540352242922' WHERE seq = 2",
+            ),
+            (
+                "UPDATE audit_log SET phone_number_id = NULL WHERE seq = 2",
+                "UPDATE audit_log SET phone_number_id = '106540352242922' WHERE seq = 2",
+            ),
+            (
+                "UPDATE audit_log SET phone_number_id = '999' WHERE seq = 1",
+                "UPDATE audit_log SET phone_number_id = NULL WHERE seq = 1",
+            ),
+        ] {
+            exec(&t.db, edit).await;
+            let broken = audit::verify(&t.db).await.unwrap().unwrap_err();
+            assert!(broken.reason.contains("edited"), "{}: {edit}", t.name);
+            exec(&t.db, restore).await;
+            assert_eq!(audit::verify(&t.db).await.unwrap(), Ok(2), "{}", t.name);
+        }
+        exec(
+            &t.db,
+            r#"UPDATE audit_log SET detail = '{"contacts":[],"query_sha256":"ab"}' WHERE seq = 2"#,
+        )
+        .await;
+        let broken = audit::verify(&t.db).await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 2, "{}: {broken:?}", t.name);
     }
 }

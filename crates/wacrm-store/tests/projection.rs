@@ -143,7 +143,8 @@ async fn the_same_webhook_three_times_yields_one_message_and_one_history() {
             project(&t, &batch).await;
         }
         let counts = queries::counts(&t.db).await.unwrap();
-        assert_eq!(counts.messages, 12, "{}", t.name);
+        // 12 messages, and the 6 the statuses report on, known only from them.
+        assert_eq!(counts.messages, 18, "{}", t.name);
         assert_eq!(counts.statuses, 6, "{}", t.name);
     }
 }
@@ -157,7 +158,7 @@ async fn bsuid_only_contact_is_stored_and_found() {
             panic!()
         };
         let bsuid = m.contact.identity.bsuid.clone().unwrap();
-        let found = queries::find_contacts(&t.db, &[IdentityKey::Bsuid(bsuid)])
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Bsuid(bsuid)], None)
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "{}", t.name);
@@ -175,13 +176,14 @@ async fn brazilian_number_with_and_without_ninth_digit_is_one_contact() {
     for t in databases().await {
         project(&t, &events("number_9th_digit_pair.json")).await;
         let phone = E164::parse("5511987654321").unwrap();
-        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)], None)
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "{}", t.name);
-        let msgs = queries::contact_messages(&t.db, &found[0].id, None, 100)
+        let msgs = queries::contact_messages(&t.db, &found[0].id, None, 100, None)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(msgs.len(), 2, "{}", t.name);
         assert_eq!(
             queries::counts(&t.db).await.unwrap().contacts,
@@ -245,18 +247,25 @@ async fn a_number_change_keeps_history_on_one_contact_in_any_order() {
             "{}",
             t.name
         );
-        let by_old =
-            queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&old).unwrap())])
-                .await
-                .unwrap();
-        let by_new =
-            queries::find_contacts(&t.db, &[IdentityKey::Phone(E164::parse(&new).unwrap())])
-                .await
-                .unwrap();
+        let by_old = queries::find_contacts(
+            &t.db,
+            &[IdentityKey::Phone(E164::parse(&old).unwrap())],
+            None,
+        )
+        .await
+        .unwrap();
+        let by_new = queries::find_contacts(
+            &t.db,
+            &[IdentityKey::Phone(E164::parse(&new).unwrap())],
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(by_old, by_new, "{}", t.name);
-        let msgs = queries::contact_messages(&t.db, &by_old[0].id, None, 100)
+        let msgs = queries::contact_messages(&t.db, &by_old[0].id, None, 100, None)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         let ids: Vec<_> = msgs.iter().map(|m| m.id.as_str()).collect();
         assert!(
             ids.contains(&"wamid.before") && ids.contains(&"wamid.after"),
@@ -467,7 +476,7 @@ async fn a_late_older_message_does_not_bring_back_an_old_profile_name() {
         project(&t, &[newer]).await;
         project(&t, &[older]).await;
         let phone = E164::parse("5511987654321").unwrap();
-        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)])
+        let found = queries::find_contacts(&t.db, &[IdentityKey::Phone(phone)], None)
             .await
             .unwrap();
         assert_eq!(
@@ -686,4 +695,147 @@ async fn the_own_sqlite_connection_waits_for_another_writer() {
     handled.await.unwrap().unwrap();
     let counts = queries::counts(&t.db).await.unwrap();
     assert_eq!((counts.contacts, counts.messages), (2, 1));
+}
+
+/// A status of a message wacrm never saw (sent from the number by another tool) makes it
+/// visible in the history as an outbound placeholder with its status; the message itself wins
+/// whichever order they come in.
+#[tokio::test]
+async fn a_message_known_only_from_statuses_is_listed_and_the_real_one_replaces_it() {
+    for t in databases().await {
+        let statuses = events("statuses_out_of_order.json");
+        let EventPayload::StatusChanged(s) = &statuses[0].payload else {
+            panic!()
+        };
+        let wamid = s.wamid.clone();
+        let recipient = s.recipient.keys();
+        // Statuses only, twice (idempotent): one placeholder with the merged status.
+        project(&t, &statuses).await;
+        project(&t, &statuses).await;
+        let found = queries::find_contacts(&t.db, &recipient, None)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{}", t.name);
+        let page = queries::contact_messages(&t.db, &found[0].id, None, 100, None)
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 1, "{}", t.name);
+        let m = &page.messages[0];
+        assert_eq!(
+            (m.id.as_str(), m.direction.as_str(), m.kind.as_str()),
+            (wamid.as_str(), "outbound", queries::STATUS_ONLY_KIND),
+            "{}",
+            t.name
+        );
+        assert_eq!(m.status.as_deref(), Some("read"), "{}", t.name);
+        let first = statuses
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::StatusChanged(s) => Some(s.timestamp),
+                _ => None,
+            })
+            .min()
+            .unwrap();
+        assert_eq!(
+            m.timestamp, first,
+            "dated by its earliest status: {}",
+            t.name
+        );
+        assert!(queries::contact_visible(
+            &t.db,
+            &found[0].id,
+            Some(&[s.business.phone_number_id.clone()])
+        )
+        .await
+        .unwrap());
+
+        // The real message arrives: it replaces the placeholder, keeping the statuses.
+        let real = outbound_for(&statuses[..1]);
+        project(&t, &real).await;
+        project(&t, &statuses).await;
+        let after = queries::get_message(&t.db, &wamid).await.unwrap().unwrap();
+        assert_eq!(after.message.kind, "text", "{}", t.name);
+        assert_eq!(after.message.status.as_deref(), Some("read"), "{}", t.name);
+        assert_eq!(after.status_history.len(), 2, "{}", t.name);
+        let page = queries::contact_messages(&t.db, &found[0].id, None, 100, None)
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 1, "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn the_real_message_first_then_statuses_make_no_placeholder() {
+    for t in databases().await {
+        let statuses = events("statuses_out_of_order.json");
+        let EventPayload::StatusChanged(s) = &statuses[0].payload else {
+            panic!()
+        };
+        let mut batch = outbound_for(&statuses[..1]);
+        batch.extend(statuses.iter().cloned());
+        // In one batch and across batches.
+        project(&t, &batch).await;
+        project(&t, &outbound_for(&statuses[..1])).await;
+        project(&t, &statuses).await;
+        let m = queries::get_message(&t.db, &s.wamid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.message.kind.as_str(), m.message.status.as_deref()),
+            ("text", Some("read")),
+            "{}",
+            t.name
+        );
+        assert_eq!(queries::counts(&t.db).await.unwrap().messages, 1);
+    }
+}
+
+/// A dead letter remembers the business number its payload names, on every projection path.
+#[tokio::test]
+async fn dead_letters_name_the_business_number_of_their_payload() {
+    let webhook = std::fs::read(format!(
+        "{}/../wacrm-whatsapp/tests/fixtures/text.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let event = serde_json::json!({"wamid": "w", "business": {"phone_number_id": "222"}});
+    let two = serde_json::json!({"entry": [
+        {"changes": [{"value": {"metadata": {"phone_number_id": "1"}}}]},
+        {"changes": [{"value": {"metadata": {"phone_number_id": "2"}}}]}
+    ]});
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("webhook", webhook, Some("106540352242922")),
+        ("event", event.to_string().into_bytes(), Some("222")),
+        ("two numbers", two.to_string().into_bytes(), None),
+        ("garbage", b"not json".to_vec(), None),
+    ];
+    let topics = wacrm_bus::Topics::default();
+    let recs: Vec<wacrm_bus::Record> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (id, payload, _))| wacrm_bus::Record {
+            topic: topics.dead_letters.clone(),
+            partition: 0,
+            offset: i as i64,
+            key: "k".into(),
+            headers: vec![(wacrm_bus::cloudevents::DLQ_ID.into(), (*id).into())],
+            payload: payload.clone(),
+            timestamp_ms: 1_764_504_000_000,
+        })
+        .collect();
+    for t in databases().await {
+        t.projection().handle(&recs).await.unwrap();
+        for (id, _, number) in &cases {
+            let dead = queries::dead_letter(&t.db, id).await.unwrap().unwrap();
+            assert_eq!(dead.phone_number_id.as_deref(), *number, "{}: {id}", t.name);
+        }
+        let limited = queries::dead_letters(&t.db, 100, true, Some(&["222".to_owned()]))
+            .await
+            .unwrap();
+        let ids: Vec<&str> = limited.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, vec!["event"], "{}", t.name);
+        let all = queries::dead_letters(&t.db, 100, true, None).await.unwrap();
+        assert_eq!(all.len(), 4, "{}", t.name);
+    }
 }

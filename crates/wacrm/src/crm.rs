@@ -30,7 +30,15 @@ pub async fn run(settings: Settings, command: CrmCommand) -> anyhow::Result<()> 
             crm: SetupCommand::Hubspot { connection },
         } => {
             let hubspot = settings.crm.hubspot(&connection)?;
-            let created = hubspot.setup().await?;
+            // Audited before the CRM account is changed; an unwritable log changes nothing.
+            let db = wacrm_store::connect(&settings.store).await?;
+            wacrm_store::migrate(&db).await?;
+            let target = format!("hubspot:{connection}");
+            crate::audit::intent(&db, "crm.setup", &target, None).await?;
+            let setup = hubspot.setup().await;
+            let outcome = if setup.is_ok() { "ok" } else { "error" };
+            crate::audit::outcome(&db, "crm.setup", &target, None, outcome).await?;
+            let created = setup?;
             if created.is_empty() {
                 println!("{connection}: HubSpot already has every property wacrm needs");
             } else {

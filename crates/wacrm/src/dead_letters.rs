@@ -34,7 +34,7 @@ pub async fn run(settings: Settings, command: DeadLettersCommand) -> anyhow::Res
     wacrm_store::migrate(&db).await?;
     match command {
         DeadLettersCommand::List { limit, all } => {
-            for d in queries::dead_letters(&db, limit, all).await? {
+            for d in queries::dead_letters(&db, limit, all, None).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}{}",
                     d.id,
@@ -55,7 +55,7 @@ pub async fn run(settings: Settings, command: DeadLettersCommand) -> anyhow::Res
                 (Some(id), false) => vec![queries::dead_letter(&db, &id)
                     .await?
                     .with_context(|| format!("no dead letter {id}"))?],
-                (None, true) => queries::dead_letters(&db, u64::MAX >> 1, false).await?,
+                (None, true) => queries::dead_letters(&db, u64::MAX >> 1, false, None).await?,
                 _ => bail!("give one dead letter id, or --all"),
             };
             let bus = wacrm_bus::open(&settings.bus)
@@ -69,6 +69,10 @@ pub async fn run(settings: Settings, command: DeadLettersCommand) -> anyhow::Res
             );
             let mut failed = 0;
             for dead in &targets {
+                // Audited before it is re-driven; an unwritable audit log stops the command
+                // before this dead letter.
+                let number = dead.phone_number_id.as_deref();
+                crate::audit::intent(&db, "dead_letters.retry", &dead.id, number).await?;
                 let outcome = wacrm_server::redrive::redrive(
                     &db,
                     bus.as_ref(),
@@ -77,8 +81,14 @@ pub async fn run(settings: Settings, command: DeadLettersCommand) -> anyhow::Res
                     &settings.whatsapp.opt_out_keywords,
                     dead,
                 )
-                .await?;
-                if let Err(reason) = outcome {
+                .await;
+                let word = match &outcome {
+                    Ok(Ok(())) => "ok",
+                    Ok(Err(_)) => "still_dead",
+                    Err(_) => "error",
+                };
+                crate::audit::outcome(&db, "dead_letters.retry", &dead.id, number, word).await?;
+                if let Err(reason) = outcome? {
                     failed += 1;
                     progress.println(format!("{}: still dead: {reason}", dead.id));
                 }

@@ -16,9 +16,13 @@ pub enum KeysCommand {
         /// admin, agent or auditor.
         #[arg(long)]
         role: String,
-        /// Business numbers (phone number ids) the key may use; repeat for several. Default: all.
+        /// Business numbers (phone number ids) the key may use; repeat for several. Give these
+        /// or --all-numbers.
         #[arg(long = "number")]
         numbers: Vec<String>,
+        /// The key may use every business number (instead of --number).
+        #[arg(long)]
+        all_numbers: bool,
         /// Scopes instead of the role's defaults; repeat for several. A monitoring system's
         /// key: `--role auditor --scope metrics:read` (metrics only, no customer data).
         #[arg(long = "scope")]
@@ -44,24 +48,45 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
             name,
             role,
             numbers,
+            all_numbers,
             scopes,
             expires_at,
         } => {
             let Some(role) = Role::parse(&role) else {
                 bail!("role must be admin, agent or auditor");
             };
-            let (info, token) = keys::create(
+            // Which numbers a key reads is a decision, never a default: an all-number key reads
+            // every business number's customers.
+            let business_numbers = match (numbers.is_empty(), all_numbers) {
+                (false, false) => Some(numbers),
+                (true, true) => None,
+                (false, true) => bail!("give either --number or --all-numbers, not both"),
+                (true, false) => bail!(
+                    "give the business numbers the key may use (--number PHONE_NUMBER_ID, \
+                     repeatable) or --all-numbers"
+                ),
+            };
+            let intent = format!("new key for {name}");
+            crate::audit::intent(&db, "keys.create", &intent, None).await?;
+            let created = keys::create(
                 &db,
                 NewKey {
                     name,
                     role,
                     scopes: (!scopes.is_empty()).then_some(scopes),
-                    business_numbers: (!numbers.is_empty()).then_some(numbers),
+                    business_numbers,
                     expires_at,
                 },
             )
-            .await?;
-            crate::audit::cli(&db, "keys.create", &info.id).await?;
+            .await;
+            let (info, token) = match created {
+                Ok(created) => created,
+                Err(e) => {
+                    crate::audit::outcome(&db, "keys.create", &intent, None, "rejected").await?;
+                    return Err(e.into());
+                }
+            };
+            crate::audit::outcome(&db, "keys.create", &info.id, None, "ok").await?;
             eprintln!(
                 "created key {} for {} ({}); store it now, it is not shown again:",
                 info.id,
@@ -93,10 +118,17 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
             }
         }
         KeysCommand::Revoke { id } => {
-            if !keys::revoke(&db, &id).await? {
+            crate::audit::intent(&db, "keys.revoke", &id, None).await?;
+            let revoked = keys::revoke(&db, &id).await;
+            let outcome = match &revoked {
+                Ok(true) => "ok",
+                Ok(false) => "not_found",
+                Err(_) => "error",
+            };
+            crate::audit::outcome(&db, "keys.revoke", &id, None, outcome).await?;
+            if !revoked? {
                 bail!("no key {id}");
             }
-            crate::audit::cli(&db, "keys.revoke", &id).await?;
             println!("revoked {id}");
         }
     }

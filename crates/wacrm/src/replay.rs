@@ -32,7 +32,22 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = wacrm_store::connect(&settings.store).await?;
     wacrm_store::migrate(&db).await?;
-    let (config, adapter) = settings.crm.build(&connection)?;
+    let target = format!("{connection} from {}", from.to_rfc3339());
+    crate::audit::intent(&db, "crm.replay", &target, None).await?;
+    let replayed = replay(&settings, &db, &connection, from).await;
+    let outcome = if replayed.is_ok() { "ok" } else { "error" };
+    crate::audit::outcome(&db, "crm.replay", &target, None, outcome).await?;
+    replayed
+}
+
+async fn replay(
+    settings: &Settings,
+    db: &wacrm_store::Db,
+    connection: &str,
+    from: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let db = db.clone();
+    let (config, adapter) = settings.crm.build(connection)?;
     let bus = wacrm_bus::open(&settings.bus)
         .await
         .context("opening the event bus")?;

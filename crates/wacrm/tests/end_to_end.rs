@@ -256,6 +256,7 @@ async fn only_health_goes_without_a_key_and_a_monitoring_key_reads_only_metrics(
             "auditor",
             "--scope",
             "metrics:read",
+            "--all-numbers",
         ])
         .unwrap();
     let (status, metrics) = service.get_text("/metrics", Some(&monitoring)).await;
@@ -270,7 +271,7 @@ async fn only_health_goes_without_a_key_and_a_monitoring_key_reads_only_metrics(
     }
 
     let agent = service
-        .create_key(&["--name", "Ana", "--role", "agent"])
+        .create_key(&["--name", "Ana", "--role", "agent", "--all-numbers"])
         .unwrap();
     assert_eq!(service.get_text("/metrics", Some(&agent)).await.0, 403);
     assert_eq!(service.get_text("/openapi.json", Some(&agent)).await.0, 200);
@@ -278,7 +279,15 @@ async fn only_health_goes_without_a_key_and_a_monitoring_key_reads_only_metrics(
     assert_eq!(service.get_text("/metrics", Some(&admin)).await.0, 200);
 
     let refused = service
-        .create_key(&["--name", "X", "--role", "agent", "--scope", "metrics:write"])
+        .create_key(&[
+            "--name",
+            "X",
+            "--role",
+            "agent",
+            "--scope",
+            "metrics:write",
+            "--all-numbers",
+        ])
         .unwrap_err();
     assert!(refused.contains("unknown scope metrics:write"), "{refused}");
     service.terminate();
@@ -351,7 +360,8 @@ async fn audit_verify_names_an_edited_row() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 entries verified"));
+    // Each creation: its intent, then its outcome.
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 entries verified"));
     let db = service.path().join("store.db");
     let status = std::process::Command::new("python3")
         .args(["-c", &format!("import sqlite3; c=sqlite3.connect('{}'); c.execute(\"UPDATE audit_log SET actor='someone else' WHERE seq=2\"); c.commit()", db.display())])
@@ -366,4 +376,94 @@ async fn audit_verify_names_an_edited_row() {
     assert!(!broken.status.success());
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(err.contains("entry 2"), "{err}");
+}
+
+/// Runs SQL on the service's SQLite store (python3's sqlite3, as the audit test above).
+fn sql(service: &Service, statement: &str) -> String {
+    let db = service.path().join("store.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             r=c.execute(sys.argv[2]).fetchall(); c.commit(); print(r)",
+            &db.display().to_string(),
+            statement,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_name_their_numbers_and_are_audited_before_they_exist() {
+    let service = Service::new(Bus::Embedded);
+    let neither = service
+        .create_key(&["--name", "Ana", "--role", "agent"])
+        .unwrap_err();
+    assert!(
+        neither.contains("--number") && neither.contains("--all-numbers"),
+        "{neither}"
+    );
+    let both = service
+        .create_key(&[
+            "--name",
+            "Ana",
+            "--role",
+            "agent",
+            "--number",
+            "1",
+            "--all-numbers",
+        ])
+        .unwrap_err();
+    assert!(both.contains("not both"), "{both}");
+    service
+        .create_key(&["--name", "Ana", "--role", "agent", "--number", "1"])
+        .unwrap();
+    service
+        .create_key(&["--name", "Bia", "--role", "admin", "--all-numbers"])
+        .unwrap();
+    assert_eq!(sql(&service, "SELECT COUNT(*) FROM api_keys"), "[(2,)]");
+    assert_eq!(
+        sql(
+            &service,
+            "SELECT outcome FROM audit_log WHERE action = 'keys.create' ORDER BY seq"
+        ),
+        "[('intent',), ('ok',), ('intent',), ('ok',)]"
+    );
+
+    // An audit log that refuses writes: nothing is created, and the command fails.
+    sql(
+        &service,
+        "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'read-only'); END",
+    );
+    let refused = service
+        .create_key(&["--name", "Caio", "--role", "admin", "--all-numbers"])
+        .unwrap_err();
+    assert!(refused.contains("audit"), "{refused}");
+    assert_eq!(sql(&service, "SELECT COUNT(*) FROM api_keys"), "[(2,)]");
+    let id = sql(&service, "SELECT id FROM api_keys WHERE name = 'Ana'");
+    let id = id
+        .trim_start_matches("[('")
+        .trim_end_matches("',)]")
+        .to_owned();
+    let revoke = service
+        .command()
+        .args(["keys", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(!revoke.status.success());
+    assert_eq!(
+        sql(
+            &service,
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL"
+        ),
+        "[(0,)]",
+        "a revocation that cannot be audited is not done"
+    );
 }

@@ -267,6 +267,7 @@ async fn start_wacrm(
             "auditor",
             "--scope",
             "metrics:read",
+            "--all-numbers",
         ],
     )?
     .trim()

@@ -7,7 +7,7 @@
 //! what it stores reads back through sea-orm unchanged, and it opens the file with the pool's
 //! settings (WAL, `synchronous=FULL`, a bounded page cache, a busy timeout).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -21,6 +21,7 @@ use crate::entities::{
     contact, contact_identity, conversation, dead_letter, message, message_status, platform_error,
     preference,
 };
+use crate::queries::STATUS_ONLY_KIND;
 use crate::StoreError;
 
 /// Statements between two yields of the projection's thread (about a quarter of a
@@ -291,17 +292,40 @@ impl Ops for LiteStore {
         Ok(())
     }
 
-    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashSet<String>, StoreError> {
+    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashMap<String, bool>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT 1 FROM messages WHERE wamid = ?1")?;
-        let mut out = HashSet::new();
+        let mut stmt = conn.prepare_cached("SELECT kind FROM messages WHERE wamid = ?1")?;
+        let mut out = HashMap::new();
         for wamid in wamids {
             self.pace();
-            if stmt.exists([wamid])? {
-                out.insert((*wamid).to_owned());
+            let kind: Option<String> = stmt.query_row([wamid], |r| r.get(0)).optional()?;
+            if let Some(kind) = kind {
+                out.insert((*wamid).to_owned(), kind == STATUS_ONLY_KIND);
             }
         }
         Ok(out)
+    }
+
+    async fn delete_placeholders(&self, wamids: &[&str]) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("DELETE FROM messages WHERE wamid = ?1 AND kind = ?2")?;
+        for wamid in wamids {
+            self.pace();
+            stmt.execute(params![wamid, STATUS_ONLY_KIND])?;
+        }
+        Ok(())
+    }
+
+    async fn date_placeholder(&self, wamid: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Compared as the text both writers store (see `time`), as sea-orm's filter does.
+        self.conn()
+            .prepare_cached(
+                "UPDATE messages SET timestamp = ?2
+                 WHERE wamid = ?1 AND kind = ?3 AND timestamp > ?2",
+            )?
+            .execute(params![wamid, time(&at), STATUS_ONLY_KIND])?;
+        Ok(())
     }
 
     async fn insert_messages(&self, rows: &[&message::Model]) -> Result<(), StoreError> {
@@ -339,8 +363,11 @@ impl Ops for LiteStore {
     async fn message_status(&self, wamid: &str) -> Result<Option<StoredStatus>, StoreError> {
         Ok(self
             .conn()
-            .prepare_cached("SELECT status, status_error FROM messages WHERE wamid = ?1")?
-            .query_row([wamid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT status, status_error, kind FROM messages WHERE wamid = ?1")?
+            .query_row([wamid], |r| {
+                let kind: String = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, kind == STATUS_ONLY_KIND))
+            })
             .optional()?)
     }
 
@@ -460,8 +487,8 @@ impl Ops for LiteStore {
         self.conn()
             .prepare_cached(
                 "INSERT INTO dead_letters (id, source, error_class, reason, headers, payload,
-                     bus_offset, created_at, resolved_at, attempts, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     bus_offset, created_at, resolved_at, attempts, last_error, phone_number_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (id) DO NOTHING",
             )?
             .execute(params![
@@ -476,6 +503,7 @@ impl Ops for LiteStore {
                 opt_time(&row.resolved_at),
                 row.attempts,
                 row.last_error,
+                row.phone_number_id,
             ])?;
         Ok(())
     }

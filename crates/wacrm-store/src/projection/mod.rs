@@ -386,7 +386,7 @@ impl<'o, O: Ops> BatchWriter<'o, O> {
             }
             // A status of a message still buffered finds no row and stays in the history,
             // which the message takes when it is inserted (as for a status that came first).
-            EventPayload::StatusChanged(s) => apply_status(ops, s).await,
+            EventPayload::StatusChanged(s) => self.apply_status(s).await,
             EventPayload::ContactUpdated(c) => self
                 .resolve_contact(
                     &c.profile.identity.keys(),
@@ -619,6 +619,92 @@ impl<'o, O: Ops> BatchWriter<'o, O> {
         Ok(survivor)
     }
 
+    /// Stores a status report and moves its message's status forward. A report on a message
+    /// the store does not hold (sent from the number by another tool, or not arrived yet) makes
+    /// a placeholder of it — outbound, of kind [`crate::queries::STATUS_ONLY_KIND`], dated by its
+    /// earliest report, with the status of every report — so the history shows it; the message
+    /// itself replaces the placeholder if it ever arrives ([`BatchWriter::flush_messages`]).
+    async fn apply_status(&mut self, s: &StatusUpdate) -> Result<(), StoreError> {
+        let ops = self.ops;
+        let row = message_status::Model {
+            wamid: s.wamid.clone(),
+            state: s.state.as_str().to_owned(),
+            timestamp: s.timestamp,
+            phone_number_id: s.business.phone_number_id.clone(),
+            errors: (!s.errors.is_empty())
+                .then(|| json(&s.errors))
+                .transpose()?,
+            pricing: s.pricing.as_ref().map(json).transpose()?,
+            conversation: s.conversation.as_ref().map(json).transpose()?,
+        };
+        if ops.insert_status(row).await? == 0 {
+            return Ok(());
+        }
+        let Some((status, status_error, placeholder)) = ops.message_status(&s.wamid).await? else {
+            return self.add_placeholder(s).await;
+        };
+        if placeholder {
+            ops.date_placeholder(&s.wamid, s.timestamp).await?;
+        }
+        let current_status = match status.as_deref().and_then(DeliveryState::parse) {
+            Some(state) => MessageStatus {
+                state,
+                error: status_error.and_then(|v| serde_json::from_value(v).ok()),
+            },
+            None => MessageStatus::from_report(DeliveryState::Accepted, &[]),
+        };
+        let merged = current_status.merge(&MessageStatus::from_report(s.state, &s.errors));
+        if Some(merged.state.as_str()) != status.as_deref() || merged.state == DeliveryState::Failed
+        {
+            write_status(ops, &s.wamid, &merged).await?;
+        }
+        Ok(())
+    }
+
+    /// The placeholder of a message known only from its status reports (see
+    /// [`BatchWriter::apply_status`]), built from every report stored so that the same reports
+    /// in any order give the same row.
+    async fn add_placeholder(&mut self, s: &StatusUpdate) -> Result<(), StoreError> {
+        let keys = s.recipient.keys();
+        // A message buffered in this batch takes the history when it is inserted; a report
+        // naming no recipient cannot be placed in any contact's history.
+        if keys.is_empty() || self.messages.iter().any(|m| m.wamid == s.wamid) {
+            return Ok(());
+        }
+        let ops = self.ops;
+        let contact_id = self.resolve_contact(&keys, None, None, s.timestamp).await?;
+        let history = ops.status_histories(std::slice::from_ref(&s.wamid)).await?;
+        let mut status = MessageStatus::from_report(DeliveryState::Accepted, &[]);
+        let mut first = s.timestamp;
+        for h in &history {
+            status = status.merge(&stored_status(h)?);
+            first = first.min(h.timestamp);
+        }
+        let row = message::Model {
+            // Derived from the wamid, not from whichever report came first.
+            event_id: format!("status-only:{}", s.wamid),
+            wamid: s.wamid.clone(),
+            phone_number_id: s.business.phone_number_id.clone(),
+            contact_id: contact_id.clone(),
+            direction: Direction::Outbound.as_str().to_owned(),
+            kind: crate::queries::STATUS_ONLY_KIND.to_owned(),
+            timestamp: first,
+            preview: None,
+            content: serde_json::json!({ "type": crate::queries::STATUS_ONLY_KIND }),
+            context: None,
+            referral: None,
+            status: Some(status.state.as_str().to_owned()),
+            status_error: status.error.as_ref().map(json).transpose()?,
+            sent_by: None,
+            stored_at: Utc::now(),
+        };
+        ops.insert_messages(&[&row]).await?;
+        // The business wrote to the contact on that number: a conversation exists, though
+        // its times are the messages' (a placeholder's date is only its first report's).
+        self.touch(&s.business.phone_number_id, &contact_id, None, None);
+        Ok(())
+    }
+
     async fn apply_message(&mut self, event_id: &str, m: &Message) -> Result<(), StoreError> {
         let contact_id = self
             .resolve_contact(
@@ -668,13 +754,22 @@ impl<'o, O: Ops> BatchWriter<'o, O> {
         let mut seen: HashSet<String> = HashSet::new();
         for chunk in crate::fixed_shape_chunks(&pending) {
             let wamids: Vec<&str> = chunk.iter().map(|p| p.wamid.as_str()).collect();
+            // wamid → whether the stored row is a placeholder, which the message replaces.
             let stored = ops.stored_wamids(&wamids).await?;
             let new: Vec<&message::Model> = chunk
                 .iter()
-                .filter(|p| !stored.contains(&p.wamid) && seen.insert(p.wamid.clone()))
+                .filter(|p| stored.get(&p.wamid) != Some(&false) && seen.insert(p.wamid.clone()))
                 .collect();
             if new.is_empty() {
                 continue;
+            }
+            let replaced: Vec<&str> = new
+                .iter()
+                .filter(|p| stored.get(&p.wamid) == Some(&true))
+                .map(|p| p.wamid.as_str())
+                .collect();
+            for wamids in crate::fixed_shape_chunks(&replaced) {
+                ops.delete_placeholders(wamids).await?;
             }
             for rows in crate::fixed_shape_chunks(&new) {
                 ops.insert_messages(rows).await?;
@@ -769,39 +864,6 @@ async fn write_status<O: Ops>(
     ops.write_status(wamid, status.state.as_str(), error).await
 }
 
-async fn apply_status<O: Ops>(ops: &O, s: &StatusUpdate) -> Result<(), StoreError> {
-    let row = message_status::Model {
-        wamid: s.wamid.clone(),
-        state: s.state.as_str().to_owned(),
-        timestamp: s.timestamp,
-        phone_number_id: s.business.phone_number_id.clone(),
-        errors: (!s.errors.is_empty())
-            .then(|| json(&s.errors))
-            .transpose()?,
-        pricing: s.pricing.as_ref().map(json).transpose()?,
-        conversation: s.conversation.as_ref().map(json).transpose()?,
-    };
-    if ops.insert_status(row).await? == 0 {
-        return Ok(());
-    }
-    let Some((status, status_error)) = ops.message_status(&s.wamid).await? else {
-        // The message is not known yet; its status is computed from the history when it is.
-        return Ok(());
-    };
-    let current_status = match status.as_deref().and_then(DeliveryState::parse) {
-        Some(state) => MessageStatus {
-            state,
-            error: status_error.and_then(|v| serde_json::from_value(v).ok()),
-        },
-        None => MessageStatus::from_report(DeliveryState::Accepted, &[]),
-    };
-    let merged = current_status.merge(&MessageStatus::from_report(s.state, &s.errors));
-    if Some(merged.state.as_str()) != status.as_deref() || merged.state == DeliveryState::Failed {
-        write_status(ops, &s.wamid, &merged).await?;
-    }
-    Ok(())
-}
-
 /// Stores a preference report unless a later one is stored.
 async fn apply_preference<O: Ops>(ops: &O, row: preference::Model) -> Result<(), StoreError> {
     let current = ops
@@ -855,6 +917,49 @@ fn dead_letter_row(record: &Record) -> dead_letter::Model {
         resolved_at: None,
         attempts: 0,
         last_error: None,
+        phone_number_id: business_number_of(&record.payload),
+    }
+}
+
+/// The business number a dead letter's payload concerns, when it names exactly one: a webhook
+/// body's `entry[].changes[].value.metadata.phone_number_id`, or an event's
+/// `business.phone_number_id`. A payload naming several numbers (or none, or not JSON) gives
+/// `None`: only keys of every number see it.
+fn business_number_of(payload: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let mut numbers = BTreeSet::new();
+    for entry in value
+        .get("entry")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+    {
+        for change in entry
+            .get("changes")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(n) = change
+                .pointer("/value/metadata/phone_number_id")
+                .and_then(|n| n.as_str())
+            {
+                numbers.insert(n.to_owned());
+            }
+        }
+    }
+    for pointer in [
+        "/business/phone_number_id",
+        "/data/business/phone_number_id",
+    ] {
+        if let Some(n) = value.pointer(pointer).and_then(|n| n.as_str()) {
+            numbers.insert(n.to_owned());
+        }
+    }
+    if numbers.len() == 1 {
+        numbers.into_iter().next()
+    } else {
+        None
     }
 }
 

@@ -11,7 +11,7 @@
 //! the batch read or by the stored row's own time: that is what makes applying an event twice
 //! a no-op, whichever implementation runs.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,8 +23,9 @@ use crate::entities::{
 };
 use crate::StoreError;
 
-/// A message's current status as stored: state and error.
-pub(crate) type StoredStatus = (Option<String>, Option<serde_json::Value>);
+/// A message's current status as stored: state and error, and whether the row is a
+/// placeholder of a message known only from its statuses.
+pub(crate) type StoredStatus = (Option<String>, Option<serde_json::Value>, bool);
 
 /// The statements of the projection, inside the caller's transaction.
 #[async_trait]
@@ -58,10 +59,16 @@ pub(crate) trait Ops: Sync {
     /// Inserts these conversations, or replaces the times of those that exist.
     async fn upsert_conversations(&self, rows: &[conversation::Model]) -> Result<(), StoreError>;
 
-    /// Which of these messages are stored.
-    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashSet<String>, StoreError>;
+    /// Which of these messages are stored → whether the stored row is a placeholder (kind
+    /// [`crate::queries::STATUS_ONLY_KIND`]).
+    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashMap<String, bool>, StoreError>;
     /// Inserts these messages, leaving any that exist alone.
     async fn insert_messages(&self, rows: &[&message::Model]) -> Result<(), StoreError>;
+    /// Deletes the placeholders of these messages (their real rows replace them).
+    async fn delete_placeholders(&self, wamids: &[&str]) -> Result<(), StoreError>;
+    /// Moves a placeholder's time back to `at` when `at` is earlier (a placeholder is dated by
+    /// its earliest status, whatever order the statuses came in).
+    async fn date_placeholder(&self, wamid: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// A message's current status, if the message is stored.
     async fn message_status(&self, wamid: &str) -> Result<Option<StoredStatus>, StoreError>;
     /// Sets a message's status and error.

@@ -1,6 +1,6 @@
 //! The projection's statements over sea-orm: PostgreSQL, and any connection or transaction.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use crate::entities::{
     contact, contact_identity, conversation, dead_letter, message, message_status, platform_error,
     preference,
 };
+use crate::queries::STATUS_ONLY_KIND;
 use crate::StoreError;
 
 /// [`Ops`] over a sea-orm connection or transaction.
@@ -152,16 +153,38 @@ impl<C: ConnectionTrait> Ops for SeaOps<'_, C> {
         Ok(())
     }
 
-    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashSet<String>, StoreError> {
+    async fn stored_wamids(&self, wamids: &[&str]) -> Result<HashMap<String, bool>, StoreError> {
         Ok(message::Entity::find()
             .select_only()
             .column(message::Column::Wamid)
+            .column(message::Column::Kind)
             .filter(message::Column::Wamid.is_in(wamids.iter().copied()))
-            .into_tuple::<String>()
+            .into_tuple::<(String, String)>()
             .all(self.db)
             .await?
             .into_iter()
+            .map(|(wamid, kind)| (wamid, kind == STATUS_ONLY_KIND))
             .collect())
+    }
+
+    async fn delete_placeholders(&self, wamids: &[&str]) -> Result<(), StoreError> {
+        message::Entity::delete_many()
+            .filter(message::Column::Wamid.is_in(wamids.iter().copied()))
+            .filter(message::Column::Kind.eq(STATUS_ONLY_KIND))
+            .exec(self.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn date_placeholder(&self, wamid: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        message::Entity::update_many()
+            .col_expr(message::Column::Timestamp, Expr::value(at))
+            .filter(message::Column::Wamid.eq(wamid))
+            .filter(message::Column::Kind.eq(STATUS_ONLY_KIND))
+            .filter(message::Column::Timestamp.gt(at))
+            .exec(self.db)
+            .await?;
+        Ok(())
     }
 
     async fn insert_messages(&self, rows: &[&message::Model]) -> Result<(), StoreError> {
@@ -180,7 +203,7 @@ impl<C: ConnectionTrait> Ops for SeaOps<'_, C> {
         Ok(message::Entity::find_by_id(wamid.to_owned())
             .one(self.db)
             .await?
-            .map(|m| (m.status, m.status_error)))
+            .map(|m| (m.status, m.status_error, m.kind == STATUS_ONLY_KIND)))
     }
 
     async fn write_status(

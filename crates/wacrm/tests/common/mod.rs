@@ -208,7 +208,7 @@ impl Service {
     }
 
     pub fn admin_key(&self) -> String {
-        self.create_key(&["--name", "E2E", "--role", "admin"])
+        self.create_key(&["--name", "E2E", "--role", "admin", "--all-numbers"])
             .unwrap()
     }
 
