@@ -83,8 +83,9 @@ async fn sigkill_mid_stream(bus: Bus) {
             let (_, messages) = service
                 .get_json(&format!("/v1/contacts/{id}/messages?limit=1000"), &key)
                 .await;
+            assert!(messages["next"].is_null(), "one page holds them");
             seen.extend(
-                messages
+                messages["messages"]
                     .as_array()
                     .unwrap()
                     .iter()
