@@ -744,7 +744,7 @@ async fn a_message_known_only_from_statuses_is_listed_and_the_real_one_replaces_
         assert!(queries::contact_visible(
             &t.db,
             &found[0].id,
-            Some(&[s.business.phone_number_id.clone()])
+            Some(std::slice::from_ref(&s.business.phone_number_id))
         )
         .await
         .unwrap());
