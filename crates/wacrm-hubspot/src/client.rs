@@ -9,7 +9,7 @@ use chrono::{Days, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
-use wacrm_sync::http::{retry_after, Budget, CrmHttp};
+use wacrm_sync::http::{retry_after, Budget, CrmHttp, Retry};
 use wacrm_sync::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
@@ -81,7 +81,8 @@ impl HubSpot {
             config.sync.requests_per_10s,
             config.sync.search_requests_per_s,
             Arc::new(classify),
-        )?;
+        )?
+        .with_timeout(Duration::from_millis(config.sync.request_timeout_ms.max(1)))?;
         Ok(HubSpot { http, config })
     }
 
@@ -118,14 +119,8 @@ impl HubSpot {
         let mut created = Vec::new();
         for (object, name, label, group, unique) in wanted {
             let path = format!("/crm/v3/properties/{object}/{name}");
-            match self
-                .http
-                .send(Method::GET, &path, None, Budget::General)
-                .await
-            {
-                Ok(_) => continue,
-                Err(CrmError::Invalid(_)) => {}
-                Err(e) => return Err(e),
+            if self.property_exists(&path).await? {
+                continue;
             }
             let mut body = json!({
                 "name": name,
@@ -137,17 +132,42 @@ impl HubSpot {
             if unique {
                 body["hasUniqueValue"] = json!(true);
             }
-            self.http
+            match self
+                .http
                 .send(
                     Method::POST,
                     &format!("/crm/v3/properties/{object}"),
                     Some(&body),
                     Budget::General,
+                    Retry::Once,
                 )
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                // The create may have gone through: look before creating again.
+                Err(CrmError::Ambiguous(reason)) => {
+                    if !self.property_exists(&path).await? {
+                        return Err(CrmError::Ambiguous(reason));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             created.push(format!("{object}.{name}"));
         }
         Ok(created)
+    }
+
+    /// Whether a property exists (`path`: `/crm/v3/properties/{object}/{name}`).
+    async fn property_exists(&self, path: &str) -> Result<bool, CrmError> {
+        match self
+            .http
+            .send(Method::GET, path, None, Budget::General, Retry::Safe)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(CrmError::Invalid(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes the WhatsApp id onto contacts found by phone, so HubSpot users (and later
@@ -169,6 +189,7 @@ impl HubSpot {
                 "/crm/v3/objects/contacts/batch/update",
                 Some(&json!({"inputs": inputs})),
                 Budget::General,
+                Retry::Safe,
             )
             .await
         {
@@ -199,6 +220,7 @@ impl HubSpot {
                         "/crm/v3/objects/contacts/search",
                         Some(&body),
                         Budget::Search,
+                        Retry::Safe,
                     )
                     .await?;
                 let (results, next) = mapping::search_results(&answer);
@@ -278,6 +300,7 @@ impl CrmAdapter for HubSpot {
                     "/crm/v3/objects/contacts/batch/upsert",
                     Some(&json!({"inputs": inputs})),
                     Budget::General,
+                    Retry::Safe,
                 )
                 .await?;
             let by_whatsapp_id: HashMap<String, String> = results(&answer)
@@ -318,6 +341,7 @@ impl CrmAdapter for HubSpot {
                 "/crm/v3/objects/communications/batch/create",
                 Some(&json!({"inputs": inputs})),
                 Budget::General,
+                Retry::Once,
             )
             .await?;
         // Batch results are not in input order: match them by the wamid they carry.
@@ -335,8 +359,10 @@ impl CrmAdapter for HubSpot {
         Ok(messages
             .iter()
             .map(|m| {
+                // Missing from a successful answer: it may exist all the same, so the engine
+                // must reconcile it (find it by wamid), not create it again.
                 by_wamid.get(&m.wamid).cloned().ok_or_else(|| {
-                    CrmError::Transient("HubSpot did not return the communication".into())
+                    CrmError::Ambiguous("HubSpot did not return the communication".into())
                 })
             })
             .collect())
@@ -353,6 +379,7 @@ impl CrmAdapter for HubSpot {
                 "/crm/v3/objects/communications/batch/update",
                 Some(&json!({"inputs": inputs})),
                 Budget::General,
+                Retry::Safe,
             )
             .await?;
         Ok(statuses.iter().map(|_| Ok(())).collect())
@@ -371,6 +398,7 @@ impl CrmAdapter for HubSpot {
                         "/crm/v3/objects/communications/search",
                         Some(&body),
                         Budget::Search,
+                        Retry::Safe,
                     )
                     .await?;
                 for r in results(&answer) {

@@ -84,6 +84,11 @@ pub enum CrmError {
     /// Timeouts, connection failures, 5xx: retry with backoff.
     #[error("transient CRM failure: {0}")]
     Transient(String),
+    /// A create may or may not have been applied: it was sent, and then the answer was a
+    /// server error, a timeout or broke off. Never sent again blindly: the engine retries the
+    /// batch later and its ledger reconciles (finds what the CRM holds) before creating.
+    #[error("CRM outcome unknown (may have been applied): {0}")]
+    Ambiguous(String),
     /// The CRM refused the input as invalid (4xx validation): dead-letter it.
     #[error("CRM rejected the input: {0}")]
     Invalid(String),
@@ -98,7 +103,8 @@ impl CrmError {
         match self {
             CrmError::RateLimited { .. }
             | CrmError::QuotaExhausted { .. }
-            | CrmError::Transient(_) => ErrorClass::Retry,
+            | CrmError::Transient(_)
+            | CrmError::Ambiguous(_) => ErrorClass::Retry,
             CrmError::Invalid(_) => ErrorClass::DeadLetter,
             CrmError::Fatal(_) => ErrorClass::Fatal,
         }

@@ -62,6 +62,9 @@ pub struct ConnectionConfig {
     /// How old a `pending` ledger row must be before it is reconciled (CRM search indexes lag
     /// behind writes), in milliseconds.
     pub reconcile_after_ms: u64,
+    /// How long one CRM request may take, in milliseconds. A create that outlives it may still
+    /// have been applied: it is reconciled through the ledger, never sent again blindly.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -75,6 +78,7 @@ impl Default for ConnectionConfig {
             linger_ms: 250,
             max_batch: 2000,
             reconcile_after_ms: 10_000,
+            request_timeout_ms: 30_000,
         }
     }
 }

@@ -5,18 +5,24 @@
 //!   ever holds more than the configured number of requests (burst + rate × window ≤ limit, with
 //!   a 5 % margin), and a second, lower one for search requests.
 //! - 429: wait what the CRM said (`Retry-After`, or the adapter's reading of its headers) and
-//!   send again; a daily quota is returned as [`CrmError::QuotaExhausted`] at once, so the
-//!   engine parks the connection instead of spinning.
-//! - 5xx, timeouts, connection failures: exponential backoff with jitter, a few attempts, then
-//!   [`CrmError::Transient`] (the engine retries the batch later).
+//!   send again (the CRM did nothing); a daily quota is returned as
+//!   [`CrmError::QuotaExhausted`] at once, so the engine parks the connection instead of
+//!   spinning.
+//! - A connection that could not be opened (the request never left): exponential backoff with
+//!   jitter, a few attempts, then [`CrmError::Transient`].
+//! - 5xx, timeouts and broken answers *after the request was written*: the CRM may have applied
+//!   it. An idempotent request ([`Retry::Safe`]: reads, searches, upserts on a unique property,
+//!   updates) is sent again like a connection failure; a create ([`Retry::Once`]) never is: it
+//!   returns [`CrmError::Ambiguous`] at once and the engine reconciles through its ledger
+//!   (finds what the CRM holds) before creating again. The adapter says which is which; this
+//!   module knows no CRM.
 //! - Other 4xx: [`CrmError::Invalid`] (401/403: [`CrmError::Fatal`]).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backoff::backoff::Backoff;
-use backoff::ExponentialBackoff;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
@@ -31,6 +37,18 @@ pub enum Budget {
     General,
     /// Search calls (they also count against the general budget).
     Search,
+}
+
+/// Whether a request may be sent again after an outcome that may have been applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Idempotent: sending it twice leaves the CRM as sending it once (reads, searches, upserts
+    /// on a unique property, updates). Sent again after any transient failure.
+    Safe,
+    /// Not idempotent (creates). Sent again only when it certainly did nothing: the connection
+    /// could not be opened, or the CRM answered 429. A timeout, a broken answer or a 5xx after
+    /// the request was written is returned at once as [`CrmError::Ambiguous`].
+    Once,
 }
 
 /// Reads an error response: status, headers, JSON body (or `Null`).
@@ -98,6 +116,21 @@ pub struct CrmHttp {
     classify: Classifier,
     /// Attempts per request for 429s and transient failures.
     pub max_attempts: u32,
+    /// First delay between attempts (doubling, with jitter, up to `max_backoff`).
+    pub min_backoff: Duration,
+    /// Longest delay between attempts.
+    pub max_backoff: Duration,
+}
+
+/// Default time a request may take, connection included.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn client(timeout: Duration) -> Result<reqwest::Client, CrmError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .build()
+        .map_err(|e| CrmError::Fatal(format!("HTTP client: {e}")))
 }
 
 impl CrmHttp {
@@ -110,13 +143,8 @@ impl CrmHttp {
         search_requests_per_s: u32,
         classify: Classifier,
     ) -> Result<Self, CrmError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| CrmError::Fatal(format!("HTTP client: {e}")))?;
         Ok(CrmHttp {
-            client,
+            client: client(DEFAULT_TIMEOUT)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             connection: connection.to_owned(),
@@ -124,7 +152,16 @@ impl CrmHttp {
             search: window_limiter(search_requests_per_s, Duration::from_secs(1)),
             classify,
             max_attempts: 6,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
         })
+    }
+
+    /// The same client with another time limit per request (30 s by default). A request that
+    /// outlives it may still be applied by the CRM: see [`Retry`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, CrmError> {
+        self.client = client(timeout)?;
+        Ok(self)
     }
 
     async fn wait_for_budget(&self, budget: Budget) {
@@ -137,20 +174,22 @@ impl CrmHttp {
             .record(started.elapsed());
     }
 
-    /// Sends a request and returns the JSON answer (`Null` for an empty body).
+    /// Sends a request and returns the JSON answer (`Null` for an empty body). `retry` says
+    /// whether the request may be repeated after an outcome that may have been applied.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         budget: Budget,
+        retry: Retry,
     ) -> Result<Value, CrmError> {
-        let mut backoff = ExponentialBackoff {
-            initial_interval: Duration::from_millis(200),
-            max_interval: Duration::from_secs(10),
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
-        };
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -170,21 +209,32 @@ impl CrmHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    let text = response.text().await.unwrap_or_default();
-                    let json: Value = if text.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::String(text))
-                    };
-                    if (200..300).contains(&status) {
-                        return Ok(json);
+                    match response.text().await {
+                        Ok(text) => {
+                            let json: Value = if text.is_empty() {
+                                Value::Null
+                            } else {
+                                serde_json::from_str(&text).unwrap_or(Value::String(text))
+                            };
+                            if (200..300).contains(&status) {
+                                return Ok(json);
+                            }
+                            match (self.classify)(status, &headers, &json) {
+                                // A server error may come after the CRM did the work.
+                                CrmError::Transient(m) if retry == Retry::Once => {
+                                    CrmError::Ambiguous(format!("HTTP {status}: {m}"))
+                                }
+                                other => other,
+                            }
+                        }
+                        // The answer broke off: whatever it said, the request was handled.
+                        Err(e) => after_sending(retry, format!("HTTP {status}, answer lost: {e}")),
                     }
-                    (self.classify)(status, &headers, &json)
                 }
-                Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
-                    CrmError::Transient(e.to_string())
-                }
-                Err(e) => CrmError::Transient(e.to_string()),
+                // The connection was never opened: the request did not leave.
+                Err(e) if e.is_connect() => CrmError::Transient(e.to_string()),
+                // Timeouts and resets after the request was written: it may have been applied.
+                Err(e) => after_sending(retry, e.to_string()),
             };
             let wait = match &error {
                 CrmError::RateLimited { retry_after } => {
@@ -192,7 +242,11 @@ impl CrmHttp {
                         .increment(1);
                     retry_after.unwrap_or(Duration::from_secs(1))
                 }
-                CrmError::Transient(_) => backoff.next_backoff().unwrap_or(Duration::from_secs(10)),
+                CrmError::Transient(_) => backoff.next().unwrap_or(self.max_backoff),
+                CrmError::Ambiguous(reason) => {
+                    tracing::warn!(connection = %self.connection, %path, %reason, "CRM may have applied a create whose answer was lost; not sending it again");
+                    return Err(error);
+                }
                 _ => return Err(error),
             };
             if attempt >= self.max_attempts {
@@ -201,6 +255,14 @@ impl CrmHttp {
             tracing::warn!(connection = %self.connection, %path, error = %error, ?wait, "CRM request failed; retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// The error of a request that left but whose outcome is unknown.
+fn after_sending(retry: Retry, reason: String) -> CrmError {
+    match retry {
+        Retry::Safe => CrmError::Transient(reason),
+        Retry::Once => CrmError::Ambiguous(reason),
     }
 }
 

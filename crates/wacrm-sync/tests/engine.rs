@@ -26,6 +26,9 @@ struct Crm {
     calls: usize,
     /// Fail the next log_messages *after* writing (a crash between the CRM write and the ledger).
     crash_after_write: usize,
+    /// The next log_messages writes every input but answers only the first half of them (the
+    /// rest `Ambiguous`, as an adapter does for inputs missing from a batch answer).
+    answer_half: bool,
     /// Bodies containing this are refused as invalid.
     refuse: Option<String>,
     /// The next call answers that the daily quota is used up until this time.
@@ -90,9 +93,15 @@ impl CrmAdapter for MemoryCrm {
             );
             out.push(Ok(id));
         }
+        if std::mem::take(&mut crm.answer_half) {
+            let half = out.len() / 2;
+            for r in &mut out[half..] {
+                *r = Err(CrmError::Ambiguous("not in the answer".into()));
+            }
+        }
         if crm.crash_after_write > 0 {
             crm.crash_after_write -= 1;
-            return Err(CrmError::Transient(
+            return Err(CrmError::Ambiguous(
                 "connection reset after the write".into(),
             ));
         }
@@ -242,6 +251,41 @@ async fn a_crash_between_the_crm_write_and_the_ledger_does_not_duplicate() {
     second.handle(&records(&events)).await.unwrap();
     let crm_state = crm.0.lock().unwrap();
     assert_eq!(crm_state.messages.len(), 5, "reconciled, not created again");
+}
+
+#[tokio::test]
+async fn a_partly_answered_create_is_reconciled_not_created_again() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    crm.0.lock().unwrap().answer_half = true;
+    let events: Vec<Event> = (0..10).map(|i| message(i, 0, Direction::Inbound)).collect();
+    let mut engine = engine(&db, &crm);
+    let first = engine.handle(&records(&events)).await;
+    assert!(first.is_err(), "the unanswered half is retried");
+    engine.handle(&records(&events)).await.unwrap();
+    let crm_state = crm.0.lock().unwrap();
+    assert_eq!(
+        crm_state.messages.len(),
+        10,
+        "reconciled, not created again"
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_create_leaves_its_rows_pending_for_reconciliation() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    crm.0.lock().unwrap().crash_after_write = 1;
+    let events: Vec<Event> = (0..3).map(|i| message(i, 0, Direction::Inbound)).collect();
+    let mut engine = engine(&db, &crm);
+    assert!(engine.handle(&records(&events)).await.is_err());
+    let wamids: Vec<String> = (0..3).map(|i| format!("wamid.{i}")).collect();
+    let ledger = wacrm_store::sync::ledger(&db, "main", &wamids)
+        .await
+        .unwrap();
+    assert!(ledger.values().all(|e| e.state == "pending"), "{ledger:?}");
+    engine.handle(&records(&events)).await.unwrap();
+    assert_eq!(crm.0.lock().unwrap().messages.len(), 3);
 }
 
 #[tokio::test]
