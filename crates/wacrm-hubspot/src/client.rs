@@ -385,6 +385,15 @@ impl CrmAdapter for HubSpot {
         Ok(statuses.iter().map(|_| Ok(())).collect())
     }
 
+    /// A number change: `batch/update` of the unique WhatsApp id property (a 409 — another
+    /// contact holds that id — is logged by `stamp_whatsapp_ids`, not fatal).
+    async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {
+        for chunk in updates.chunks(100) {
+            self.stamp_whatsapp_ids(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
         let mut out = Vec::new();
         for chunk in wamids.chunks(100) {

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 
-use crate::entities::{crm_ledger, crm_link};
+use crate::entities::{contact_identity, crm_ledger, crm_link};
 use crate::StoreError;
 
 /// The CRM ids of contacts already linked on a connection, by contact key.
@@ -229,4 +230,92 @@ pub async fn mark_status(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The identity keys (`kind:value`, as links are keyed) of every store contact that owns one of
+/// `keys`, the given ones included: the sibling identities of the same person (a phone and a
+/// BSUID the projection saw together).
+pub async fn sibling_keys(
+    db: &DatabaseConnection,
+    keys: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut owners = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some((kind, value)) = key.split_once(':') else {
+            continue;
+        };
+        let found = contact_identity::Entity::find()
+            .filter(contact_identity::Column::Kind.eq(kind))
+            .filter(contact_identity::Column::Value.eq(value))
+            .one(db)
+            .await?;
+        if let Some(identity) = found {
+            owners.insert(identity.contact_id);
+        }
+    }
+    if owners.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(contact_identity::Entity::find()
+        .filter(contact_identity::Column::ContactId.is_in(owners))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|i| format!("{}:{}", i.kind, i.value))
+        .collect())
+}
+
+/// The connection's pseudonym secret (32 random bytes), created on first use. Two engines
+/// racing to create it both end with the one stored first.
+pub async fn connection_secret(
+    db: &DatabaseConnection,
+    connection: &str,
+) -> Result<Vec<u8>, StoreError> {
+    if let Some(secret) = read_secret(db, connection).await? {
+        return Ok(secret);
+    }
+    let fresh: [u8; 32] = rand::random();
+    let insert = Query::insert()
+        .into_table(Alias::new("crm_secrets"))
+        .columns([
+            Alias::new("connection"),
+            Alias::new("secret"),
+            Alias::new("created_at"),
+        ])
+        .values([
+            connection.into(),
+            hex::encode(fresh).into(),
+            Utc::now().into(),
+        ])
+        .map_err(|e| StoreError::Invalid(format!("crm_secrets insert: {e}")))?
+        .on_conflict(
+            OnConflict::column(Alias::new("connection"))
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    let backend = db.get_database_backend();
+    db.execute(backend.build(&insert)).await?;
+    read_secret(db, connection)
+        .await?
+        .ok_or_else(|| StoreError::Invalid("crm_secrets: the secret was not stored".into()))
+}
+
+async fn read_secret(
+    db: &DatabaseConnection,
+    connection: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let select = Query::select()
+        .column(Alias::new("secret"))
+        .from(Alias::new("crm_secrets"))
+        .and_where(Expr::col(Alias::new("connection")).eq(connection))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let Some(row) = db.query_one(backend.build(&select)).await? else {
+        return Ok(None);
+    };
+    let text: String = row.try_get("", "secret")?;
+    hex::decode(text.trim())
+        .map(Some)
+        .map_err(|e| StoreError::Invalid(format!("crm_secrets: {e}")))
 }

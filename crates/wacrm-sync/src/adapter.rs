@@ -144,4 +144,13 @@ pub trait CrmAdapter: Send + Sync {
 
     /// The CRM objects already holding these wamids (after a crash left them `pending`).
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError>;
+
+    /// Writes new WhatsApp ids `(CRM contact id, WhatsApp id)` onto linked contacts, after a
+    /// contact changed their number. Best effort: the engine's link table already routes the
+    /// new number to the contact, and an error other than [`CrmError::Fatal`] is only logged.
+    /// The default does nothing (a CRM without a WhatsApp id field needs nothing).
+    async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {
+        let _ = updates;
+        Ok(())
+    }
 }

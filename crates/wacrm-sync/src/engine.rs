@@ -14,17 +14,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::cloudevents::decode_event;
 use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
 use wacrm_bus::{Record, Topics};
 use wacrm_core::event::EventPayload;
-use wacrm_core::{DeliveryState, Message, MessageStatus, StatusUpdate};
+use wacrm_core::message::MessageContent;
+use wacrm_core::{ContactIdentity, DeliveryState, Message, MessageStatus, StatusUpdate};
 use wacrm_store::{sync as ledger, Db, StoreError};
 
 use crate::adapter::{ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync};
-use crate::config::ConnectionConfig;
-use crate::minimise::timeline_body;
+use crate::config::{ConnectionConfig, Minimisation};
+use crate::minimise::{timeline_body, without_own_number};
 
 /// CRM batch calls of one engine batch in flight at once (the rate limiter still decides when
 /// each may go).
@@ -36,6 +39,8 @@ pub struct SyncEngine {
     adapter: Arc<dyn CrmAdapter>,
     db: Db,
     shutdown: CancellationToken,
+    /// The connection's pseudonym secret, read (or created) on first need.
+    secret: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 enum Failure {
@@ -52,6 +57,181 @@ impl From<StoreError> for Failure {
 impl From<CrmError> for Failure {
     fn from(e: CrmError) -> Self {
         Failure::Crm(e)
+    }
+}
+
+/// Every identity key of a contact (`phone:+55…` or `wa:…`, then `bsuid:…`), as links are keyed.
+fn identity_keys(identity: &ContactIdentity) -> Vec<String> {
+    identity.keys().iter().map(ToString::to_string).collect()
+}
+
+/// The new identity a `user_changed_number` notice announces (the BSUID, when known, stays).
+fn changed_number(m: &Message) -> Option<ContactIdentity> {
+    let MessageContent::System {
+        system_type,
+        new_wa_id: Some(new_wa_id),
+        ..
+    } = &m.content
+    else {
+        return None;
+    };
+    if system_type != "user_changed_number" {
+        return None;
+    }
+    let new = ContactIdentity::from_webhook(Some(new_wa_id), m.contact.identity.bsuid.as_deref());
+    (!new.is_empty()).then_some(new)
+}
+
+/// `wa-` and 128 bits of HMAC-SHA256(secret, number), hex: stable per connection, unreadable
+/// without the secret.
+fn pseudonym(secret: &[u8], number: &str) -> Result<String, Failure> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+        .map_err(|e| Failure::Crm(CrmError::Fatal(format!("pseudonym key: {e}"))))?;
+    mac.update(number.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    Ok(format!("wa-{}", hex::encode(&digest[..16])))
+}
+
+/// Links every key of `group` not linked yet to `crm_id`.
+fn link_missing(
+    group: &Group,
+    crm_id: &str,
+    linked: &mut HashMap<String, String>,
+    new_links: &mut Vec<(String, String, &'static str)>,
+) {
+    for key in &group.keys {
+        if !linked.contains_key(key) {
+            linked.insert(key.clone(), crm_id.to_owned());
+            new_links.push((key.clone(), crm_id.to_owned(), "adapter"));
+        }
+    }
+}
+
+/// One person of a batch: every key seen for them, their messages, and what the batch says
+/// about them (the first message's identity filled in by later ones).
+#[derive(Debug, Default, Clone)]
+struct Group {
+    keys: Vec<String>,
+    indices: Vec<usize>,
+    identity: ContactIdentity,
+    profile_name: Option<String>,
+    phone_number_id: String,
+}
+
+/// The batch's people: a union-find over identity keys (messages sharing a key are one person).
+#[derive(Default)]
+struct People {
+    parent: Vec<usize>,
+    by_key: HashMap<String, usize>,
+    /// Keys in the order first seen, with their node.
+    order: Vec<(String, usize)>,
+    data: HashMap<usize, Group>,
+}
+
+impl People {
+    fn root(&mut self, mut node: usize) -> usize {
+        while self.parent[node] != node {
+            self.parent[node] = self.parent[self.parent[node]];
+            node = self.parent[node];
+        }
+        node
+    }
+
+    fn node(&mut self, key: &str) -> usize {
+        if let Some(node) = self.by_key.get(key) {
+            return *node;
+        }
+        let node = self.parent.len();
+        self.parent.push(node);
+        self.by_key.insert(key.to_owned(), node);
+        self.order.push((key.to_owned(), node));
+        node
+    }
+
+    /// Puts `keys` in one group; returns its root.
+    fn join(&mut self, keys: &[String]) -> usize {
+        let first = self.node(&keys[0]);
+        let root = self.root(first);
+        self.merge(root, &keys[1..])
+    }
+
+    fn merge(&mut self, root: usize, keys: &[String]) -> usize {
+        let mut root = self.root(root);
+        for key in keys {
+            let node = self.node(key);
+            let other = self.root(node);
+            if other != root {
+                // The earlier group absorbs the later one.
+                let (keep, gone) = if root < other {
+                    (root, other)
+                } else {
+                    (other, root)
+                };
+                self.parent[gone] = keep;
+                if let Some(g) = self.data.remove(&gone) {
+                    let kept = self.data.entry(keep).or_default();
+                    kept.indices.extend(g.indices);
+                    fill(kept, &g.identity, g.profile_name, &g.phone_number_id);
+                }
+                root = keep;
+            }
+        }
+        root
+    }
+
+    fn add_message(&mut self, keys: &[String], index: usize, m: &Message, policy: &Minimisation) {
+        let node = self.node(&keys[0]);
+        let root = self.root(node);
+        let group = self.data.entry(root).or_default();
+        group.indices.push(index);
+        let name = (m.direction == wacrm_core::Direction::Inbound && policy.send_name)
+            .then(|| m.contact.name.clone())
+            .flatten()
+            // A profile name that spells the number would send it: no name then.
+            .filter(|n| {
+                policy.send_phone || without_own_number(n.clone(), &m.contact.identity) == *n
+            });
+        fill(
+            group,
+            &m.contact.identity,
+            name,
+            &m.business.phone_number_id,
+        );
+    }
+
+    /// The groups, each with its keys in the order first seen (the first one names it).
+    fn groups(mut self) -> Vec<Group> {
+        let order = std::mem::take(&mut self.order);
+        let mut out: BTreeMap<usize, Group> = BTreeMap::new();
+        for (key, node) in order {
+            let root = self.root(node);
+            let group = out
+                .entry(root)
+                .or_insert_with(|| self.data.remove(&root).unwrap_or_default());
+            group.keys.push(key);
+        }
+        // Groups of keys only a number change named (no message of their own) are skipped.
+        out.into_values()
+            .filter(|g| !g.indices.is_empty())
+            .collect()
+    }
+}
+
+/// Fills what `group` does not know yet from another message's identity.
+fn fill(group: &mut Group, identity: &ContactIdentity, name: Option<String>, number: &str) {
+    let known = &mut group.identity;
+    if known.wa_id.is_none() && known.phone.is_none() {
+        known.wa_id.clone_from(&identity.wa_id);
+        known.phone.clone_from(&identity.phone);
+    }
+    if known.bsuid.is_none() {
+        known.bsuid.clone_from(&identity.bsuid);
+    }
+    if group.profile_name.is_none() {
+        group.profile_name = name;
+    }
+    if group.phone_number_id.is_empty() {
+        group.phone_number_id = number.to_owned();
     }
 }
 
@@ -75,6 +255,7 @@ impl SyncEngine {
             adapter,
             db,
             shutdown,
+            secret: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -124,70 +305,121 @@ impl SyncEngine {
         work
     }
 
-    /// Contacts of the batch's messages, linked (found or created) as needed: contact key →
-    /// CRM id. Contacts the CRM refused are returned as dead letters for their records.
+    /// The value of the CRM's unique WhatsApp id for an identity. With `send_phone`, the
+    /// `wa_id` (the phone digits, what WhatsApp users and salespeople recognise); without it,
+    /// nothing that reveals the phone: the BSUID when known, else a keyed pseudonym of the
+    /// number (HMAC-SHA256 under the connection's random secret — a plain hash of a phone
+    /// number is brute-forced in minutes).
+    async fn whatsapp_id(&self, identity: &ContactIdentity) -> Result<Option<String>, Failure> {
+        if self.config.minimisation.send_phone {
+            return Ok(identity
+                .wa_id
+                .clone()
+                .or_else(|| identity.phone.as_ref().map(|p| p.digits().to_owned()))
+                .or_else(|| identity.bsuid.clone()));
+        }
+        if let Some(bsuid) = &identity.bsuid {
+            return Ok(Some(bsuid.clone()));
+        }
+        // The canonical phone first, so both spellings of a Brazilian mobile agree.
+        let Some(number) = identity
+            .phone
+            .as_ref()
+            .map(|p| p.digits().to_owned())
+            .or_else(|| identity.wa_id.clone())
+        else {
+            return Ok(None);
+        };
+        let secret = self
+            .secret
+            .get_or_try_init(|| ledger::connection_secret(&self.db, &self.config.name))
+            .await?;
+        Ok(Some(pseudonym(secret, &number)?))
+    }
+
+    /// Contacts of the batch's messages, linked (found or created) as needed: identity key →
+    /// CRM id, for every key of every message (a phone, a BSUID, a raw `wa_id`). Contacts the
+    /// CRM refused are returned as dead letters for their records.
+    ///
+    /// Messages sharing any key are one person (a phone + BSUID message and a BSUID-only one;
+    /// an old number and the new one it changed to): a person already linked under any key is
+    /// linked under all of them; one unknown under every key is looked up through the store's
+    /// sibling identities (the same store contact) before the CRM is asked.
     async fn contacts(
         &self,
         work: &Work,
     ) -> Result<(HashMap<String, String>, Vec<(usize, String)>), Failure> {
-        let mut wanted: BTreeMap<String, (ContactSync, Vec<usize>)> = BTreeMap::new();
         let mut dead = Vec::new();
+        let mut people = People::default();
+        let mut changes: Vec<(ContactIdentity, ContactIdentity)> = Vec::new();
         for (index, m) in &work.messages {
             let identity = &m.contact.identity;
-            let Some(key) = identity.primary_key().map(|k| k.to_string()) else {
+            let keys = identity_keys(identity);
+            if keys.is_empty() {
                 dead.push((*index, "message has no contact identity".to_owned()));
                 continue;
-            };
-            let whatsapp_id = identity
-                .wa_id
-                .clone()
-                .or_else(|| identity.phone.as_ref().map(|p| p.digits().to_owned()))
-                .or_else(|| identity.bsuid.clone())
-                .unwrap_or_else(|| key.clone());
-            let policy = &self.config.minimisation;
-            let entry = wanted.entry(key.clone()).or_insert_with(|| {
-                (
-                    ContactSync {
-                        contact_key: key.clone(),
-                        whatsapp_id,
-                        phone: identity.phone.clone().filter(|_| policy.send_phone),
-                        profile_name: None,
-                        phone_number_id: m.business.phone_number_id.clone(),
-                    },
-                    Vec::new(),
-                )
-            });
-            if policy.send_name
-                && m.direction == wacrm_core::Direction::Inbound
-                && entry.0.profile_name.is_none()
-            {
-                entry.0.profile_name = m.contact.name.clone();
             }
-            entry.1.push(*index);
+            let person = people.join(&keys);
+            if let Some(new) = changed_number(m) {
+                people.merge(person, &identity_keys(&new));
+                changes.push((identity.clone(), new));
+            }
+            people.add_message(&keys, *index, m, &self.config.minimisation);
         }
-        let keys: Vec<String> = wanted.keys().cloned().collect();
-        let mut linked = ledger::links(&self.db, &self.config.name, &keys).await?;
-        let missing: Vec<&(ContactSync, Vec<usize>)> = wanted
-            .iter()
-            .filter(|(k, _)| !linked.contains_key(*k))
-            .map(|(_, v)| v)
-            .collect();
+        let groups = people.groups();
+        let all_keys: Vec<String> = groups.iter().flat_map(|g| g.keys.clone()).collect();
+        let mut linked = ledger::links(&self.db, &self.config.name, &all_keys).await?;
+        let mut new_links: Vec<(String, String, &str)> = Vec::new();
+        let mut unknown: Vec<&Group> = Vec::new();
+        for group in &groups {
+            let mut crm_id = group.keys.iter().find_map(|k| linked.get(k).cloned());
+            if crm_id.is_none() {
+                // Another identity of the same store contact may be linked already.
+                let siblings = ledger::sibling_keys(&self.db, &group.keys).await?;
+                let found = ledger::links(&self.db, &self.config.name, &siblings).await?;
+                crm_id = siblings.iter().find_map(|k| found.get(k).cloned());
+            }
+            match crm_id {
+                Some(id) => link_missing(group, &id, &mut linked, &mut new_links),
+                None => unknown.push(group),
+            }
+        }
+        let mut wanted: Vec<(ContactSync, &Group)> = Vec::new();
+        for group in unknown {
+            let Some(whatsapp_id) = self.whatsapp_id(&group.identity).await? else {
+                dead.extend(
+                    group
+                        .indices
+                        .iter()
+                        .map(|i| (*i, "message has no contact identity".to_owned())),
+                );
+                continue;
+            };
+            let policy = &self.config.minimisation;
+            wanted.push((
+                ContactSync {
+                    contact_key: group.keys[0].clone(),
+                    whatsapp_id,
+                    phone: group.identity.phone.clone().filter(|_| policy.send_phone),
+                    profile_name: group.profile_name.clone().filter(|_| policy.send_name),
+                    phone_number_id: group.phone_number_id.clone(),
+                },
+                group,
+            ));
+        }
         let batch = self.adapter.limits().contacts_per_batch.max(1);
-        for chunk in missing.chunks(batch) {
+        for chunk in wanted.chunks(batch) {
             let inputs: Vec<ContactSync> = chunk.iter().map(|(c, _)| c.clone()).collect();
             let results = self
                 .isolating(&inputs, |part| self.adapter.upsert_contacts(part))
                 .await?;
-            let mut new_links = Vec::new();
-            for ((contact, indices), result) in chunk.iter().zip(results) {
+            for ((_, group), result) in chunk.iter().zip(results) {
                 match result {
-                    Ok(crm_id) => {
-                        new_links.push((contact.contact_key.clone(), crm_id.clone(), "adapter"));
-                        linked.insert(contact.contact_key.clone(), crm_id);
-                    }
+                    Ok(crm_id) => link_missing(group, &crm_id, &mut linked, &mut new_links),
                     Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
                         dead.extend(
-                            indices
+                            group
+                                .indices
                                 .iter()
                                 .map(|i| (*i, format!("contact refused by the CRM: {e}"))),
                         );
@@ -195,9 +427,50 @@ impl SyncEngine {
                     Err(e) => return Err(e.into()),
                 }
             }
-            ledger::put_links(&self.db, &self.config.name, &new_links).await?;
         }
+        ledger::put_links(&self.db, &self.config.name, &new_links).await?;
+        self.number_changes(&changes, &mut linked).await?;
         Ok((linked, dead))
+    }
+
+    /// A contact changed their number: the new number's keys point at the old number's CRM
+    /// contact from now on (replacing any link they had), and the CRM contact is given the new
+    /// WhatsApp id when the adapter can write it (best effort: the link is what routes).
+    async fn number_changes(
+        &self,
+        changes: &[(ContactIdentity, ContactIdentity)],
+        linked: &mut HashMap<String, String>,
+    ) -> Result<(), Failure> {
+        let mut relinks: Vec<(String, String, &str)> = Vec::new();
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (old, new) in changes {
+            let Some(crm_id) = identity_keys(old)
+                .iter()
+                .find_map(|k| linked.get(k).cloned())
+            else {
+                continue; // its contact was dead-lettered
+            };
+            for key in identity_keys(new) {
+                linked.insert(key.clone(), crm_id.clone());
+                relinks.push((key, crm_id.clone(), "number_change"));
+            }
+            let (before, after) = (self.whatsapp_id(old).await?, self.whatsapp_id(new).await?);
+            if let Some(after) = after.filter(|a| before.as_ref() != Some(a)) {
+                renames.push((crm_id, after));
+            }
+        }
+        ledger::put_links(&self.db, &self.config.name, &relinks).await?;
+        if renames.is_empty() {
+            return Ok(());
+        }
+        match self.adapter.update_whatsapp_ids(&renames).await {
+            Ok(()) => Ok(()),
+            Err(e @ CrmError::Fatal(_)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(connection = %self.config.name, error = %e, "new WhatsApp id not written onto the CRM contact; the link routes its messages all the same");
+                Ok(())
+            }
+        }
     }
 
     /// Calls a batch method; when the CRM refuses the whole batch as invalid, calls again input

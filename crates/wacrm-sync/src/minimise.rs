@@ -26,7 +26,67 @@ pub fn timeline_body(message: &Message, policy: &Minimisation) -> String {
                 .unwrap_or_else(|| "the business".into())
         ),
     };
-    format!("{who}: {}", content_text(&message.content, policy))
+    let text = format!("{who}: {}", content_text(&message.content, policy));
+    if policy.send_phone {
+        text
+    } else {
+        without_own_number(text, &message.contact.identity)
+    }
+}
+
+/// The text with the contact's own number, however it is spelt (`+55 11 98765-4321`,
+/// `(11) 98765-4321`, `5511987654321`, with or without Brazil's 9th digit), replaced by
+/// `[phone]`: a profile name or a message may carry it, and a connection with
+/// `send_phone = false` must not receive it. A run of digits and separators is the number when
+/// its digits hold the number's last eight.
+pub fn without_own_number(text: String, identity: &wacrm_core::ContactIdentity) -> String {
+    let mut numbers: Vec<String> = identity
+        .phone
+        .as_ref()
+        .map(|p| p.search_variants())
+        .unwrap_or_default();
+    numbers.extend(identity.wa_id.clone());
+    let mut tails: Vec<String> = numbers
+        .iter()
+        .map(|n| n.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|d| d.len() >= 8)
+        .map(|d| d[d.len() - 8..].to_owned())
+        .collect();
+    tails.sort();
+    tails.dedup();
+    if tails.is_empty() {
+        return text;
+    }
+    let is_separator = |c: char| matches!(c, ' ' | '-' | '.' | '(' | ')' | '+' | '/');
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if !(c.is_ascii_digit() || c == '+' || c == '(') {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        while end < chars.len() && (chars[end].is_ascii_digit() || is_separator(chars[end])) {
+            end += 1;
+        }
+        // Trailing separators are not part of the number.
+        let mut last = end;
+        while last > i && !chars[last - 1].is_ascii_digit() {
+            last -= 1;
+        }
+        let span: String = chars[i..last.max(i + 1)].iter().collect();
+        let digits: String = span.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() >= 8 && tails.iter().any(|t| digits.contains(t.as_str())) {
+            out.push_str("[phone]");
+        } else {
+            out.push_str(&span);
+        }
+        i = last.max(i + 1);
+    }
+    out
 }
 
 fn apply(text: &str, policy: &Minimisation) -> String {
@@ -124,6 +184,30 @@ mod tests {
         assert_eq!(
             timeline_body(&text("abcdef"), &truncate),
             "WhatsApp from Maria: abc…"
+        );
+    }
+
+    #[test]
+    fn without_send_phone_the_own_number_is_not_in_the_body() {
+        let policy = Minimisation {
+            send_phone: false,
+            ..Minimisation::default()
+        };
+        let body = timeline_body(
+            &text(
+                "ligue +55 11 98765-4321, (11) 98765-4321, 5511987654321, 1187654321 \
+                 ou 11 2345-6789 (outro)",
+            ),
+            &policy,
+        );
+        assert_eq!(
+            body,
+            "WhatsApp from Maria: ligue [phone], [phone], [phone], [phone] ou 11 2345-6789 (outro)"
+        );
+        assert_eq!(
+            timeline_body(&text("+55 11 98765-4321"), &Minimisation::default()),
+            "WhatsApp from Maria: +55 11 98765-4321",
+            "sent as is when the policy allows"
         );
     }
 }

@@ -7,6 +7,7 @@ mod m20261122_000002_dead_letter_redrive;
 mod m20261122_000003_crm_sync;
 mod m20261122_000004_audit_log;
 mod m20261122_000005_outbound;
+mod m20261123_000001_crm_secrets;
 mod m20261202_000002_key_scoping;
 
 /// Every migration, in order.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_crm_sync::Migration),
             Box::new(m20261122_000004_audit_log::Migration),
             Box::new(m20261122_000005_outbound::Migration),
+            Box::new(m20261123_000001_crm_secrets::Migration),
             Box::new(m20261202_000002_key_scoping::Migration),
         ]
     }
