@@ -103,7 +103,27 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 )
             })?;
         match keys::authenticate(&state.db, token).await {
-            Ok(Some(principal)) => Ok(Caller(principal)),
+            Ok(Some(principal)) => {
+                let limiter = parts
+                    .extensions
+                    .get::<Arc<crate::key_limit::KeyLimiter>>()
+                    .cloned();
+                if let Some(Err(wait)) = limiter.map(|l| l.check(&principal.key_id)) {
+                    metrics::counter!("wacrm_api_rate_limited_total").increment(1);
+                    let mut response = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "this key is over its request rate; retry after the time given",
+                    );
+                    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+                        response
+                            .headers_mut()
+                            .insert(axum::http::header::RETRY_AFTER, v);
+                    }
+                    return Err(response);
+                }
+                Ok(Caller(principal))
+            }
             Ok(None) => Err(error(
                 StatusCode::UNAUTHORIZED,
                 "unknown, revoked or expired API key",

@@ -23,6 +23,11 @@ pub struct ServerConfig {
     /// that overruns it gets 408 (Meta retries) and its connection is closed. 0 turns the
     /// deadline off.
     pub body_read_timeout_ms: u64,
+    /// API calls one key may make per second, sustained; over it a call gets 429 with
+    /// `Retry-After`. 0 turns the limit off.
+    pub requests_per_key_per_second: u32,
+    /// API calls one key may make at once before the rate applies.
+    pub requests_per_key_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +38,8 @@ impl Default for ServerConfig {
             event_source: "/wacrm".into(),
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 30_000,
+            requests_per_key_per_second: 200,
+            requests_per_key_burst: 400,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod audit_relay;
 pub mod auth;
 pub mod body_deadline;
 pub mod config;
+pub mod key_limit;
 pub mod listen;
 pub mod metrics_endpoint;
 pub mod openapi;
@@ -68,6 +69,7 @@ pub struct AppState {
 /// The whole HTTP application.
 pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
     let deadline = BodyDeadline::from_config(config);
+    let key_limiter = Arc::new(key_limit::KeyLimiter::from_config(config));
     Router::new()
         .route(
             "/webhooks/whatsapp",
@@ -85,5 +87,6 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/status", get(status::status))
         .route("/metrics", get(metrics_endpoint::render))
         .route("/openapi.json", get(openapi::serve))
+        .layer(axum::Extension(key_limiter))
         .with_state(state)
 }

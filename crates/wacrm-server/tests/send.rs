@@ -293,9 +293,9 @@ async fn keys_are_held_to_their_role_numbers_and_validity_and_every_refusal_is_a
     from_b["from"] = json!(NUMBER_B);
     let (status, _) = h.post_json("/v1/messages", &agent_a, &from_b, &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    // Agent B cannot read number A's message.
+    // Agent B cannot read number A's message (nor learn that it exists).
     let (status, _) = h.get("/v1/messages/wamid.in.r", Some(&agent_b)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = h
         .post_json("/v1/messages/wamid.in.r/read", &agent_b, &json!({}), &[])
         .await;
@@ -350,7 +350,7 @@ async fn keys_are_held_to_their_role_numbers_and_validity_and_every_refusal_is_a
     let denied: Vec<&Value> = audit.iter().filter(|e| e["outcome"] == "denied").collect();
     assert_eq!(denied.len(), 2, "{audit:#?}");
     let (_, reads) = h.get("/v1/audit?action=messages.read", Some(&admin)).await;
-    assert!(reads.contains("denied"), "{reads}");
+    assert!(reads.contains("not_found"), "{reads}");
     let (_, marks) = h
         .get("/v1/audit?action=messages.mark_read", Some(&admin))
         .await;
@@ -603,4 +603,39 @@ async fn audit_entries_are_published_on_the_bus_in_order_once() {
         rs.iter().map(|r| decode_event(r).unwrap().id).collect()
     };
     assert_eq!(ids(&repeated), ids(&records));
+}
+
+#[tokio::test]
+async fn each_key_has_a_request_rate_and_is_told_when_to_retry() {
+    let server = wacrm_server::ServerConfig {
+        requests_per_key_per_second: 1,
+        requests_per_key_burst: 2,
+        ..wacrm_server::ServerConfig::default()
+    };
+    let h = common::harness_served(None, Some(SECRET), sending(), &server).await;
+    let busy = h.key("Script", Role::Agent, Some(&[NUMBER_A])).await;
+    let other = h.key("Ana", Role::Agent, Some(&[NUMBER_A])).await;
+    for _ in 0..2 {
+        assert_eq!(h.get("/v1/status", Some(&busy)).await.0, StatusCode::OK);
+    }
+    let request = http::Request::get("/v1/status")
+        .header("authorization", format!("Bearer {busy}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(h.app.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Another key is not held back; an unknown key is still 401, not 429.
+    assert_eq!(h.get("/v1/status", Some(&other)).await.0, StatusCode::OK);
+    assert_eq!(
+        h.get("/v1/status", Some("wacrm_0000_nope")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -348,7 +348,8 @@ pub fn classify(code: i64, http_status: u16) -> Disposition {
         2 | 131_000 | 131_016 => Disposition::RetryTransient,
         131_050 => Disposition::OptedOut,
         190 | 0 | 102 => Disposition::TokenInvalid,
-        131_047
+        3
+        | 131_047
         | 131_026
         | 368
         | 131_051
@@ -533,6 +534,8 @@ mod tests {
         // A 5xx whose code does not say nothing was done: nobody knows whether it went out.
         assert_eq!(classify(999_999, 502), Disposition::Unknown);
         assert_eq!(classify(1, 500), Disposition::Unknown);
+        // A permissions problem answered 500 is a refusal all the same.
+        assert_eq!(classify(3, 500), Disposition::Permanent);
         assert_eq!(classify(999_999, 400), Disposition::Permanent);
         assert_eq!(
             GraphError::NoAnswer("timeout".into()).disposition(),
