@@ -57,6 +57,15 @@ fn records(topics: &Topics, payloads: &[String]) -> Vec<OutboundRecord> {
         .collect()
 }
 
+/// How many records `group` has not committed (after its runner stopped).
+async fn uncommitted(bus: &Arc<dyn EventBus>, topics: &Topics, group: &str) -> i64 {
+    let mut again = bus
+        .subscribe(group, std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    again.lag().await.unwrap()
+}
+
 fn quick(group: &str) -> RunnerConfig {
     let mut cfg = RunnerConfig::new(group);
     cfg.initial_backoff = Duration::from_millis(2);
@@ -130,11 +139,7 @@ async fn a_record_the_database_refuses_is_isolated_and_dead_lettered_and_the_res
     assert_eq!(status.last_error.unwrap().class, "dead_letter");
     shutdown.cancel();
     task.await.unwrap().unwrap();
-    let mut again = bus
-        .subscribe("g", std::slice::from_ref(&topics.conversations))
-        .await
-        .unwrap();
-    assert_eq!(again.lag().await.unwrap(), 0);
+    assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
 }
 
 /// Retryable errors (a database that is down) are never isolated: nothing is dead-lettered.
@@ -264,9 +269,5 @@ async fn a_commit_that_keeps_failing_sends_the_runner_back_to_polling() {
     task.await.unwrap().unwrap();
     // Three tries, then the batch came again and was committed.
     assert_eq!(failed_commits.load(Ordering::SeqCst), 3);
-    let mut again = bus
-        .subscribe("g", std::slice::from_ref(&topics.conversations))
-        .await
-        .unwrap();
-    assert_eq!(again.lag().await.unwrap(), 0);
+    assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
 }
