@@ -18,6 +18,8 @@ pub struct Broker {
     /// The port tansu listens on: `port`, or the one behind the [`reply_keeper`].
     broker_port: u16,
     child: Option<Child>,
+    /// The switch of the [`reply_keeper`] in front, when there is one.
+    keeper: Option<std::sync::Arc<reply_keeper::Switch>>,
     bin: PathBuf,
     storage: &'static str,
     started: bool,
@@ -72,6 +74,13 @@ impl Broker {
         Broker::start_with_keeper(SQLITE, true)
     }
 
+    /// A broker whose storage is in memory behind a [`reply_keeper`] whose switch can cut every
+    /// client off (see [`Broker::cut_clients_off`]): a broker outage as its clients see it, while
+    /// the broker keeps its log and its groups' committed offsets.
+    pub fn start_cuttable() -> Option<Broker> {
+        Broker::start_with_keeper(MEMORY, true)
+    }
+
     fn start_with_keeper(storage: &'static str, keeper: bool) -> Option<Broker> {
         let Some(bin) = find_tansu() else {
             let required = std::env::var_os("CI").is_some()
@@ -81,19 +90,19 @@ impl Broker {
             return None;
         };
         let broker_port = free_port();
-        let port = if keeper {
+        let (port, keeper) = if keeper {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
-            reply_keeper::spawn(listener, broker_port);
-            port
+            (port, Some(reply_keeper::spawn(listener, broker_port)))
         } else {
-            broker_port
+            (broker_port, None)
         };
         let mut broker = Broker {
             dir: tempfile::tempdir().unwrap(),
             port,
             broker_port,
             child: None,
+            keeper,
             bin,
             storage,
             started: false,
@@ -206,6 +215,24 @@ impl Broker {
         }
     }
 
+    /// Cuts every client off: their connections are closed and new ones are closed at once, as
+    /// when the broker is down, while the broker itself runs on (the keeper still takes the
+    /// replies owed on the connections it closed). Needs a broker behind a [`reply_keeper`].
+    pub fn cut_clients_off(&self) {
+        self.keeper
+            .as_ref()
+            .expect("a broker behind a reply keeper")
+            .cut();
+    }
+
+    /// Lets clients reach the broker again after [`Broker::cut_clients_off`].
+    pub fn let_clients_back(&self) {
+        self.keeper
+            .as_ref()
+            .expect("a broker behind a reply keeper")
+            .mend();
+    }
+
     /// Kills the broker (SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -237,7 +264,8 @@ impl Drop for Broker {
 /// librdkafka dropping a connection whose request timed out), the keeper stops forwarding but
 /// keeps the broker's side open, reading and discarding, until every forwarded request has
 /// its reply (or [`DRAIN_BOUND`] passes). When the broker goes away, the client's connection
-/// is closed; while it is down, connections are accepted and closed at once.
+/// is closed; while it is down, connections are accepted and closed at once. Its [`Switch`]
+/// cuts every client off the same way while the broker runs on.
 pub mod reply_keeper {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
@@ -247,14 +275,60 @@ pub mod reply_keeper {
     /// How long a connection whose client left waits for the replies it is owed.
     pub const DRAIN_BOUND: Duration = Duration::from_secs(600);
 
+    /// Whether clients are cut off, and the client connections to close when they are.
+    #[derive(Default)]
+    pub struct Switch {
+        state: Mutex<SwitchState>,
+    }
+
+    #[derive(Default)]
+    struct SwitchState {
+        cut: bool,
+        clients: Vec<TcpStream>,
+    }
+
+    impl Switch {
+        /// Closes every client connection and every new one until [`Switch::mend`].
+        pub fn cut(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = true;
+            for client in state.clients.drain(..) {
+                let _ = client.shutdown(Shutdown::Both);
+            }
+        }
+
+        /// Lets new client connections through again.
+        pub fn mend(&self) {
+            self.state.lock().unwrap().cut = false;
+        }
+
+        /// Whether `client` may go on; it is remembered, to be closed by the next cut.
+        fn admit(&self, client: &TcpStream) -> bool {
+            let mut state = self.state.lock().unwrap();
+            if state.cut {
+                return false;
+            }
+            if let Ok(clone) = client.try_clone() {
+                state.clients.push(clone);
+            }
+            true
+        }
+    }
+
     /// Accepts clients on `listener` and proxies each to the broker on `broker_port`, on
     /// threads of its own, for the rest of the process.
-    pub fn spawn(listener: TcpListener, broker_port: u16) {
+    pub fn spawn(listener: TcpListener, broker_port: u16) -> Arc<Switch> {
+        let switch = Arc::new(Switch::default());
+        let admitted = switch.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                std::thread::spawn(move || serve(client, broker_port));
+                if admitted.admit(&client) {
+                    std::thread::spawn(move || serve(client, broker_port));
+                }
+                // Not admitted: dropped here, so the client sees its connection closed.
             }
         });
+        switch
     }
 
     /// Counts complete Kafka frames in a byte stream.
