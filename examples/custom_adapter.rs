@@ -125,7 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..ConnectionConfig::default()
     };
     let shutdown = CancellationToken::new();
-    let engine = SyncEngine::new(config, crm.clone(), db, shutdown.clone());
+    let engine = SyncEngine::new(config, crm.clone(), db);
     let runner_config = engine.runner_config();
     let subscription = bus
         .subscribe(&runner_config.group, &SyncEngine::topics(&topics))

@@ -375,6 +375,7 @@ impl EventBus for EmbeddedBus {
             reader: Arc::new(Mutex::new(conn)),
             committed: positions.clone(),
             positions,
+            paused: false,
             bus: SubscriptionBus {
                 writer: self.writer.clone(),
                 heads: self.heads.clone(),
@@ -454,6 +455,8 @@ struct EmbeddedSubscription {
     positions: HashMap<String, i64>,
     /// Last committed next-offset, per topic.
     committed: HashMap<String, i64>,
+    /// Whether [`Subscription::pause`] holds deliveries back.
+    paused: bool,
     bus: SubscriptionBus,
 }
 
@@ -522,6 +525,10 @@ impl EmbeddedSubscription {
 #[async_trait]
 impl Subscription for EmbeddedSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        if self.paused {
+            tokio::time::sleep(wait).await;
+            return Ok(Vec::new());
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Mark the current generation seen before checking, so an append that lands between
@@ -598,6 +605,16 @@ impl Subscription for EmbeddedSubscription {
                 (head - done).max(0)
             })
             .sum())
+    }
+
+    async fn pause(&mut self) -> Result<(), BusError> {
+        self.paused = true;
+        Ok(())
+    }
+
+    async fn resume(&mut self) -> Result<(), BusError> {
+        self.paused = false;
+        Ok(())
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {

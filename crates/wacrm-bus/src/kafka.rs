@@ -547,6 +547,18 @@ impl Subscription for KafkaSubscription {
         .map_err(|e| BusError::Fatal(e.to_string()))?
     }
 
+    async fn pause(&mut self) -> Result<(), BusError> {
+        let assignment = self.consumer.assignment().map_err(|e| classify(&e))?;
+        self.consumer.pause(&assignment).map_err(|e| classify(&e))
+    }
+
+    async fn resume(&mut self) -> Result<(), BusError> {
+        // Whatever is assigned now, including partitions assigned while paused (which were
+        // never paused) and those of a consumer that replaced the paused one.
+        let assignment = self.consumer.assignment().map_err(|e| classify(&e))?;
+        self.consumer.resume(&assignment).map_err(|e| classify(&e))
+    }
+
     async fn close(self: Box<Self>) -> Result<(), BusError> {
         self.consumer.unsubscribe();
         Ok(())

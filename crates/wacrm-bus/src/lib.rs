@@ -139,6 +139,16 @@ pub trait Subscription: Send {
     /// How many records of the subscribed topics the group has not committed yet.
     async fn lag(&mut self) -> Result<i64, BusError>;
 
+    /// Stops delivering records (Kafka: pauses every assigned partition) while the member keeps
+    /// its place in the group: [`poll`](Self::poll) must still be called — on Kafka it is what
+    /// keeps the member within `max.poll.interval.ms` — and returns nothing until
+    /// [`resume`](Self::resume). A partition assigned while paused may still deliver; the
+    /// caller rewinds after resuming, so whatever came meanwhile is delivered again.
+    async fn pause(&mut self) -> Result<(), BusError>;
+
+    /// Delivers records again after [`pause`](Self::pause).
+    async fn resume(&mut self) -> Result<(), BusError>;
+
     /// Leaves the group after committing nothing more.
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }

@@ -8,7 +8,10 @@
 //! number of times, then halved until the record that fails alone is found and dead-lettered
 //! with the reason. A commit that keeps failing (a rebalance, a lost group member) is not
 //! retried forever: the runner goes back to the committed position and polls again, so the
-//! member rejoins and the batch is delivered again (handled idempotently). On shutdown the
+//! member rejoins and the batch is delivered again (handled idempotently). A handler never
+//! blocks past Kafka's `max.poll.interval.ms`: one that must wait long returns
+//! [`HandlerError::Park`], and the runner pauses consumption, keeps polling through the wait,
+//! then resumes and rewinds, so the batch comes again. On shutdown the
 //! runner stops polling, finishes the batch in hand (or abandons it uncommitted if it is stuck
 //! retrying: it will be delivered again), commits and returns.
 
@@ -46,6 +49,19 @@ pub enum HandlerError {
         /// Why.
         reason: String,
     },
+    /// The batch cannot be handled before `wait` has passed (a CRM's daily quota is used up, a
+    /// retry or rate limit asks for a long wait). The handler returns instead of sleeping: on
+    /// Kafka a member that does not poll for `max.poll.interval.ms` is put out of its group.
+    /// The runner pauses consumption, keeps polling for `wait` (shutdown ends it early), then
+    /// resumes, rewinds to the last commit and offers the batch again. Whatever of the batch
+    /// the handler applied is applied again, which idempotence makes harmless.
+    #[error("parked for {wait:?}: {reason}")]
+    Park {
+        /// How long to wait before the batch is offered again.
+        wait: Duration,
+        /// Why.
+        reason: String,
+    },
     /// The consumer cannot go on (misconfiguration, lost credentials); the runner stops.
     #[error("fatal: {0}")]
     Fatal(String),
@@ -55,7 +71,7 @@ impl HandlerError {
     /// The error's class.
     pub fn class(&self) -> ErrorClass {
         match self {
-            HandlerError::Retryable(_) => ErrorClass::Retry,
+            HandlerError::Retryable(_) | HandlerError::Park { .. } => ErrorClass::Retry,
             HandlerError::Permanent { .. } | HandlerError::Data(_) => ErrorClass::DeadLetter,
             HandlerError::Fatal(_) => ErrorClass::Fatal,
         }
@@ -196,6 +212,8 @@ pub struct ConsumerRunner<H> {
 enum Outcome {
     Done,
     Abandoned,
+    /// The handler asked to wait this long before the batch comes again.
+    Parked(Duration),
 }
 
 enum Attempt {
@@ -206,6 +224,7 @@ enum Attempt {
     },
     /// Data errors every time, `data_error_attempts` times: isolate.
     Suspect(String),
+    Parked(Duration),
     Abandoned,
 }
 
@@ -348,6 +367,10 @@ impl<H: Handler> ConsumerRunner<H> {
                     // Shutting down mid-retry: leave the batch uncommitted for redelivery.
                     break;
                 }
+                Outcome::Parked(wait) => {
+                    self.park(subscription.as_mut(), wait, &shutdown).await;
+                    continue;
+                }
             }
             let committing = std::time::Instant::now();
             if !self
@@ -427,6 +450,50 @@ impl<H: Handler> ConsumerRunner<H> {
         batch
     }
 
+    /// Waits `wait` without handling anything and without leaving the group: consumption is
+    /// paused and the subscription polled all along (whatever a poll still delivers is dropped),
+    /// then resumed and rewound, so the parked batch and everything after it come again from
+    /// the last commit.
+    async fn park(
+        &self,
+        subscription: &mut dyn Subscription,
+        wait: Duration,
+        shutdown: &CancellationToken,
+    ) {
+        let group = &self.config.group;
+        metrics::counter!("wacrm_consumer_parked_total", "group" => group.clone()).increment(1);
+        if let Err(e) = subscription.pause().await {
+            // Polls may then deliver records, which are dropped and come again after the rewind.
+            tracing::warn!(group = %group, error = %e, "could not pause consumption while parked");
+        }
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                polled = subscription.poll(self.config.max_batch, left.min(self.config.poll_wait)) => {
+                    if let Err(e) = polled {
+                        tracing::debug!(group = %group, error = %e, "poll while parked failed");
+                        // Not a busy loop on a bus that fails at once.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(left.min(self.config.poll_wait)) => {}
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = subscription.resume().await {
+            tracing::warn!(group = %group, error = %e, "could not resume consumption after parking");
+        }
+        if let Err(e) = subscription.rewind().await {
+            tracing::warn!(group = %group, error = %e, "rewind after parking failed; polling on");
+        }
+    }
+
     async fn sleep(&self, backoff: &mut ExponentialBackoff, shutdown: &CancellationToken) {
         let delay = backoff.next().unwrap_or(self.config.max_backoff);
         tokio::select! {
@@ -463,6 +530,7 @@ impl<H: Handler> ConsumerRunner<H> {
                     }
                 }
                 Attempt::Abandoned => return Ok(Outcome::Abandoned),
+                Attempt::Parked(wait) => return Ok(Outcome::Parked(wait)),
                 Attempt::Bad { index, reason } => {
                     // The records before the bad one, then it, then the rest.
                     let bad = range.start + index;
@@ -528,6 +596,15 @@ impl<H: Handler> ConsumerRunner<H> {
                             records.len()
                         ),
                     });
+                }
+                Err(HandlerError::Park { wait, reason }) => {
+                    tracing::warn!(group = %self.config.group, wait_ms = wait.as_millis() as u64, %reason, "consumer parked");
+                    self.registry.error(
+                        &self.config.group,
+                        ErrorClass::Retry,
+                        &format!("parked: {reason}"),
+                    );
+                    return Ok(Attempt::Parked(wait));
                 }
                 Err(HandlerError::Fatal(reason)) => {
                     return Err(RunnerError::Fatal {

@@ -308,6 +308,12 @@ impl Subscription for CountedPolls {
     async fn lag(&mut self) -> Result<i64, BusError> {
         self.inner.lag().await
     }
+    async fn pause(&mut self) -> Result<(), BusError> {
+        self.inner.pause().await
+    }
+    async fn resume(&mut self) -> Result<(), BusError> {
+        self.inner.resume().await
+    }
     async fn close(self: Box<Self>) -> Result<(), BusError> {
         self.inner.close().await
     }

@@ -4,10 +4,14 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::broker::Broker;
+use tokio_util::sync::CancellationToken;
 use wacrm_bus::kafka::{check_topics, expected_topics, KafkaBus, KafkaConfig, TopicState};
+use wacrm_bus::runner::{ConsumerRunner, Handled, Handler, HandlerError, RunnerConfig};
+use wacrm_bus::BusError;
 use wacrm_bus::{EventBus, OutboundRecord, Record, Subscription, Topics};
 
 fn config(broker: &Broker, partitions: i32) -> KafkaConfig {
@@ -244,6 +248,160 @@ async fn an_outage_fails_publishes_and_nothing_confirmed_is_lost() {
             "{n} confirmed before/after the outage is there: {values:?}"
         );
     }
+}
+
+/// A subscription that keeps the errors its polls and commits met, and the highest offset it
+/// committed.
+struct ErrorsKept {
+    inner: Box<dyn Subscription>,
+    errors: Arc<Mutex<Vec<String>>>,
+    committed: Arc<Mutex<Option<i64>>>,
+}
+
+impl ErrorsKept {
+    fn keep<T>(&self, what: &str, result: Result<T, BusError>) -> Result<T, BusError> {
+        if let Err(e) = &result {
+            self.errors.lock().unwrap().push(format!("{what}: {e}"));
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for ErrorsKept {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        let polled = self.inner.poll(max, wait).await;
+        self.keep("poll", polled)
+    }
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        let committed = self.inner.commit(records).await;
+        if committed.is_ok() {
+            let mut highest = self.committed.lock().unwrap();
+            *highest = records.iter().map(|r| r.offset).max().max(*highest);
+        }
+        self.keep("commit", committed)
+    }
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        self.inner.rewind().await
+    }
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        self.inner.lag().await
+    }
+    async fn pause(&mut self) -> Result<(), BusError> {
+        let paused = self.inner.pause().await;
+        self.keep("pause", paused)
+    }
+    async fn resume(&mut self) -> Result<(), BusError> {
+        let resumed = self.inner.resume().await;
+        self.keep("resume", resumed)
+    }
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        self.inner.close().await
+    }
+}
+
+/// Waits `wait` on the first batch — by parking, or (as the sync engine did on a daily quota
+/// before parking existed) by sleeping inside the handler — then handles everything.
+struct WaitsOnce {
+    wait: Duration,
+    park: bool,
+    waited: bool,
+    seen: Arc<Mutex<Vec<i64>>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for WaitsOnce {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        if !self.waited {
+            self.waited = true;
+            if self.park {
+                return Err(HandlerError::Park {
+                    wait: self.wait,
+                    reason: "daily quota".into(),
+                });
+            }
+            tokio::time::sleep(self.wait).await;
+        }
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(records.iter().map(|r| r.offset));
+        Ok(Handled::default())
+    }
+}
+
+/// Runs a consumer whose group allows 7 s between polls (`max.poll.interval.ms`) and whose
+/// first batch waits 12 s; returns the errors its polls and commits met.
+async fn wait_past_max_poll_interval(broker: &Broker, park: bool, prefix: &str) -> Vec<String> {
+    let mut cfg = config(broker, 1);
+    cfg.properties
+        .insert("max.poll.interval.ms".into(), "7000".into());
+    let (topics, bus) = ten_records(&cfg, prefix, Duration::from_secs(10)).await;
+    let bus: Arc<dyn EventBus> = Arc::new(bus);
+    let group = format!("{prefix}group");
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let committed = Arc::new(Mutex::new(None));
+    let sub = Box::new(ErrorsKept {
+        inner: bus
+            .subscribe(&group, std::slice::from_ref(&topics.conversations))
+            .await
+            .unwrap(),
+        errors: errors.clone(),
+        committed: committed.clone(),
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = WaitsOnce {
+        wait: Duration::from_secs(12),
+        park,
+        waited: false,
+        seen: seen.clone(),
+    };
+    let mut runner_config = RunnerConfig::new(group.as_str());
+    runner_config.initial_backoff = Duration::from_millis(50);
+    runner_config.max_backoff = Duration::from_millis(500);
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), runner_config, handler);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while *committed.lock().unwrap() != Some(9) {
+        assert!(
+            Instant::now() < deadline,
+            "never committed: {:?}",
+            errors.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let offsets: std::collections::BTreeSet<i64> = seen.lock().unwrap().iter().copied().collect();
+    assert_eq!(offsets, (0..10).collect(), "every record handled");
+    let errors = errors.lock().unwrap().clone();
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_consumer_keeps_its_place_in_the_group_past_max_poll_interval() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let errors = wait_past_max_poll_interval(&broker, true, "park1.").await;
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// What parking prevents: a handler that sleeps past `max.poll.interval.ms` is put out of its
+/// group by librdkafka (its next poll fails with "maximum poll interval exceeded"). This is the
+/// control for the test above: it shows the errors that test looks for do appear when the
+/// handler blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_sleeps_past_max_poll_interval_is_put_out_of_its_group() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let errors = wait_past_max_poll_interval(&broker, false, "park2.").await;
+    assert!(
+        errors.iter().any(|e| e.contains("poll")),
+        "no poll error after blocking past max.poll.interval.ms: {errors:?}"
+    );
 }
 
 #[test]

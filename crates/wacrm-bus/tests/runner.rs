@@ -1,6 +1,7 @@
 //! The runner never lets one record block a partition, and never retries a commit forever: a
 //! batch that keeps failing with a data error is halved until the record that fails on its own
-//! is found and dead-lettered; a commit that keeps failing sends the runner back to polling.
+//! is found and dead-lettered; a commit that keeps failing sends the runner back to polling; a
+//! handler that must wait (a CRM's daily quota) is parked while the runner keeps polling.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -211,6 +212,12 @@ impl Subscription for CommitsAfterRejoin {
     async fn lag(&mut self) -> Result<i64, BusError> {
         self.inner.lag().await
     }
+    async fn pause(&mut self) -> Result<(), BusError> {
+        self.inner.pause().await
+    }
+    async fn resume(&mut self) -> Result<(), BusError> {
+        self.inner.resume().await
+    }
     async fn close(self: Box<Self>) -> Result<(), BusError> {
         self.inner.close().await
     }
@@ -269,5 +276,119 @@ async fn a_commit_that_keeps_failing_sends_the_runner_back_to_polling() {
     task.await.unwrap().unwrap();
     // Three tries, then the batch came again and was committed.
     assert_eq!(failed_commits.load(Ordering::SeqCst), 3);
+    assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
+}
+
+/// A subscription that logs what the runner asks of it.
+struct Logged {
+    inner: Box<dyn Subscription>,
+    log: Arc<Mutex<Vec<&'static str>>>,
+}
+
+#[async_trait]
+impl Subscription for Logged {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        self.log.lock().unwrap().push("poll");
+        self.inner.poll(max, wait).await
+    }
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        self.log.lock().unwrap().push("commit");
+        self.inner.commit(records).await
+    }
+    async fn rewind(&mut self) -> Result<(), BusError> {
+        self.log.lock().unwrap().push("rewind");
+        self.inner.rewind().await
+    }
+    async fn lag(&mut self) -> Result<i64, BusError> {
+        self.inner.lag().await
+    }
+    async fn pause(&mut self) -> Result<(), BusError> {
+        self.log.lock().unwrap().push("pause");
+        self.inner.pause().await
+    }
+    async fn resume(&mut self) -> Result<(), BusError> {
+        self.log.lock().unwrap().push("resume");
+        self.inner.resume().await
+    }
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        self.inner.close().await
+    }
+}
+
+/// Parks the first batch it is handed (a CRM's daily quota), then handles everything.
+struct ParksOnce {
+    parked: bool,
+    seen: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+#[async_trait]
+impl Handler for ParksOnce {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        self.calls.lock().unwrap().push(std::time::Instant::now());
+        if !self.parked {
+            self.parked = true;
+            return Err(HandlerError::Park {
+                wait: Duration::from_millis(400),
+                reason: "daily quota".into(),
+            });
+        }
+        self.seen.lock().unwrap().extend(
+            records
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+        );
+        Ok(Handled::default())
+    }
+}
+
+#[tokio::test]
+async fn a_parked_handler_is_not_called_while_the_runner_keeps_polling_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let payloads: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    bus.publish(records(&topics, &payloads)).await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sub = Box::new(Logged {
+        inner: bus
+            .subscribe("g", std::slice::from_ref(&topics.conversations))
+            .await
+            .unwrap(),
+        log: log.clone(),
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let handler = ParksOnce {
+        parked: false,
+        seen: seen.clone(),
+        calls: calls.clone(),
+    };
+    let runner = ConsumerRunner::new(bus.clone(), topics.clone(), quick("g"), handler);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "never unparked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    // The batch came again, whole and in order, after the wait — and only then.
+    assert_eq!(*seen.lock().unwrap(), payloads);
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "handled while parked");
+    assert!(calls[1] - calls[0] >= Duration::from_millis(400));
+    // Paused, polled all along (a Kafka member must poll to keep its place), resumed, rewound.
+    let log = log.lock().unwrap().clone();
+    let pause = log.iter().position(|s| *s == "pause").expect("paused");
+    let resume = log.iter().position(|s| *s == "resume").expect("resumed");
+    assert!(pause < resume, "{log:?}");
+    let polls_while_parked = log[pause..resume].iter().filter(|s| **s == "poll").count();
+    // 400 ms of polls of at most `poll_wait` (50 ms) each.
+    assert!(polls_while_parked >= 4, "{log:?}");
+    assert_eq!(log.get(resume + 1), Some(&"rewind"), "{log:?}");
+    assert!(!log[..resume].contains(&"commit"), "{log:?}");
     assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
 }

@@ -683,8 +683,10 @@ pub struct ReadRequest {
 pub enum FailureKind {
     /// WhatsApp refused it (or retries ran out): it was not sent.
     Failed,
-    /// wacrm stopped while the request was with WhatsApp: it may or may not have been sent, and
-    /// is not sent again automatically (a duplicate is worse than asking the employee).
+    /// Nobody can know whether WhatsApp sent it — the call timed out or was reset after the
+    /// request left, WhatsApp answered a 5xx that does not say nothing was done or an answer
+    /// that cannot be read, or wacrm stopped while the request was with WhatsApp. It is not sent
+    /// again automatically (a duplicate is worse than asking the employee).
     Unknown,
 }
 

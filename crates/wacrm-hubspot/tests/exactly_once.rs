@@ -113,12 +113,7 @@ async fn run(
     fake.clear_requests();
 
     let shutdown = CancellationToken::new();
-    let engine = SyncEngine::new(
-        config.sync.clone(),
-        Arc::new(hubspot),
-        db.clone(),
-        shutdown.clone(),
-    );
+    let engine = SyncEngine::new(config.sync.clone(), Arc::new(hubspot), db.clone());
     let mut runner_config = engine.runner_config();
     runner_config.max_backoff = Duration::from_millis(500);
     let subscription = bus

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wacrm_bus::runner::Handler;
 use wacrm_bus::Record;
 use wacrm_core::{
@@ -53,12 +52,7 @@ async fn harness(fake_config: FakeConfig, tune: impl FnOnce(&mut HubSpotConfig))
         "setup is idempotent"
     );
     fake.clear_requests();
-    let engine = SyncEngine::new(
-        config.sync.clone(),
-        Arc::new(hubspot),
-        db,
-        CancellationToken::new(),
-    );
+    let engine = SyncEngine::new(config.sync.clone(), Arc::new(hubspot), db);
     Harness {
         fake,
         engine,
@@ -327,7 +321,6 @@ async fn a_business_number_owner_owns_its_contacts_and_messages() {
         config.sync.clone(),
         Arc::new(HubSpot::new(config).unwrap()),
         db,
-        CancellationToken::new(),
     );
     assert!(
         sync(&mut h.engine, &[message(1, 42, Direction::Inbound, "olá")])

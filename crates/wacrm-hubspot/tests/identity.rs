@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ActiveValue::Set, EntityTrait};
-use tokio_util::sync::CancellationToken;
 use wacrm_bus::runner::Handler;
 use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, Direction, Event, Message, MessageContent,
@@ -49,12 +48,7 @@ async fn harness(send_phone: bool) -> Harness {
     let hubspot = HubSpot::new(config.clone()).unwrap();
     hubspot.setup().await.unwrap();
     fake.clear_requests();
-    let engine = SyncEngine::new(
-        config.sync.clone(),
-        Arc::new(hubspot),
-        db.clone(),
-        CancellationToken::new(),
-    );
+    let engine = SyncEngine::new(config.sync.clone(), Arc::new(hubspot), db.clone());
     Harness {
         fake,
         engine,

@@ -15,7 +15,9 @@
 //!    request was written, a 5xx without such a code, an unreadable answer) ends the request as
 //!    `unknown` and is never sent again automatically; permanent errors fail the request;
 //!    131050 also records the opt-out; an invalid token marks the number's sending health
-//!    (`/v1/status`) and alerts once. A call already on its way when wacrm is told to stop is
+//!    (`/v1/status`) and alerts once. A wait (rate limit or retry) that would take the batch past
+//!    [`BATCH_BUDGET`] parks the batch instead of blocking the handler (the request handed back,
+//!    its retries remembered). A call already on its way when wacrm is told to stop is
 //!    not abandoned: it finishes (it is bounded by `request_timeout_ms`), or, should the process
 //!    die first, the request stays `sending` and the restart marks it `unknown`;
 //! 4. records the outcome (wamid or errors) in the store, then publishes it:
@@ -27,8 +29,8 @@
 
 pub mod throttle;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,6 +68,30 @@ struct Inner {
     source: String,
     health: Arc<SendHealth>,
     shutdown: CancellationToken,
+    /// How long one batch may wait (for rate limits, between retries) before the sender parks
+    /// instead of waiting on: see [`BATCH_BUDGET`].
+    batch_budget: Duration,
+    /// Requests between two attempts while the sender is parked: when the first attempt was
+    /// made and how many were made, so the backoff and `max_retry_ms` carry on across the park.
+    retrying: Mutex<HashMap<String, Retrying>>,
+}
+
+/// How long one batch may wait, for rate limits or between retries, before the sender hands it
+/// back to the runner to park (pause the partitions and keep polling) rather than sleeping on
+/// inside the handler: on Kafka a member that does not poll for `max.poll.interval.ms` (5
+/// minutes by default) is put out of its group, and the retry budget alone (`max_retry_ms`,
+/// 10 minutes by default) is longer than that. A Graph call already on its way is never cut
+/// short, so a batch takes at most this plus one `request_timeout_ms` per conversation in turn.
+pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
+
+/// How long the sender parks when a rate limiter is not ready within the batch's budget.
+const PARK_FOR_RATE_LIMIT: Duration = Duration::from_secs(1);
+
+/// A request's retries so far, kept while the sender is parked.
+#[derive(Debug, Clone, Copy)]
+struct Retrying {
+    since: tokio::time::Instant,
+    tries: u32,
 }
 
 /// Why handling a command stopped short.
@@ -74,6 +100,9 @@ enum Stop {
     Store(StoreError),
     /// Shutting down while waiting: the request was handed back; it is delivered again.
     Shutdown,
+    /// Waiting on would take the batch past its budget: the request was handed back
+    /// (`accepted`); the batch is offered again after this long.
+    Park(Duration),
 }
 
 impl From<StoreError> for Stop {
@@ -104,8 +133,18 @@ impl Sender {
                 source,
                 health,
                 shutdown,
+                batch_budget: BATCH_BUDGET,
+                retrying: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The same sender with another batch budget (see [`BATCH_BUDGET`]).
+    pub fn with_batch_budget(mut self, budget: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.batch_budget = budget;
+        }
+        self
     }
 
     /// The topics the sender consumes.
@@ -149,12 +188,13 @@ impl Handler for Sender {
             }
         }
         let inner = &self.inner;
+        let budget_ends = tokio::time::Instant::now() + inner.batch_budget;
         let results = futures::future::join_all(groups.into_values().map(|commands| async move {
             let mut events = Vec::new();
             for command in commands {
                 let outcome = match command {
-                    Command::Send(r) => inner.send(&r).await,
-                    Command::Read(r) => inner.read(&r).await,
+                    Command::Send(r) => inner.send(&r, budget_ends).await,
+                    Command::Read(r) => inner.read(&r, budget_ends).await,
                 };
                 events.extend(outcome?);
             }
@@ -163,19 +203,26 @@ impl Handler for Sender {
         .await;
         let mut events = Vec::new();
         let mut stop = None;
+        let mut park: Option<Duration> = None;
         for result in results {
             match result {
                 Ok(e) => events.extend(e),
+                // The earliest: a conversation that must wait longer parks again.
+                Err(Stop::Park(wait)) => park = Some(park.map_or(wait, |p| p.min(wait))),
                 Err(s) => stop = Some(s),
             }
         }
         // Publish what finished even when another conversation must be retried: a finished
         // request republishes the same events (same ids) when the batch comes again.
         inner.publish(&events).await?;
-        match stop {
-            None => Ok(Handled { dead_letters: dead }),
-            Some(Stop::Store(e)) => Err(HandlerError::Retryable(format!("store: {e}"))),
-            Some(Stop::Shutdown) => Err(HandlerError::Retryable("shutting down".into())),
+        match (stop, park) {
+            (None, None) => Ok(Handled { dead_letters: dead }),
+            (Some(Stop::Store(e)), _) => Err(HandlerError::Retryable(format!("store: {e}"))),
+            (Some(Stop::Shutdown), _) => Err(HandlerError::Retryable("shutting down".into())),
+            (Some(Stop::Park(wait)), _) | (None, Some(wait)) => Err(HandlerError::Park {
+                wait,
+                reason: "waiting for WhatsApp's rate limits or a retry".into(),
+            }),
         }
     }
 }
@@ -219,7 +266,11 @@ impl Inner {
         }
     }
 
-    async fn send(&self, request: &SendRequest) -> Result<Vec<Event>, Stop> {
+    async fn send(
+        &self,
+        request: &SendRequest,
+        budget_ends: tokio::time::Instant,
+    ) -> Result<Vec<Event>, Stop> {
         let claim = self
             .claim(&request.request_id, || {
                 orphan_row(
@@ -266,6 +317,7 @@ impl Inner {
             .attempt(
                 &request.request_id,
                 Repeat::Never,
+                budget_ends,
                 || self.throttle.until_ready(number, &request.to),
                 || self.graph.send(number, &body),
             )
@@ -313,7 +365,11 @@ impl Inner {
         }
     }
 
-    async fn read(&self, request: &ReadRequest) -> Result<Vec<Event>, Stop> {
+    async fn read(
+        &self,
+        request: &ReadRequest,
+        budget_ends: tokio::time::Instant,
+    ) -> Result<Vec<Event>, Stop> {
         let claim = self
             .claim(&request.request_id, || {
                 orphan_row(
@@ -330,7 +386,7 @@ impl Inner {
             Claim::Interrupted(_) => {
                 // Marking as read twice is harmless: try again.
                 requests::release(&self.db, &request.request_id).await?;
-                return Box::pin(self.read(request)).await;
+                return Box::pin(self.read(request, budget_ends)).await;
             }
             Claim::Finished(_) | Claim::Missing => return Ok(Vec::new()),
         }
@@ -340,6 +396,7 @@ impl Inner {
                 &request.request_id,
                 // Marking a message read twice is harmless: an unknown outcome is tried again.
                 Repeat::EvenIfUnknown,
+                budget_ends,
                 || self.throttle.until_number_ready(number),
                 || async {
                     self.graph
@@ -405,10 +462,15 @@ impl Inner {
     /// shutdown the request is handed back to `accepted` and the redelivered command sends it.
     /// `call` is never abandoned on shutdown: once the request may be on the wire it runs to its
     /// answer or its timeout, and the outcome is recorded.
+    ///
+    /// Waiting past `budget_ends` (for `ready`, or for the next retry) parks instead: the
+    /// request is handed back and its retries so far are remembered for when the batch comes
+    /// again.
     async fn attempt<W, WFut, F, Fut>(
         &self,
         request_id: &str,
         repeat: Repeat,
+        budget_ends: tokio::time::Instant,
         ready: W,
         call: F,
     ) -> Result<Attempted, Stop>
@@ -418,17 +480,27 @@ impl Inner {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<String, GraphError>>,
     {
-        let started = tokio::time::Instant::now();
         let limit = Duration::from_millis(self.config.max_retry_ms);
         let base = Duration::from_millis(self.config.retry_base_ms.max(1));
-        let mut tries: u32 = 0;
+        let Retrying {
+            since: started,
+            mut tries,
+        } = self.resume_retries(request_id);
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     requests::release(&self.db, request_id).await?;
+                    self.remember_retries(request_id, started, tries);
                     return Err(Stop::Shutdown);
                 }
-                () = ready() => {}
+                ready = tokio::time::timeout_at(budget_ends, ready()) => {
+                    if ready.is_err() {
+                        // Nothing was sent: hand the request back and park.
+                        requests::release(&self.db, request_id).await?;
+                        self.remember_retries(request_id, started, tries);
+                        return Err(Stop::Park(PARK_FOR_RATE_LIMIT));
+                    }
+                }
             }
             let error = match call().await {
                 Ok(id) => return Ok(Attempted::Sent(id)),
@@ -448,6 +520,10 @@ impl Inner {
                 .increment(1);
             tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "send retried");
             requests::release(&self.db, request_id).await?;
+            if tokio::time::Instant::now() + wait > budget_ends {
+                self.remember_retries(request_id, started, tries.saturating_add(1));
+                return Err(Stop::Park(wait));
+            }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
                 _ = tokio::time::sleep(wait) => {}
@@ -459,6 +535,30 @@ impl Inner {
             }
             tries = tries.saturating_add(1);
         }
+    }
+}
+
+impl Inner {
+    /// A request's retries so far (from an earlier, parked batch), or a fresh start.
+    fn resume_retries(&self, request_id: &str) -> Retrying {
+        self.retrying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(request_id)
+            .unwrap_or(Retrying {
+                since: tokio::time::Instant::now(),
+                tries: 0,
+            })
+    }
+
+    /// Keeps a request's retries for when its parked batch comes again. Entries of requests
+    /// that never come back here (another instance took the partition) are dropped once their
+    /// retry budget is long spent, so the map stays bounded.
+    fn remember_retries(&self, request_id: &str, since: tokio::time::Instant, tries: u32) {
+        let stale = Duration::from_millis(self.config.max_retry_ms).saturating_mul(2);
+        let mut retrying = self.retrying.lock().unwrap_or_else(PoisonError::into_inner);
+        retrying.retain(|_, r| r.since.elapsed() < stale);
+        retrying.insert(request_id.to_owned(), Retrying { since, tries });
     }
 }
 

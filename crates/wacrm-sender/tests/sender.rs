@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use wacrm_bus::config::EmbeddedConfig;
 use wacrm_bus::embedded::EmbeddedBus;
-use wacrm_bus::runner::Handler;
+use wacrm_bus::runner::{Handler, HandlerError};
 use wacrm_bus::{EventBus, Topics};
 use wacrm_core::message::Sender as Employee;
 use wacrm_core::outbound::{
@@ -480,6 +480,59 @@ async fn retries_give_up_after_max_retry_and_report_the_failure() {
     let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
     assert!(row.reason.unwrap().contains("gave up"));
     assert!(matches!(&events[0].payload, EventPayload::SendFailed(_)));
+}
+
+/// On Kafka a member that does not poll for `max.poll.interval.ms` is put out of its group:
+/// a wait that would take the batch past its budget parks it instead (the runner pauses and
+/// keeps polling), and the retries carry on where they stopped when the batch comes again.
+#[tokio::test]
+async fn a_long_retry_wait_parks_the_batch_instead_of_blocking_the_handler() {
+    let h = harness_with(|c| {
+        c.retry_base_ms = 400;
+        c.max_retry_ms = 60_000;
+    })
+    .await;
+    let budget = Duration::from_secs(1);
+    let mut sender = h.sender.with_batch_budget(budget);
+    for _ in 0..3 {
+        h.fake.fail_next(Some(NUMBER), GraphError::rate_limit_hit());
+    }
+    let r = request(1, "5511944440002", text("oi"));
+    let records =
+        wacrm_testkit::bus::records(&[Event::send_requested(r.clone()).unwrap()]).unwrap();
+    let mut parks = Vec::new();
+    let outcome = loop {
+        let started = Instant::now();
+        let outcome = sender.handle(&records).await;
+        // The budget, the jitter of one retry wait and one fast call at most.
+        assert!(
+            started.elapsed() < budget + Duration::from_millis(800),
+            "the handler blocked for {:?}",
+            started.elapsed()
+        );
+        match outcome {
+            Err(HandlerError::Park { wait, .. }) => {
+                // Handed back while it waits: nothing is `sending`.
+                let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
+                assert_eq!(row.state, state::ACCEPTED);
+                parks.push(wait);
+                assert!(parks.len() <= 3, "parked for ever: {parks:?}");
+                tokio::time::sleep(wait).await;
+            }
+            other => break other,
+        }
+    };
+    outcome.unwrap();
+    assert!(!parks.is_empty(), "never parked");
+    // The backoff went on across the parks (400 ms × 2^tries): the last wait is the longest.
+    assert!(
+        *parks.last().unwrap() >= Duration::from_millis(1_600),
+        "{parks:?}"
+    );
+    let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
+    assert_eq!(row.state, state::SENT);
+    assert_eq!(h.fake.sent().len(), 1, "sent once");
+    assert_eq!(h.fake.queued_errors(), 0);
 }
 
 #[tokio::test]

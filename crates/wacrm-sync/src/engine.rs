@@ -16,7 +16,6 @@ use chrono::Utc;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio_util::sync::CancellationToken;
 use wacrm_bus::cloudevents::decode_event;
 use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
 use wacrm_bus::{Record, Topics};
@@ -38,7 +37,6 @@ pub struct SyncEngine {
     config: ConnectionConfig,
     adapter: Arc<dyn CrmAdapter>,
     db: Db,
-    shutdown: CancellationToken,
     /// The connection's pseudonym secret, read (or created) on first need.
     secret: tokio::sync::OnceCell<Vec<u8>>,
 }
@@ -243,18 +241,12 @@ struct Work {
 }
 
 impl SyncEngine {
-    /// An engine for a connection. `shutdown` interrupts a parked connection.
-    pub fn new(
-        config: ConnectionConfig,
-        adapter: Arc<dyn CrmAdapter>,
-        db: Db,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// An engine for a connection.
+    pub fn new(config: ConnectionConfig, adapter: Arc<dyn CrmAdapter>, db: Db) -> Self {
         SyncEngine {
             config,
             adapter,
             db,
-            shutdown,
             secret: tokio::sync::OnceCell::new(),
         }
     }
@@ -549,7 +541,9 @@ impl SyncEngine {
             // A search too soon after a create could miss it: CRM search indexes lag writes.
             let reconcile_after = Duration::from_millis(self.config.reconcile_after_ms);
             if age < reconcile_after {
-                self.pause(reconcile_after - age).await;
+                // Short (`reconcile_after_ms`, 10 s by default): within the shutdown bound and
+                // far within Kafka's `max.poll.interval.ms`, so a plain wait.
+                tokio::time::sleep(reconcile_after - age).await;
             }
             let names: Vec<String> = pending.into_iter().map(|(w, _)| w).collect();
             let found = self.adapter.find_messages(&names).await?;
@@ -723,13 +717,6 @@ impl SyncEngine {
         Ok(dead)
     }
 
-    async fn pause(&self, duration: Duration) {
-        tokio::select! {
-            _ = self.shutdown.cancelled() => {}
-            _ = tokio::time::sleep(duration) => {}
-        }
-    }
-
     async fn sync(&self, records: &[Record]) -> Result<Handled, Failure> {
         let mut work = self.sort(records);
         let mut dead = std::mem::take(&mut work.dead);
@@ -772,11 +759,15 @@ impl Handler for SyncEngine {
             Ok(handled) => Ok(handled),
             Err(Failure::Store(e)) => Err(HandlerError::Retryable(e.to_string())),
             Err(Failure::Crm(CrmError::QuotaExhausted { until })) => {
+                // Parked by the runner, which keeps polling meanwhile: a daily quota resets in
+                // hours, far past Kafka's `max.poll.interval.ms`.
                 let wait = (until - Utc::now()).to_std().unwrap_or_default();
                 tracing::warn!(connection = %self.config.name, %until, "CRM quota exhausted; connection parked");
                 metrics::counter!("wacrm_sync_parked_total", "connection" => self.config.name.clone()).increment(1);
-                self.pause(wait).await;
-                Err(HandlerError::Retryable("CRM quota exhausted".into()))
+                Err(HandlerError::Park {
+                    wait,
+                    reason: format!("CRM quota exhausted until {until}"),
+                })
             }
             Err(Failure::Crm(e @ CrmError::Fatal(_))) => Err(HandlerError::Fatal(e.to_string())),
             Err(Failure::Crm(e)) => {

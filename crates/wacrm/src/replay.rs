@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 use wacrm_bus::cloudevents;
 use wacrm_bus::runner::Handler;
 use wacrm_bus::Record;
@@ -57,7 +56,7 @@ async fn replay(
         Utc::now().timestamp_millis()
     );
     let mut subscription = bus.subscribe(&group, &SyncEngine::topics(&topics)).await?;
-    let mut engine = SyncEngine::new(config, adapter, db, CancellationToken::new());
+    let mut engine = SyncEngine::new(config, adapter, db);
     let total = subscription.lag().await.unwrap_or(0).max(0) as u64;
     let progress = ProgressBar::new(total);
     progress.set_style(

@@ -122,7 +122,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                                 group: group.clone(),
                                 reason: format!("{e:#}"),
                             })?;
-                        let engine = SyncEngine::new(config, adapter, db, stop.clone());
+                        let engine = SyncEngine::new(config, adapter, db);
                         let runner_config = engine.runner_config();
                         let subscription =
                             subscribe(&bus, &group, &SyncEngine::topics(&topics)).await?;
