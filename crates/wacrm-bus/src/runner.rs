@@ -78,6 +78,20 @@ impl HandlerError {
     }
 }
 
+impl HandlerError {
+    /// A bus error met while handling a batch (publishing what it produced), by its class: an
+    /// unavailable bus is retried; a record the bus refuses (too large) is a data error, which
+    /// the runner isolates to the record that causes it and dead-letters; a fatal one stops
+    /// the consumer.
+    pub fn from_bus(context: &str, error: BusError) -> HandlerError {
+        match error.class() {
+            ErrorClass::Retry => HandlerError::Retryable(format!("{context}: {error}")),
+            ErrorClass::DeadLetter => HandlerError::Data(format!("{context}: {error}")),
+            ErrorClass::Fatal => HandlerError::Fatal(format!("{context}: {error}")),
+        }
+    }
+}
+
 /// What a handler did with a batch that it (otherwise) handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Handled {

@@ -392,3 +392,118 @@ async fn a_parked_handler_is_not_called_while_the_runner_keeps_polling_paused() 
     assert!(!log[..resume].contains(&"commit"), "{log:?}");
     assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
 }
+
+/// A bus that refuses any record over 1,000 bytes, as Kafka refuses one over `message.max.bytes`.
+struct RefusesLarge(Arc<dyn EventBus>);
+
+#[async_trait]
+impl EventBus for RefusesLarge {
+    async fn publish(&self, records: Vec<OutboundRecord>) -> Result<(), BusError> {
+        if records.iter().any(|r| r.payload.len() > 1_000) {
+            return Err(BusError::Rejected("Broker: Message size too large".into()));
+        }
+        self.0.publish(records).await
+    }
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.0.subscribe(group, topics).await
+    }
+    async fn check(&self) -> Result<(), BusError> {
+        self.0.check().await
+    }
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+}
+
+/// Publishes each record it handles to the contacts topic (as the sender publishes outcomes).
+struct Forwards {
+    bus: Arc<dyn EventBus>,
+    topics: Topics,
+}
+
+#[async_trait]
+impl Handler for Forwards {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let out = records
+            .iter()
+            .map(|r| OutboundRecord {
+                topic: self.topics.contacts.clone(),
+                key: r.key.clone(),
+                headers: vec![],
+                payload: r.payload.clone(),
+            })
+            .collect();
+        self.bus
+            .publish(out)
+            .await
+            .map_err(|e| HandlerError::from_bus("forwarding", e))?;
+        Ok(Handled::default())
+    }
+}
+
+#[tokio::test]
+async fn a_record_too_large_for_the_bus_is_dead_lettered_without_its_bytes_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&config(&dir)).unwrap());
+    let topics = Topics::default();
+    let mut payloads: Vec<String> = (0..9).map(|i| format!("m{i}")).collect();
+    payloads.insert(4, "x".repeat(2_000));
+    embedded.publish(records(&topics, &payloads)).await.unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(RefusesLarge(embedded.clone()));
+    let runner = ConsumerRunner::new(
+        bus.clone(),
+        topics.clone(),
+        quick("g"),
+        Forwards {
+            bus: bus.clone(),
+            topics: topics.clone(),
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let sub = bus
+        .subscribe("g", std::slice::from_ref(&topics.conversations))
+        .await
+        .unwrap();
+    let task = tokio::spawn(runner.run(sub, shutdown.clone()));
+
+    let mut forwarded = embedded
+        .subscribe("read-contacts", std::slice::from_ref(&topics.contacts))
+        .await
+        .unwrap();
+    // Re-handling after a split may forward a record again (consumers are idempotent): read
+    // until nine distinct ones came.
+    let mut distinct = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while distinct.len() < 9 && tokio::time::Instant::now() < deadline {
+        let batch = forwarded
+            .poll(100, Duration::from_millis(200))
+            .await
+            .unwrap();
+        distinct.extend(
+            batch
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+        );
+    }
+    let mut dead = embedded
+        .subscribe("read-dlq", std::slice::from_ref(&topics.dead_letters))
+        .await
+        .unwrap();
+    let dlq = drain(&mut dead, 1).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    // Everything but the large record went on.
+    assert_eq!(distinct, (0..9).map(|i| format!("m{i}")).collect());
+    // The large record is a dead letter that says why, kept without its bytes (the bus refuses
+    // them on the dead-letter topic too).
+    assert_eq!(dlq.len(), 1);
+    let reason = dlq[0].header(cloudevents::DLQ_REASON).unwrap();
+    assert!(reason.contains("too large"), "{reason}");
+    assert!(dlq[0].payload.is_empty());
+    assert_eq!(uncommitted(&bus, &topics, "g").await, 0);
+}

@@ -217,6 +217,11 @@ impl Handler for Sender {
         inner.publish(&events).await?;
         match (stop, park) {
             (None, None) => Ok(Handled { dead_letters: dead }),
+            // A database that refuses data in a command (a constraint) refuses it every time:
+            // the runner isolates and dead-letters it.
+            (Some(Stop::Store(e)), _) if e.is_data_error() => {
+                Err(HandlerError::Data(format!("store: {e}")))
+            }
             (Some(Stop::Store(e)), _) => Err(HandlerError::Retryable(format!("store: {e}"))),
             (Some(Stop::Shutdown), _) => Err(HandlerError::Retryable("shutting down".into())),
             (Some(Stop::Park(wait)), _) | (None, Some(wait)) => Err(HandlerError::Park {
@@ -242,13 +247,13 @@ impl Inner {
         for event in events {
             records.push(
                 event_record(&self.topics, &self.source, event)
-                    .map_err(|e| HandlerError::Retryable(e.to_string()))?,
+                    .map_err(|e| HandlerError::Data(e.to_string()))?,
             );
         }
         self.bus
             .publish(records)
             .await
-            .map_err(|e| HandlerError::Retryable(format!("publishing outcomes: {e}")))
+            .map_err(|e| HandlerError::from_bus("publishing outcomes", e))
     }
 
     /// Claims a request, creating its row if the API did not (a command from elsewhere).

@@ -757,6 +757,7 @@ impl Handler for SyncEngine {
             .record(started.elapsed());
         match result {
             Ok(handled) => Ok(handled),
+            Err(Failure::Store(e)) if e.is_data_error() => Err(HandlerError::Data(e.to_string())),
             Err(Failure::Store(e)) => Err(HandlerError::Retryable(e.to_string())),
             Err(Failure::Crm(CrmError::QuotaExhausted { until })) => {
                 // Parked by the runner, which keeps polling meanwhile: a daily quota resets in
