@@ -176,7 +176,8 @@ fn employee(caller: &Caller) -> Sender {
     }
 }
 
-/// Builds the identity a command carries from the keys the store knows.
+/// Builds the identity a command carries from the keys the store knows, oldest first: the last
+/// of each kind wins, so a contact who changed number is written to at the new one.
 fn identity_of(keys: &[IdentityKey]) -> ContactIdentity {
     let mut identity = ContactIdentity::default();
     for key in keys {

@@ -639,3 +639,73 @@ async fn each_key_has_a_request_rate_and_is_told_when_to_retry() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A webhook saying the contact at `old` changed number to `new`, `ago` before now.
+fn changed_number(old: &str, new: &str, ago: chrono::Duration) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER_A},
+            "messages": [{
+                "from": old, "id": "wamid.changed.1",
+                "timestamp": (Utc::now() - ago).timestamp().to_string(),
+                "type": "system",
+                "system": {"body": format!("User changed from {old} to {new}"), "wa_id": new,
+                           "type": "user_changed_number"}
+            }]
+        }}]}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// After a number change a send goes to the new number, whichever way the contact is named and
+/// in whatever order the webhooks were stored: here the new number's message is stored first,
+/// then a late one from the old number, then the change.
+#[tokio::test]
+async fn a_send_after_a_number_change_goes_to_the_new_number() {
+    let h = harness_sending().await;
+    let agent = h.key("Bruno Agent", Role::Agent, Some(&[NUMBER_A])).await;
+    let old = "5511976543210";
+    let new = "5511955554444";
+    inbound(
+        &h,
+        new,
+        "wamid.new.1",
+        "oi de novo",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    inbound(&h, old, "wamid.old.1", "oi", chrono::Duration::hours(2)).await;
+    let (status, _) = call(
+        &h.app,
+        signed(changed_number(old, new, chrono::Duration::hours(1))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    h.project().await;
+
+    let (status, body) = h
+        .get(&format!("/v1/contacts?wa_id={old}"), Some(&agent))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let contact_id = parse(&body)[0]["id"].as_str().unwrap().to_owned();
+    for request in [
+        text_to(old, "Olá!"),
+        text_to(new, "Olá!"),
+        json!({"from": NUMBER_A, "contact_id": contact_id, "type": "text", "body": "Olá!"}),
+    ] {
+        let (status, body) = h.post_json("/v1/messages", &agent, &request, &[]).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{request}: {body}");
+    }
+    let sends: Vec<String> = commands(&h)
+        .await
+        .into_iter()
+        .filter_map(|c| match c {
+            EventPayload::SendRequested(r) => Some(r.to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends, vec![new.to_owned(); 3]);
+}

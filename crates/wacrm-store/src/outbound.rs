@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::Serialize;
 use wacrm_core::contact::IdentityKey;
@@ -281,7 +282,8 @@ impl From<OutboundRow> for RequestView {
 pub struct Recipient {
     /// The contact, if they ever wrote (or were written to).
     pub contact_id: Option<String>,
-    /// Every identity the contact is known by.
+    /// Every identity the contact is known by, oldest first (the current one of each kind
+    /// last).
     pub keys: Vec<IdentityKey>,
     /// Window and opt-out facts.
     pub context: SendContext,
@@ -332,8 +334,13 @@ pub async fn recipient_by_contact<C: ConnectionTrait>(
     contact_id: &str,
 ) -> Result<Recipient, StoreError> {
     let contact_id = current_contact(db, contact_id.to_owned()).await?;
+    // Oldest first, by when WhatsApp first showed each identity (the projection stores the
+    // event's time, whatever order webhooks were stored in): the last of a kind is the
+    // contact's current one — after a number change, the new number.
     let keys = contact_identity::Entity::find()
         .filter(contact_identity::Column::ContactId.eq(contact_id.clone()))
+        .order_by_asc(contact_identity::Column::CreatedAt)
+        .order_by_asc(contact_identity::Column::Value)
         .all(db)
         .await?
         .into_iter()
