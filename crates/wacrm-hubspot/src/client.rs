@@ -9,8 +9,8 @@ use chrono::{Days, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
-use wacrm_sync::http::{retry_after, Budget, CrmHttp, Retry};
-use wacrm_sync::{
+use wacrm_crm::http::{retry_after, Budget, CrmHttp, Retry};
+use wacrm_crm::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wacrm_sync::ConnectionConfig;
+use wacrm_crm::ConnectionConfig;
 
 /// `[crm.connections.<name>]` with `kind = "hubspot"`.
 #[derive(Clone, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The HubSpot adapter.
 //!
 //! - [`config`]: `[crm.connections.<name>]` with `kind = "hubspot"`.
-//! - [`client`]: [`HubSpot`], the [`wacrm_sync::CrmAdapter`] implementation, and `setup`.
+//! - [`client`]: [`HubSpot`], the [`wacrm_crm::CrmAdapter`] implementation, and `setup`.
 //! - [`mapping`]: contacts, communications and searches as HubSpot's CRM v3 / v4 APIs take them.
 //!
 //! Contacts are keyed by a unique contact property holding the WhatsApp id (`whatsapp_id`,

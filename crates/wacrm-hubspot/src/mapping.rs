@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use wacrm_core::{DeliveryState, Direction, E164};
-use wacrm_sync::{ContactSync, MessageSync, StatusSync};
+use wacrm_crm::{ContactSync, MessageSync, StatusSync};
 
 /// Communication → contact (HubSpot-defined association type).
 pub const COMMUNICATION_TO_CONTACT: i64 = 81;

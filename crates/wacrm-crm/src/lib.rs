@@ -1,0 +1,24 @@
+//! wacrm's CRM adapter SDK: what an adapter for one CRM is written against, and nothing that
+//! knows any CRM.
+//!
+//! - [`adapter`]: the [`CrmAdapter`] trait (upsert contacts, log messages on their timelines,
+//!   update statuses, find a message the CRM may already hold), its DTOs, and [`CrmError`], whose
+//!   variants are the engine's retry / dead-letter / fatal classes;
+//! - [`http`]: [`http::CrmHttp`], the request helper that keeps to the CRM's published rate
+//!   limits and never repeats a request that may have been applied unless the adapter declared it
+//!   safe to repeat;
+//! - [`connection`]: [`ConnectionConfig`], the settings every connection has whatever its CRM
+//!   (name, business numbers, data minimisation, reconciliation delay).
+//!
+//! The sync engine (`wacrm-sync`) consumes the bus and drives an adapter through this API; an
+//! adapter crate depends on this crate only, so it never compiles the bus, the store or a Kafka
+//! client.
+
+pub mod adapter;
+pub mod connection;
+pub mod http;
+
+pub use adapter::{
+    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+};
+pub use connection::{BodyPolicy, ConnectionConfig, Minimisation};
