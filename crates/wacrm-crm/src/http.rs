@@ -17,6 +17,11 @@
 //!   (finds what the CRM holds) before creating again. The adapter says which is which; this
 //!   module knows no CRM.
 //! - Other 4xx: [`CrmError::Invalid`] (401/403: [`CrmError::Fatal`]).
+//!
+//! What differs between CRMs is declared by the adapter in [`HttpSettings`]: the base URL, how
+//! requests authenticate ([`Auth`]), the rolling windows of its rate limits ([`Window`]), the
+//! time a request may take, and the classifier that reads its error answers. Error texts never
+//! carry the request's URL (a query token would be in it).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -105,14 +110,82 @@ fn window_quota(limit: u32, window: Duration) -> Quota {
         .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
 }
 
+/// How requests to a CRM authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>` (HubSpot's private apps, OAuth 2 access tokens).
+    Bearer(String),
+    /// A header of the CRM's own: Pipedrive's `x-api-token`, or Zoho's
+    /// `Authorization: Zoho-oauthtoken <token>`.
+    Header {
+        /// The header's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// A query parameter on every request (Pipedrive's `api_token`, RD Station CRM's `token`).
+    Query {
+        /// The parameter's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Nothing (a CRM reached through an authenticating proxy, or a test).
+    None,
+}
+
+impl std::fmt::Debug for Auth {
+    // Secrets never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer(…)"),
+            Auth::Header { name, .. } => write!(f, "Header({name}: …)"),
+            Auth::Query { name, .. } => write!(f, "Query({name}=…)"),
+            Auth::None => f.write_str("None"),
+        }
+    }
+}
+
+/// A CRM's rate limit: at most `limit` requests in any rolling window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Window {
+    /// `limit` requests per `per`.
+    pub fn new(limit: u32, per: Duration) -> Window {
+        Window { limit, per }
+    }
+}
+
+/// What an adapter declares about its CRM's HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The API's base URL (paths are appended to it).
+    pub base_url: String,
+    /// How requests authenticate.
+    pub auth: Auth,
+    /// The general rate limit, which every request counts against.
+    pub limit: Window,
+    /// A stricter limit for search requests ([`Budget::Search`]), when the CRM has one.
+    pub search_limit: Option<Window>,
+    /// How long a request may take, connection included. A request that outlives it may still
+    /// be applied by the CRM: see [`Retry`].
+    pub timeout: Duration,
+}
+
 /// An HTTP client bound to one CRM connection.
 pub struct CrmHttp {
     client: reqwest::Client,
     base_url: String,
-    token: String,
+    auth: Auth,
     connection: String,
     general: DefaultDirectRateLimiter,
-    search: DefaultDirectRateLimiter,
+    search: Option<DefaultDirectRateLimiter>,
     classify: Classifier,
     /// Attempts per request for 429s and transient failures.
     pub max_attempts: u32,
@@ -121,9 +194,6 @@ pub struct CrmHttp {
     /// Longest delay between attempts.
     pub max_backoff: Duration,
 }
-
-/// Default time a request may take, connection included.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn client(timeout: Duration) -> Result<reqwest::Client, CrmError> {
     reqwest::Client::builder()
@@ -134,22 +204,21 @@ fn client(timeout: Duration) -> Result<reqwest::Client, CrmError> {
 }
 
 impl CrmHttp {
-    /// A client for `base_url`, authenticating with a bearer token.
+    /// A client for the connection named `connection`, as its adapter declares the CRM's API.
     pub fn new(
         connection: &str,
-        base_url: &str,
-        token: &str,
-        requests_per_10s: u32,
-        search_requests_per_s: u32,
+        settings: HttpSettings,
         classify: Classifier,
     ) -> Result<Self, CrmError> {
         Ok(CrmHttp {
-            client: client(DEFAULT_TIMEOUT)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            client: client(settings.timeout)?,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            auth: settings.auth,
             connection: connection.to_owned(),
-            general: window_limiter(requests_per_10s, Duration::from_secs(10)),
-            search: window_limiter(search_requests_per_s, Duration::from_secs(1)),
+            general: window_limiter(settings.limit.limit, settings.limit.per),
+            search: settings
+                .search_limit
+                .map(|w| window_limiter(w.limit, w.per)),
             classify,
             max_attempts: 6,
             min_backoff: Duration::from_millis(200),
@@ -157,8 +226,8 @@ impl CrmHttp {
         })
     }
 
-    /// The same client with another time limit per request (30 s by default). A request that
-    /// outlives it may still be applied by the CRM: see [`Retry`].
+    /// The same client with another time limit per request. A request that outlives it may
+    /// still be applied by the CRM: see [`Retry`].
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, CrmError> {
         self.client = client(timeout)?;
         Ok(self)
@@ -166,8 +235,8 @@ impl CrmHttp {
 
     async fn wait_for_budget(&self, budget: Budget) {
         let started = Instant::now();
-        if budget == Budget::Search {
-            self.search.until_ready().await;
+        if let (Budget::Search, Some(search)) = (budget, &self.search) {
+            search.until_ready().await;
         }
         self.general.until_ready().await;
         metrics::histogram!("wacrm_crm_rate_limit_wait_seconds", "connection" => self.connection.clone())
@@ -197,8 +266,13 @@ impl CrmHttp {
             let started = Instant::now();
             let mut request = self
                 .client
-                .request(method.clone(), format!("{}{path}", self.base_url))
-                .bearer_auth(&self.token);
+                .request(method.clone(), format!("{}{path}", self.base_url));
+            request = match &self.auth {
+                Auth::Bearer(token) => request.bearer_auth(token),
+                Auth::Header { name, value } => request.header(name.as_str(), value.as_str()),
+                Auth::Query { name, value } => request.query(&[(name.as_str(), value.as_str())]),
+                Auth::None => request,
+            };
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -228,13 +302,17 @@ impl CrmHttp {
                             }
                         }
                         // The answer broke off: whatever it said, the request was handled.
-                        Err(e) => after_sending(retry, format!("HTTP {status}, answer lost: {e}")),
+                        Err(e) => after_sending(
+                            retry,
+                            format!("HTTP {status}, answer lost: {}", e.without_url()),
+                        ),
                     }
                 }
-                // The connection was never opened: the request did not leave.
-                Err(e) if e.is_connect() => CrmError::Transient(e.to_string()),
+                // The connection was never opened: the request did not leave. (Error texts
+                // without the URL: a query token would be in it.)
+                Err(e) if e.is_connect() => CrmError::Transient(e.without_url().to_string()),
                 // Timeouts and resets after the request was written: it may have been applied.
-                Err(e) => after_sending(retry, e.to_string()),
+                Err(e) => after_sending(retry, e.without_url().to_string()),
             };
             let wait = match &error {
                 CrmError::RateLimited { retry_after } => {

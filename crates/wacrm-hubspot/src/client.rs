@@ -9,7 +9,7 @@ use chrono::{Days, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
-use wacrm_crm::http::{retry_after, Budget, CrmHttp, Retry};
+use wacrm_crm::http::{retry_after, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
@@ -64,6 +64,22 @@ pub struct HubSpot {
     config: HubSpotConfig,
 }
 
+/// HubSpot's API as `CrmHttp` needs it: a private app's bearer token, the account's limit per
+/// rolling 10 s (100, or 190 on Professional / Enterprise), and the search API's own per-second
+/// limit (docs/adapters/hubspot.md).
+pub fn http_settings(config: &HubSpotConfig) -> HttpSettings {
+    HttpSettings {
+        base_url: config.base_url.clone(),
+        auth: Auth::Bearer(config.token.clone()),
+        limit: Window::new(config.sync.requests_per_10s, Duration::from_secs(10)),
+        search_limit: Some(Window::new(
+            config.sync.search_requests_per_s,
+            Duration::from_secs(1),
+        )),
+        timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),
+    }
+}
+
 impl HubSpot {
     /// An adapter for a connection.
     pub fn new(config: HubSpotConfig) -> Result<Self, CrmError> {
@@ -76,13 +92,9 @@ impl HubSpot {
         }
         let http = CrmHttp::new(
             &config.sync.name,
-            &config.base_url,
-            &config.token,
-            config.sync.requests_per_10s,
-            config.sync.search_requests_per_s,
+            http_settings(&config),
             Arc::new(classify),
-        )?
-        .with_timeout(Duration::from_millis(config.sync.request_timeout_ms.max(1)))?;
+        )?;
         Ok(HubSpot { http, config })
     }
 

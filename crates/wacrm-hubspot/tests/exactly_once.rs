@@ -267,10 +267,7 @@ async fn crm_http_repeats_only_what_is_safe_to_repeat() {
     fake.insert_contact_property("whatsapp_id", true);
     let mut http = CrmHttp::new(
         "t",
-        &fake.base_url(),
-        &FakeConfig::default().token,
-        100,
-        5,
+        settings(&fake.base_url(), &FakeConfig::default().token),
         Arc::new(wacrm_hubspot::client::classify),
     )
     .unwrap()
@@ -358,10 +355,7 @@ async fn crm_http_repeats_only_what_is_safe_to_repeat() {
     // again (and fails as transient in the end).
     let dead = CrmHttp::new(
         "t",
-        "http://127.0.0.1:9",
-        "x",
-        100,
-        5,
+        settings("http://127.0.0.1:9", "x"),
         Arc::new(wacrm_hubspot::client::classify),
     )
     .unwrap();
@@ -380,4 +374,16 @@ async fn crm_http_repeats_only_what_is_safe_to_repeat() {
         .await;
     assert!(matches!(answer, Err(CrmError::Transient(_))), "{answer:?}");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+/// HubSpot-shaped limits (100 per 10 s, 5 searches per second) with a bearer token.
+fn settings(base_url: &str, token: &str) -> wacrm_sync::http::HttpSettings {
+    use wacrm_sync::http::{Auth, HttpSettings, Window};
+    HttpSettings {
+        base_url: base_url.into(),
+        auth: Auth::Bearer(token.into()),
+        limit: Window::new(100, Duration::from_secs(10)),
+        search_limit: Some(Window::new(5, Duration::from_secs(1))),
+        timeout: Duration::from_secs(30),
+    }
 }
