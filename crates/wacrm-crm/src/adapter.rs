@@ -145,6 +145,20 @@ pub trait CrmAdapter: Send + Sync {
     /// The CRM objects already holding these wamids (after a crash left them `pending`).
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError>;
 
+    /// Creates, if missing, what the CRM needs before wacrm writes to it (custom fields,
+    /// properties); returns what it created. Run by `wacrm crm setup --connection NAME`, which
+    /// audits it first. The default needs nothing.
+    async fn setup(&self) -> Result<Vec<String>, CrmError> {
+        Ok(Vec::new())
+    }
+
+    /// Checks, without changing anything, that the connection can work: the credential is
+    /// accepted and what `setup` creates is there. Returns what was checked; an error says what
+    /// is wrong. Run by `wacrm doctor` for every connection. The default checks nothing.
+    async fn check(&self) -> Result<Vec<String>, CrmError> {
+        Ok(Vec::new())
+    }
+
     /// Writes new WhatsApp ids `(CRM contact id, WhatsApp id)` onto linked contacts, after a
     /// contact changed their number. Best effort: the engine's link table already routes the
     /// new number to the contact, and an error other than [`CrmError::Fatal`] is only logged.

@@ -8,7 +8,8 @@
 //!   limits and never repeats a request that may have been applied unless the adapter declared it
 //!   safe to repeat;
 //! - [`connection`]: [`ConnectionConfig`], the settings every connection has whatever its CRM
-//!   (name, business numbers, data minimisation, reconciliation delay).
+//!   (name, business numbers, data minimisation, reconciliation delay);
+//! - [`registry`]: [`registry::Registry`], the one list of adapter kinds a build knows.
 //!
 //! The sync engine (`wacrm-sync`) consumes the bus and drives an adapter through this API; an
 //! adapter crate depends on this crate only, so it never compiles the bus, the store or a Kafka
@@ -17,8 +18,10 @@
 pub mod adapter;
 pub mod connection;
 pub mod http;
+pub mod registry;
 
 pub use adapter::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
 pub use connection::{BodyPolicy, ConnectionConfig, Minimisation};
+pub use registry::{AdapterKind, Built, Registry};

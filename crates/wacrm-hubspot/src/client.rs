@@ -10,6 +10,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wacrm_crm::http::{retry_after, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
+use wacrm_crm::registry::{read_settings, AdapterKind, Built};
 use wacrm_crm::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
@@ -105,29 +106,7 @@ impl HubSpot {
     /// Creates, if missing, the properties wacrm relies on: the unique WhatsApp id on contacts,
     /// and the wamid and status on communications. Returns what it created.
     pub async fn setup(&self) -> Result<Vec<String>, CrmError> {
-        let wanted = [
-            (
-                "contacts",
-                self.config.whatsapp_property.as_str(),
-                "WhatsApp ID",
-                "contactinformation",
-                true,
-            ),
-            (
-                "communications",
-                mapping::WAMID_PROPERTY,
-                "WhatsApp message id",
-                "communicationinformation",
-                false,
-            ),
-            (
-                "communications",
-                mapping::STATUS_PROPERTY,
-                "WhatsApp delivery status",
-                "communicationinformation",
-                false,
-            ),
-        ];
+        let wanted = self.required_properties();
         let mut created = Vec::new();
         for (object, name, label, group, unique) in wanted {
             let path = format!("/crm/v3/properties/{object}/{name}");
@@ -167,6 +146,50 @@ impl HubSpot {
             created.push(format!("{object}.{name}"));
         }
         Ok(created)
+    }
+
+    /// The properties wacrm relies on: (object, name, label, group, unique).
+    fn required_properties(&self) -> [(&'static str, &str, &'static str, &'static str, bool); 3] {
+        [
+            (
+                "contacts",
+                self.config.whatsapp_property.as_str(),
+                "WhatsApp ID",
+                "contactinformation",
+                true,
+            ),
+            (
+                "communications",
+                mapping::WAMID_PROPERTY,
+                "WhatsApp message id",
+                "communicationinformation",
+                false,
+            ),
+            (
+                "communications",
+                mapping::STATUS_PROPERTY,
+                "WhatsApp delivery status",
+                "communicationinformation",
+                false,
+            ),
+        ]
+    }
+
+    /// Whether the token is accepted and every property wacrm relies on exists (`wacrm
+    /// doctor`); changes nothing.
+    pub async fn check_properties(&self) -> Result<Vec<String>, CrmError> {
+        let mut found = Vec::new();
+        for (object, name, ..) in self.required_properties() {
+            let path = format!("/crm/v3/properties/{object}/{name}");
+            if !self.property_exists(&path).await? {
+                return Err(CrmError::Fatal(format!(
+                    "the {object} property `{name}` is missing: run `wacrm crm setup --connection {}`",
+                    self.config.sync.name
+                )));
+            }
+            found.push(format!("{object}.{name}"));
+        }
+        Ok(found)
     }
 
     /// Whether a property exists (`path`: `/crm/v3/properties/{object}/{name}`).
@@ -273,6 +296,14 @@ fn results(answer: &Value) -> Vec<Value> {
 
 #[async_trait]
 impl CrmAdapter for HubSpot {
+    async fn setup(&self) -> Result<Vec<String>, CrmError> {
+        HubSpot::setup(self).await
+    }
+
+    async fn check(&self) -> Result<Vec<String>, CrmError> {
+        self.check_properties().await
+    }
+
     fn limits(&self) -> AdapterLimits {
         AdapterLimits {
             contacts_per_batch: 100,
@@ -437,5 +468,27 @@ impl CrmAdapter for HubSpot {
             }
         }
         Ok(out)
+    }
+}
+
+/// The `hubspot` adapter kind, for the registry.
+pub struct HubSpotKind;
+
+impl AdapterKind for HubSpotKind {
+    fn kind(&self) -> &'static str {
+        "hubspot"
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        settings: &mut dyn erased_serde::Deserializer<'static>,
+    ) -> Result<Built, CrmError> {
+        let mut config: HubSpotConfig = read_settings(name, settings)?;
+        config.sync.name = name.to_owned();
+        Ok(Built {
+            config: config.sync.clone(),
+            adapter: Arc::new(HubSpot::new(config)?),
+        })
     }
 }

@@ -96,6 +96,24 @@ pub async fn run(settings: Settings, create_topics: bool) -> anyhow::Result<()> 
         },
         Err(e) => healthy &= line(false, "bus", e),
     }
+    // Every CRM connection, by its adapter's own check (credential accepted, what `crm setup`
+    // creates present); nothing is changed.
+    let adapters = crate::settings::adapters();
+    for name in settings.crm.connections.keys() {
+        let what = format!("crm {name}");
+        match settings.crm.build(name, &adapters) {
+            Ok(built) => match built.adapter.check().await {
+                Ok(found) if found.is_empty() => {
+                    line(true, &what, "built (its adapter checks nothing more)");
+                }
+                Ok(found) => {
+                    line(true, &what, found.join(", "));
+                }
+                Err(e) => healthy &= line(false, &what, e),
+            },
+            Err(e) => healthy &= line(false, &what, format!("{e:#}")),
+        }
+    }
     if !healthy {
         bail!("some checks failed");
     }

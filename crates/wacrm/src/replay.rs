@@ -46,7 +46,9 @@ async fn replay(
     from: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let db = db.clone();
-    let (config, adapter) = settings.crm.build(connection)?;
+    let built = settings
+        .crm
+        .build(connection, &crate::settings::adapters())?;
     let bus = wacrm_bus::open(&settings.bus)
         .await
         .context("opening the event bus")?;
@@ -56,7 +58,7 @@ async fn replay(
         Utc::now().timestamp_millis()
     );
     let mut subscription = bus.subscribe(&group, &SyncEngine::topics(&topics)).await?;
-    let mut engine = SyncEngine::new(config, adapter, db);
+    let mut engine = SyncEngine::new(built.config, built.adapter, db);
     let total = subscription.lag().await.unwrap_or(0).max(0) as u64;
     let progress = ProgressBar::new(total);
     progress.set_style(

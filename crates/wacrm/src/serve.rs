@@ -80,21 +80,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut sync_tasks = Vec::new();
     let mut crm_connections = Vec::new();
+    let adapters = crate::settings::adapters();
     for (name, connection) in &settings.crm.connections {
         // Built once here so a misconfigured connection stops the start, not a restart loop.
-        let (config, _) = settings.crm.build(name)?;
-        let group = config.group();
+        let group = settings.crm.build(name, &adapters)?.config.group();
         crm_connections.push(wacrm_server::status::CrmConnectionInfo {
             name: name.clone(),
-            kind: connection.kind().to_owned(),
+            kind: connection.kind(),
             group: group.clone(),
         });
-        let (bus, topics, db, registry, crm) = (
+        let (bus, topics, db, registry, crm, adapters) = (
             bus.clone(),
             topics.clone(),
             db.clone(),
             consumers.clone(),
             settings.crm.clone(),
+            adapters.clone(),
         );
         let (name, stop) = (name.clone(), shutdown.clone());
         tracing::info!(connection = %name, "CRM sync started");
@@ -106,23 +107,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 policy,
                 shutdown.clone(),
                 move || {
-                    let (bus, topics, db, registry, crm, name, stop, group) = (
+                    let (bus, topics, db, registry, crm, adapters, name, stop, group) = (
                         bus.clone(),
                         topics.clone(),
                         db.clone(),
                         registry.clone(),
                         crm.clone(),
+                        adapters.clone(),
                         name.clone(),
                         stop.clone(),
                         group.clone(),
                     );
                     async move {
-                        let (config, adapter) =
-                            crm.build(&name).map_err(|e| RunnerError::Fatal {
-                                group: group.clone(),
-                                reason: format!("{e:#}"),
-                            })?;
-                        let engine = SyncEngine::new(config, adapter, db);
+                        let built =
+                            crm.build(&name, &adapters)
+                                .map_err(|e| RunnerError::Fatal {
+                                    group: group.clone(),
+                                    reason: format!("{e:#}"),
+                                })?;
+                        let engine = SyncEngine::new(built.config, built.adapter, db);
                         let runner_config = engine.runner_config();
                         let subscription =
                             subscribe(&bus, &group, &SyncEngine::topics(&topics)).await?;

@@ -3,17 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use wacrm_bus::BusConfig;
+use wacrm_crm::{Built, Registry};
 use wacrm_server::ServerConfig;
 use wacrm_store::StoreConfig;
 use wacrm_whatsapp::WhatsAppConfig;
 
 /// Everything wacrm can be told.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// `[server]`.
@@ -29,60 +29,68 @@ pub struct Settings {
 }
 
 /// `[crm]`: the CRM connections.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct CrmSettings {
     /// `[crm.connections.<name>]`.
-    pub connections: BTreeMap<String, CrmConnection>,
+    pub connections: BTreeMap<String, ConnectionSettings>,
 }
 
-/// One CRM connection, by `kind`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum CrmConnection {
-    /// HubSpot.
-    Hubspot(wacrm_hubspot::HubSpotConfig),
-}
+/// One connection's table, as configuration gave it: its `kind` picks the adapter kind in the
+/// registry, which reads the rest (with the configuration's conversions, so environment values
+/// such as `…__REQUESTS_PER_10S=190` become numbers where the kind wants numbers).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionSettings(config::Value);
 
-impl CrmConnection {
-    /// The kind's name, as written in configuration.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CrmConnection::Hubspot(_) => "hubspot",
-        }
+impl ConnectionSettings {
+    /// The `kind` it names (empty when it names none).
+    pub fn kind(&self) -> String {
+        self.0
+            .clone()
+            .into_table()
+            .ok()
+            .and_then(|t| t.get("kind").cloned())
+            .and_then(|k| k.into_string().ok())
+            .unwrap_or_default()
     }
 }
 
+impl std::fmt::Debug for ConnectionSettings {
+    // The table holds credentials: only the kind is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectionSettings(kind = {:?})", self.kind())
+    }
+}
+
+/// The adapter kinds this binary knows: the one place a CRM is added.
+pub fn adapters() -> Registry {
+    Registry::new().with(wacrm_hubspot::HubSpotKind)
+}
+
 impl CrmSettings {
-    /// The engine configuration and adapter of a connection.
-    pub fn build(
-        &self,
-        name: &str,
-    ) -> anyhow::Result<(
-        wacrm_sync::ConnectionConfig,
-        Arc<dyn wacrm_sync::CrmAdapter>,
-    )> {
+    /// The connection `name`'s kind.
+    pub fn kind(&self, name: &str) -> anyhow::Result<String> {
         match self.connections.get(name) {
-            Some(CrmConnection::Hubspot(config)) => {
-                let mut config = config.clone();
-                config.sync.name = name.to_owned();
-                let sync = config.sync.clone();
-                Ok((sync, Arc::new(wacrm_hubspot::HubSpot::new(config)?)))
-            }
+            Some(c) => Ok(c.kind()),
             None => anyhow::bail!("no CRM connection named {name} ([crm.connections.{name}])"),
         }
     }
 
-    /// The HubSpot adapter of a connection (for `crm setup hubspot`).
-    pub fn hubspot(&self, name: &str) -> anyhow::Result<wacrm_hubspot::HubSpot> {
-        match self.connections.get(name) {
-            Some(CrmConnection::Hubspot(config)) => {
-                let mut config = config.clone();
-                config.sync.name = name.to_owned();
-                Ok(wacrm_hubspot::HubSpot::new(config)?)
-            }
-            None => anyhow::bail!("no HubSpot connection named {name}"),
+    /// The engine configuration and adapter of a connection, built by its kind in `registry`.
+    pub fn build(&self, name: &str, registry: &Registry) -> anyhow::Result<Built> {
+        let Some(connection) = self.connections.get(name) else {
+            anyhow::bail!("no CRM connection named {name} ([crm.connections.{name}])");
+        };
+        let kind = connection.kind();
+        if kind.is_empty() {
+            anyhow::bail!(
+                "[crm.connections.{name}] names no kind (one of: {})",
+                registry.kinds().join(", ")
+            );
         }
+        let mut settings = <dyn erased_serde::Deserializer>::erase(connection.0.clone());
+        Ok(registry.build(name, &kind, &mut settings)?)
     }
 }
 
@@ -154,15 +162,36 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let settings = Settings::load_with(None, Some(env)).unwrap();
-        let CrmConnection::Hubspot(hubspot) = &settings.crm.connections["main"];
-        assert_eq!(hubspot.token, "pat-na1-secret");
-        assert_eq!(hubspot.sync.requests_per_10s, 190);
-        assert_eq!(hubspot.base_url, "https://api.hubapi.com");
+        assert_eq!(settings.crm.kind("main").unwrap(), "hubspot");
         assert!(
             !format!("{settings:?}").contains("pat-na1-secret"),
             "secrets never in Debug"
         );
-        let (sync, _) = settings.crm.build("main").unwrap();
-        assert_eq!(sync.group(), "wacrm-sync-main");
+        let built = settings.crm.build("main", &adapters()).unwrap();
+        assert_eq!(built.config.group(), "wacrm-sync-main");
+        // The environment's "190" reached the kind's number.
+        assert_eq!(built.config.requests_per_10s, 190);
+    }
+
+    #[test]
+    fn a_numeric_looking_secret_stays_a_string_and_an_unknown_kind_is_named() {
+        let env = [
+            ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot"),
+            ("WACRM_CRM__CONNECTIONS__MAIN__TOKEN", "12345"),
+            ("WACRM_CRM__CONNECTIONS__OTHER__KIND", "notacrm"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::load_with(None, Some(env)).unwrap();
+        settings.crm.build("main", &adapters()).unwrap();
+        let Err(unknown) = settings.crm.build("other", &adapters()) else {
+            panic!("an unknown kind was built");
+        };
+        let unknown = unknown.to_string();
+        assert!(
+            unknown.contains("notacrm") && unknown.contains("hubspot"),
+            "{unknown}"
+        );
     }
 }

@@ -1,0 +1,97 @@
+//! CRM connections go through one registry of adapter kinds, through the real binary: `crm
+//! setup` reads the kind from configuration, `doctor` checks every connection with its adapter's
+//! own check, and an unknown kind is refused naming the known ones.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Bus, Service};
+use wacrm_testkit::hubspot::{FakeConfig, HubSpotFake};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_and_doctor_go_through_the_connections_kind() {
+    let fake = HubSpotFake::start(FakeConfig::default()).await;
+    let service = Service::new(Bus::Embedded).with_env(&[
+        ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot".into()),
+        (
+            "WACRM_CRM__CONNECTIONS__MAIN__TOKEN",
+            FakeConfig::default().token,
+        ),
+        ("WACRM_CRM__CONNECTIONS__MAIN__BASE_URL", fake.base_url()),
+    ]);
+    assert!(service
+        .command()
+        .arg("migrate")
+        .output()
+        .unwrap()
+        .status
+        .success());
+
+    // Before setup the doctor finds the properties missing and says what to run.
+    let before = service.command().arg("doctor").output().unwrap();
+    let text = stdout(&before);
+    assert!(!before.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL crm main:") && text.contains("wacrm crm setup --connection main"),
+        "{text}"
+    );
+
+    // A kind that is not the connection's is refused; none at all takes the configured one.
+    let wrong = service
+        .command()
+        .args(["crm", "setup", "pipedrive", "--connection", "main"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(stderr(&wrong).contains("\"hubspot\""), "{}", stderr(&wrong));
+    let setup = service
+        .command()
+        .args(["crm", "setup", "--connection", "main"])
+        .output()
+        .unwrap();
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    assert!(
+        stdout(&setup).contains("main: created contacts.whatsapp_id"),
+        "{}",
+        stdout(&setup)
+    );
+
+    let after = service.command().arg("doctor").output().unwrap();
+    let text = stdout(&after);
+    assert!(
+        text.contains("ok   crm main: contacts.whatsapp_id, communications.wacrm_wamid, communications.wacrm_status"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_kind_is_refused_naming_the_known_ones() {
+    let service = Service::new(Bus::Embedded)
+        .with_env(&[("WACRM_CRM__CONNECTIONS__ODD__KIND", "notacrm".into())]);
+    let doctor = service.command().arg("doctor").output().unwrap();
+    let text = stdout(&doctor);
+    assert!(!doctor.status.success());
+    assert!(
+        text.contains("FAIL crm odd:") && text.contains("notacrm") && text.contains("hubspot"),
+        "{text}"
+    );
+    let serve = service
+        .command()
+        .args(["crm", "setup", "--connection", "odd"])
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    assert!(
+        stderr(&serve).contains("known: hubspot"),
+        "{}",
+        stderr(&serve)
+    );
+}
