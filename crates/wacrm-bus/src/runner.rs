@@ -76,9 +76,7 @@ impl HandlerError {
             HandlerError::Fatal(_) => ErrorClass::Fatal,
         }
     }
-}
 
-impl HandlerError {
     /// A bus error met while handling a batch (publishing what it produced), by its class: an
     /// unavailable bus is retried; a record the bus refuses (too large) is a data error, which
     /// the runner isolates to the record that causes it and dead-letters; a fatal one stops

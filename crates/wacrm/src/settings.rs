@@ -132,6 +132,14 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// An environment for [`Settings::load_with`].
+    fn vars(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn a_hubspot_connection_from_the_environment() {
         let env = [
@@ -144,11 +152,9 @@ mod tests {
             ("WACRM_CRM__CONNECTIONS__MAIN__REQUESTS_PER_10S", "190"),
             ("WACRM_BUS__BACKEND", "kafka"),
             ("WACRM_WHATSAPP__APP_SECRET", "s3cret"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let settings = Settings::load_with(Some(Path::new("/nonexistent/wacrm.toml")), Some(env));
+        ];
+        let settings =
+            Settings::load_with(Some(Path::new("/nonexistent/wacrm.toml")), Some(vars(&env)));
         assert!(
             settings.is_err(),
             "an explicit missing config file is an error"
@@ -157,11 +163,8 @@ mod tests {
             ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot"),
             ("WACRM_CRM__CONNECTIONS__MAIN__TOKEN", "pat-na1-secret"),
             ("WACRM_CRM__CONNECTIONS__MAIN__REQUESTS_PER_10S", "190"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let settings = Settings::load_with(None, Some(env)).unwrap();
+        ];
+        let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
         assert_eq!(settings.crm.kind("main").unwrap(), "hubspot");
         assert!(
             !format!("{settings:?}").contains("pat-na1-secret"),
@@ -179,11 +182,8 @@ mod tests {
             ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot"),
             ("WACRM_CRM__CONNECTIONS__MAIN__TOKEN", "12345"),
             ("WACRM_CRM__CONNECTIONS__OTHER__KIND", "notacrm"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let settings = Settings::load_with(None, Some(env)).unwrap();
+        ];
+        let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
         settings.crm.build("main", &adapters()).unwrap();
         let Err(unknown) = settings.crm.build("other", &adapters()) else {
             panic!("an unknown kind was built");
