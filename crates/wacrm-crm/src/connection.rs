@@ -51,10 +51,6 @@ pub struct ConnectionConfig {
     pub business_numbers: Vec<String>,
     /// Data minimisation.
     pub minimisation: Minimisation,
-    /// Requests allowed per 10 seconds (HubSpot: 100, or 190 on Professional/Enterprise).
-    pub requests_per_10s: u32,
-    /// Search requests allowed per second (HubSpot's search API: 5).
-    pub search_requests_per_s: u32,
     /// How long a batch may gather records before it is synced, in milliseconds.
     pub linger_ms: u64,
     /// Most records per batch.
@@ -73,8 +69,6 @@ impl Default for ConnectionConfig {
             name: String::new(),
             business_numbers: Vec::new(),
             minimisation: Minimisation::default(),
-            requests_per_10s: 100,
-            search_requests_per_s: 5,
             linger_ms: 250,
             max_batch: 2000,
             reconcile_after_ms: 10_000,

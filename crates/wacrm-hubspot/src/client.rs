@@ -72,9 +72,9 @@ pub fn http_settings(config: &HubSpotConfig) -> HttpSettings {
     HttpSettings {
         base_url: config.base_url.clone(),
         auth: Auth::Bearer(config.token.clone()),
-        limit: Window::new(config.sync.requests_per_10s, Duration::from_secs(10)),
+        limit: Window::new(config.requests_per_10s, Duration::from_secs(10)),
         search_limit: Some(Window::new(
-            config.sync.search_requests_per_s,
+            config.search_requests_per_s,
             Duration::from_secs(1),
         )),
         timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),

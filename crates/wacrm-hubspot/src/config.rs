@@ -19,6 +19,10 @@ pub struct HubSpotConfig {
     pub whatsapp_property: String,
     /// Business number (phone number id) → `hubspot_owner_id` of contacts and messages.
     pub owners: BTreeMap<String, String>,
+    /// Requests allowed per rolling 10 seconds (100, or 190 on Professional / Enterprise).
+    pub requests_per_10s: u32,
+    /// Search requests allowed per second (the search API's own limit: 5).
+    pub search_requests_per_s: u32,
     /// What the engine needs: routing, minimisation, rate limits, batching.
     #[serde(flatten)]
     pub sync: ConnectionConfig,
@@ -38,6 +42,8 @@ impl std::fmt::Debug for HubSpotConfig {
             .field("base_url", &self.base_url)
             .field("whatsapp_property", &self.whatsapp_property)
             .field("owners", &self.owners)
+            .field("requests_per_10s", &self.requests_per_10s)
+            .field("search_requests_per_s", &self.search_requests_per_s)
             .field("sync", &self.sync)
             .finish()
     }
@@ -50,6 +56,8 @@ impl Default for HubSpotConfig {
             base_url: "https://api.hubapi.com".into(),
             whatsapp_property: "whatsapp_id".into(),
             owners: BTreeMap::new(),
+            requests_per_10s: 100,
+            search_requests_per_s: 5,
             sync: ConnectionConfig::default(),
         }
     }

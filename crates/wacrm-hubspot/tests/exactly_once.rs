@@ -105,8 +105,8 @@ async fn run(
     config.sync.name = "main".into();
     config.sync.reconcile_after_ms = 0;
     config.sync.linger_ms = 20;
-    config.sync.requests_per_10s = fake_config.requests_per_10s;
-    config.sync.search_requests_per_s = fake_config.search_requests_per_s;
+    config.requests_per_10s = fake_config.requests_per_10s;
+    config.search_requests_per_s = fake_config.search_requests_per_s;
     tune(&mut config);
     let hubspot = HubSpot::new(config.clone()).unwrap();
     hubspot.setup().await.unwrap();

@@ -41,8 +41,8 @@ async fn harness(fake_config: FakeConfig, tune: impl FnOnce(&mut HubSpotConfig))
     };
     config.sync.name = "main".into();
     config.sync.reconcile_after_ms = 0;
-    config.sync.requests_per_10s = fake_config.requests_per_10s;
-    config.sync.search_requests_per_s = fake_config.search_requests_per_s;
+    config.requests_per_10s = fake_config.requests_per_10s;
+    config.search_requests_per_s = fake_config.search_requests_per_s;
     tune(&mut config);
     let hubspot = HubSpot::new(config.clone()).unwrap();
     let created = hubspot.setup().await.unwrap();

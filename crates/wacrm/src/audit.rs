@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use crate::settings::Settings;
 
+/// `wacrm audit`: the audit log.
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Verify every entry's hash and link; fails naming the first edited or missing entry.

@@ -2,8 +2,9 @@
 
 use clap::Subcommand;
 
-use crate::settings::{adapters, Settings};
+use crate::settings::Settings;
 
+/// `wacrm crm`: CRM connections.
 #[derive(Subcommand)]
 pub enum CrmCommand {
     /// Prepare a CRM account for wacrm: create, if missing, what the connection's adapter needs
@@ -19,7 +20,11 @@ pub enum CrmCommand {
     },
 }
 
-pub async fn run(settings: Settings, command: CrmCommand) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    adapters: &wacrm_crm::Registry,
+    command: CrmCommand,
+) -> anyhow::Result<()> {
     match command {
         CrmCommand::Setup { kind, connection } => {
             let configured = settings.crm.kind(&connection)?;
@@ -28,7 +33,7 @@ pub async fn run(settings: Settings, command: CrmCommand) -> anyhow::Result<()> 
                     "connection {connection} is of kind \"{configured}\", not \"{kind}\" ([crm.connections.{connection}])"
                 );
             }
-            let built = settings.crm.build(&connection, &adapters())?;
+            let built = settings.crm.build(&connection, adapters)?;
             // Audited before the CRM account is changed; an unwritable log changes nothing.
             let db = wacrm_store::connect(&settings.store).await?;
             wacrm_store::migrate(&db).await?;

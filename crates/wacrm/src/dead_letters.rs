@@ -7,6 +7,7 @@ use wacrm_store::queries;
 
 use crate::settings::Settings;
 
+/// `wacrm dead-letters`: dead letters.
 #[derive(Subcommand)]
 pub enum DeadLettersCommand {
     /// List dead letters, newest first.

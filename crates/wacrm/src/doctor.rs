@@ -12,7 +12,11 @@ fn line(ok: bool, what: &str, detail: impl std::fmt::Display) -> bool {
     ok
 }
 
-pub async fn run(settings: Settings, create_topics: bool) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    adapters: &wacrm_crm::Registry,
+    create_topics: bool,
+) -> anyhow::Result<()> {
     let mut healthy = true;
     let secrets = settings.whatsapp.secrets();
     healthy &= line(
@@ -98,10 +102,9 @@ pub async fn run(settings: Settings, create_topics: bool) -> anyhow::Result<()> 
     }
     // Every CRM connection, by its adapter's own check (credential accepted, what `crm setup`
     // creates present); nothing is changed.
-    let adapters = crate::settings::adapters();
     for name in settings.crm.connections.keys() {
         let what = format!("crm {name}");
-        match settings.crm.build(name, &adapters) {
+        match settings.crm.build(name, adapters) {
             Ok(built) => match built.adapter.check().await {
                 Ok(found) if found.is_empty() => {
                     line(true, &what, "built (its adapter checks nothing more)");

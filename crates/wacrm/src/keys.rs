@@ -6,6 +6,7 @@ use wacrm_store::keys::{self, NewKey, Role};
 
 use crate::settings::Settings;
 
+/// `wacrm keys`: employees' API keys.
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it (it is shown only this once).

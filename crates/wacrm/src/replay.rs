@@ -26,6 +26,7 @@ fn event_time(record: &Record) -> Option<DateTime<Utc>> {
 
 pub async fn run(
     settings: Settings,
+    adapters: &wacrm_crm::Registry,
     connection: String,
     from: DateTime<Utc>,
 ) -> anyhow::Result<()> {
@@ -33,7 +34,7 @@ pub async fn run(
     wacrm_store::migrate(&db).await?;
     let target = format!("{connection} from {}", from.to_rfc3339());
     crate::audit::intent(&db, "crm.replay", &target, None).await?;
-    let replayed = replay(&settings, &db, &connection, from).await;
+    let replayed = replay(&settings, adapters, &db, &connection, from).await;
     let outcome = if replayed.is_ok() { "ok" } else { "error" };
     crate::audit::outcome(&db, "crm.replay", &target, None, outcome).await?;
     replayed
@@ -41,14 +42,13 @@ pub async fn run(
 
 async fn replay(
     settings: &Settings,
+    adapters: &wacrm_crm::Registry,
     db: &wacrm_store::Db,
     connection: &str,
     from: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let db = db.clone();
-    let built = settings
-        .crm
-        .build(connection, &crate::settings::adapters())?;
+    let built = settings.crm.build(connection, adapters)?;
     let bus = wacrm_bus::open(&settings.bus)
         .await
         .context("opening the event bus")?;

@@ -17,7 +17,7 @@ use crate::settings::Settings;
 /// How long shutdown waits for consumers and the bus.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::Result<()> {
     wacrm_server::metrics_endpoint::install();
     let secrets = settings.whatsapp.secrets();
     if !secrets.is_configured() {
@@ -80,7 +80,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut sync_tasks = Vec::new();
     let mut crm_connections = Vec::new();
-    let adapters = crate::settings::adapters();
     for (name, connection) in &settings.crm.connections {
         // Built once here so a misconfigured connection stops the start, not a restart loop.
         let group = settings.crm.build(name, &adapters)?.config.group();

@@ -38,7 +38,7 @@ pub struct CrmSettings {
 
 /// One connection's table, as configuration gave it: its `kind` picks the adapter kind in the
 /// registry, which reads the rest (with the configuration's conversions, so environment values
-/// such as `…__REQUESTS_PER_10S=190` become numbers where the kind wants numbers).
+/// such as `…__MAX_BATCH=190` become numbers where the kind wants numbers).
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct ConnectionSettings(config::Value);
@@ -162,7 +162,7 @@ mod tests {
         let env = [
             ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot"),
             ("WACRM_CRM__CONNECTIONS__MAIN__TOKEN", "pat-na1-secret"),
-            ("WACRM_CRM__CONNECTIONS__MAIN__REQUESTS_PER_10S", "190"),
+            ("WACRM_CRM__CONNECTIONS__MAIN__MAX_BATCH", "190"),
         ];
         let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
         assert_eq!(settings.crm.kind("main").unwrap(), "hubspot");
@@ -172,8 +172,8 @@ mod tests {
         );
         let built = settings.crm.build("main", &adapters()).unwrap();
         assert_eq!(built.config.group(), "wacrm-sync-main");
-        // The environment's "190" reached the kind's number.
-        assert_eq!(built.config.requests_per_10s, 190);
+        // The environment's "190" reached the engine's number through the kind.
+        assert_eq!(built.config.max_batch, 190);
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct Service {
     pub client: reqwest::Client,
     pub bus: Bus,
     env: Vec<(String, String)>,
+    program: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -118,11 +119,18 @@ impl Service {
             client,
             bus,
             env,
+            program: PathBuf::from(env!("CARGO_BIN_EXE_wacrm")),
         }
     }
 
+    /// Runs another build of wacrm (an integrator's binary) instead of `wacrm`.
+    pub fn with_program(mut self, program: PathBuf) -> Service {
+        self.program = program;
+        self
+    }
+
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wacrm"));
+        let mut cmd = Command::new(&self.program);
         cmd.current_dir(self.dir.path())
             .envs(self.env.iter().cloned());
         cmd
