@@ -56,6 +56,9 @@ pub enum Retry {
     Once,
 }
 
+/// Headers made for one attempt from the body it sends (name, value).
+pub type HeadersFor<'a> = dyn Fn(&[u8]) -> Vec<(&'static str, String)> + Send + Sync + 'a;
+
 /// Reads an error response: status, headers, JSON body (or `Null`).
 pub type Classifier = Arc<dyn Fn(u16, &HeaderMap, &Value) -> CrmError + Send + Sync>;
 
@@ -253,6 +256,33 @@ impl CrmHttp {
         budget: Budget,
         retry: Retry,
     ) -> Result<Value, CrmError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| CrmError::Invalid(format!("request body: {e}")))?;
+        self.send_raw(
+            method,
+            path,
+            body.as_deref(),
+            &|_: &[u8]| Vec::new(),
+            budget,
+            retry,
+        )
+        .await
+    }
+
+    /// As [`CrmHttp::send`], with the JSON body as bytes and headers made for each attempt
+    /// from those bytes — a signature over the body and the attempt's time, which a retry an
+    /// hour later must not reuse.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &HeadersFor<'_>,
+        budget: Budget,
+        retry: Retry,
+    ) -> Result<Value, CrmError> {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.min_backoff)
             .with_max_delay(self.max_backoff)
@@ -273,8 +303,13 @@ impl CrmHttp {
                 Auth::Query { name, value } => request.query(&[(name.as_str(), value.as_str())]),
                 Auth::None => request,
             };
+            for (name, value) in headers(body.unwrap_or_default()) {
+                request = request.header(name, value);
+            }
             if let Some(body) = body {
-                request = request.json(body);
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
             }
             let result = request.send().await;
             metrics::histogram!("wacrm_crm_request_seconds", "connection" => self.connection.clone())

@@ -16,4 +16,5 @@ pub mod graph;
 pub mod hubspot;
 mod loopback;
 pub mod openapi;
+pub mod sink;
 pub mod webhooks;

@@ -65,7 +65,9 @@ impl std::fmt::Debug for ConnectionSettings {
 
 /// The adapter kinds this binary knows: the one place a CRM is added.
 pub fn adapters() -> Registry {
-    Registry::new().with(wacrm_hubspot::HubSpotKind)
+    Registry::new()
+        .with(wacrm_hubspot::HubSpotKind)
+        .with(wacrm_webhook::WebhookKind)
 }
 
 impl CrmSettings {

@@ -95,3 +95,42 @@ async fn an_unknown_kind_is_refused_naming_the_known_ones() {
         stderr(&serve)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_sink_configured_from_the_environment_receives_signed_events() {
+    use wacrm_testkit::sink::{Receiver, ReceiverConfig};
+    let receiver = Receiver::start(ReceiverConfig::default()).await;
+    let mut service = Service::new(Bus::Embedded).with_env(&[
+        ("WACRM_CRM__CONNECTIONS__HOOK__KIND", "webhook".into()),
+        ("WACRM_CRM__CONNECTIONS__HOOK__URL", receiver.url()),
+        (
+            "WACRM_CRM__CONNECTIONS__HOOK__SECRET",
+            ReceiverConfig::default().secret,
+        ),
+        ("WACRM_CRM__CONNECTIONS__HOOK__LINGER_MS", "10".into()),
+    ]);
+    let doctor = service.command().arg("doctor").output().unwrap();
+    assert!(
+        stdout(&doctor).contains("ok   crm hook: the receiver took a signed empty batch"),
+        "{}",
+        stdout(&doctor)
+    );
+    service.start().await;
+    let (wamid, body) = common::text_webhook(3);
+    assert_eq!(service.post_webhook(body).await, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !receiver.accepted().contains_key(&wamid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered:\n{}",
+            service.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        receiver.violations().is_empty(),
+        "{:?}",
+        receiver.violations()
+    );
+    service.terminate();
+}

@@ -1,0 +1,298 @@
+//! The webhook sink driven by the sync engine against a receiver that verifies every delivery
+//! on its own and fails a share of calls; and the verification snippets of
+//! docs/adapters/webhook.md, run as printed, against real deliveries.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wacrm_bus::runner::Handler;
+use wacrm_bus::Record;
+use wacrm_core::{
+    BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
+    MessageContent, StatusUpdate,
+};
+use wacrm_sync::SyncEngine;
+use wacrm_testkit::sink::{Receiver, ReceiverConfig};
+use wacrm_webhook::mapping::{batch, signature};
+use wacrm_webhook::{WebhookConfig, WebhookSink};
+
+const SECRET: &str = "test-secret-0123456789";
+
+async fn start_engine(receiver: &Receiver, dir: &tempfile::TempDir) -> SyncEngine {
+    let db = wacrm_store::connect(&wacrm_store::StoreConfig {
+        url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wacrm_store::migrate(&db).await.unwrap();
+    let mut config = WebhookConfig {
+        url: receiver.url(),
+        secret: SECRET.into(),
+        requests_per_s: 500,
+        retry_backoff_ms: 5,
+        max_retry_backoff_ms: 50,
+        ..WebhookConfig::default()
+    };
+    config.sync.name = "hook".into();
+    config.sync.reconcile_after_ms = 0;
+    let sink = WebhookSink::new(config.clone()).unwrap();
+    SyncEngine::new(config.sync, Arc::new(sink), db)
+}
+
+fn wa_id(contact: usize) -> String {
+    format!("55119{:08}", 80_000_000 + contact)
+}
+
+fn message(i: usize, contact: usize, direction: Direction) -> Event {
+    Event::message(Message {
+        wamid: format!("wamid.{i}"),
+        direction,
+        business: BusinessNumber::new("106540352242922"),
+        contact: ContactProfile {
+            identity: ContactIdentity::from_webhook(Some(&wa_id(contact)), None),
+            name: Some(format!("Cliente {contact}")),
+            username: None,
+        },
+        timestamp: chrono::DateTime::from_timestamp(1_750_000_000 + i as i64, 0).unwrap(),
+        context: None,
+        referral: None,
+        content: MessageContent::Text {
+            body: format!("mensagem {i}"),
+            preview_url: false,
+        },
+        sent_by: None,
+    })
+    .unwrap()
+}
+
+fn status(i: usize, contact: usize, state: DeliveryState) -> Event {
+    Event::status(StatusUpdate {
+        wamid: format!("wamid.{i}"),
+        state,
+        timestamp: chrono::DateTime::from_timestamp(1_750_000_100 + i as i64, 0).unwrap(),
+        business: BusinessNumber::new("106540352242922"),
+        recipient: ContactIdentity::from_webhook(Some(&wa_id(contact)), None),
+        errors: vec![],
+        pricing: None,
+        conversation: None,
+    })
+    .unwrap()
+}
+
+/// Runs the batch until the engine accepts it, as the runner would; returns its dead letters.
+async fn sync(engine: &mut SyncEngine, events: &[Event]) -> Vec<(usize, String)> {
+    let records: Vec<Record> = wacrm_testkit::bus::records(events).unwrap();
+    for _ in 0..30 {
+        match engine.handle(&records).await {
+            Ok(handled) => return handled.dead_letters,
+            Err(e) => {
+                eprintln!("retrying after: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("the batch never synced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_reach_a_receiver_that_fails_thirty_percent_of_calls() {
+    let receiver = Receiver::start(ReceiverConfig {
+        secret: SECRET.into(),
+        failure_rate: 0.3,
+        ..ReceiverConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = start_engine(&receiver, &dir).await;
+    let events: Vec<Event> = (0..10_000)
+        .map(|i| message(i, i % 100, Direction::Inbound))
+        .collect();
+    let started = Instant::now();
+    for chunk in events.chunks(2000) {
+        assert_eq!(sync(&mut engine, chunk).await, vec![]);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        receiver.violations().is_empty(),
+        "{:?}",
+        receiver.violations()
+    );
+    let accepted = receiver.accepted();
+    let missing: Vec<usize> = (0..10_000)
+        .filter(|i| !accepted.contains_key(&format!("wamid.{i}")))
+        .collect();
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    assert!((0..100).all(|c| accepted.contains_key(&format!("contact:{}", wa_id(c)))));
+    let repeats: usize = accepted.values().map(|n| n - 1).sum();
+    let (calls, failed) = receiver.calls();
+    eprintln!(
+        "webhook sink: 10,100 events (10,000 messages, 100 contacts) in {elapsed:.1?}: \
+         {calls} calls, {failed} failed on purpose, {repeats} events received more than once"
+    );
+    assert!(
+        failed > calls / 5,
+        "the receiver failed too few calls: {failed}/{calls}"
+    );
+    let event = receiver.event("wamid.4242").unwrap();
+    assert_eq!(event["data"]["contact"], wa_id(42));
+    assert_eq!(event["data"]["direction"], "inbound");
+    assert!(event["data"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("mensagem 4242"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_arrive_as_events_with_stable_ids_and_a_dead_receiver_dead_letters() {
+    let receiver = Receiver::start(ReceiverConfig {
+        secret: SECRET.into(),
+        ..ReceiverConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = start_engine(&receiver, &dir).await;
+    assert_eq!(
+        sync(&mut engine, &[message(7, 3, Direction::Outbound)]).await,
+        vec![]
+    );
+    let statuses = [
+        status(7, 3, DeliveryState::Read),
+        status(7, 3, DeliveryState::Delivered),
+    ];
+    assert_eq!(sync(&mut engine, &statuses).await, vec![]);
+    let accepted = receiver.accepted();
+    assert!(accepted.contains_key("wamid.7"), "{accepted:?}");
+    let read = receiver.event("wamid.7:read").unwrap();
+    assert_eq!(read["type"], "status");
+    assert_eq!(read["data"]["state"], "read");
+    assert!(
+        receiver.violations().is_empty(),
+        "{:?}",
+        receiver.violations()
+    );
+
+    // A receiver that fails every call: the batch is dead-lettered after its attempts, not
+    // retried forever and not lost.
+    let down = Receiver::start(ReceiverConfig {
+        secret: SECRET.into(),
+        failure_rate: 1.0,
+        ..ReceiverConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = start_engine(&down, &dir).await;
+    let dead = sync(&mut engine, &[message(8, 4, Direction::Inbound)]).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].1.contains("8 attempts"), "{dead:?}");
+    assert_eq!(down.calls().0, 8, "one batch, eight attempts");
+}
+
+#[test]
+fn a_wrong_secret_or_a_plain_http_url_is_refused_at_build() {
+    let config = WebhookConfig {
+        url: "http://hooks.example.com/x".into(),
+        secret: SECRET.into(),
+        ..WebhookConfig::default()
+    };
+    assert!(WebhookSink::new(config).is_err());
+    let config = WebhookConfig {
+        url: "https://hooks.example.com/x".into(),
+        secret: "short".into(),
+        ..WebhookConfig::default()
+    };
+    assert!(WebhookSink::new(config).is_err());
+    let config = WebhookConfig {
+        url: "https://hooks.example.com/x".into(),
+        secret: SECRET.into(),
+        ..WebhookConfig::default()
+    };
+    assert!(!format!("{config:?}").contains(SECRET));
+}
+
+/// The fenced block of docs/adapters/webhook.md in `language`.
+fn snippet(language: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/adapters/webhook.md"
+    ))
+    .unwrap();
+    let start = doc.find(&format!("```{language}\n")).unwrap() + language.len() + 4;
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_owned()
+}
+
+/// Runs `program` (a verifier snippet plus a driver reading SECRET, HEADER and the body file)
+/// and returns what it printed.
+fn run(interpreter: &str, file: &std::path::Path, body: &std::path::Path, header: &str) -> String {
+    let out = std::process::Command::new(interpreter)
+        .arg(file)
+        .env("SECRET", SECRET)
+        .env("HEADER", header)
+        .env("BODY_FILE", body)
+        .output()
+        .unwrap_or_else(|e| panic!("{interpreter}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_documented_python_and_node_verifiers_accept_a_delivery_and_refuse_a_forgery() {
+    let dir = tempfile::tempdir().unwrap();
+    let python = dir.path().join("verify.py");
+    std::fs::write(
+        &python,
+        snippet("python")
+            + "\nimport os\nbody = open(os.environ['BODY_FILE'], 'rb').read()\n\
+               print(verify(os.environ['SECRET'].encode(), os.environ['HEADER'], body))\n",
+    )
+    .unwrap();
+    let node = dir.path().join("verify.js");
+    std::fs::write(
+        &node,
+        snippet("javascript")
+            + "\nconst fs = require('fs');\nconst body = fs.readFileSync(process.env.BODY_FILE);\n\
+               console.log(verify(process.env.SECRET, process.env.HEADER, body) ? 'True' : 'False');\n",
+    )
+    .unwrap();
+    let body = batch(
+        "hook",
+        vec![
+            serde_json::json!({"id": "wamid.1", "type": "message", "data": {"body": "olá, tudo bem?"}}),
+        ],
+    );
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, &body).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let good = signature(SECRET.as_bytes(), now, &body);
+    let forged = signature(b"another-secret-000000", now, &body);
+    let stale = signature(SECRET.as_bytes(), now - 301, &body);
+    for (interpreter, file) in [("python3", &python), ("node", &node)] {
+        assert_eq!(
+            run(interpreter, file, &body_file, &good),
+            "True",
+            "{interpreter}"
+        );
+        assert_eq!(
+            run(interpreter, file, &body_file, &forged),
+            "False",
+            "{interpreter}"
+        );
+        assert_eq!(
+            run(interpreter, file, &body_file, &stale),
+            "False",
+            "{interpreter}"
+        );
+        assert_eq!(
+            run(interpreter, file, &body_file, "t=1,v1=zz"),
+            "False",
+            "{interpreter}"
+        );
+    }
+}
