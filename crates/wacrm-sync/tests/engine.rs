@@ -2,10 +2,9 @@
 //! duplicates, reordering and bad input.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use wacrm_bus::runner::{Handler, HandlerError};
 use wacrm_bus::Record;
@@ -13,123 +12,8 @@ use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
     MessageContent, MetaError, StatusUpdate,
 };
-use wacrm_sync::{
-    AdapterLimits, ConnectionConfig, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync, SyncEngine,
-};
-
-#[derive(Default)]
-struct Crm {
-    contacts: BTreeMap<String, String>, // whatsapp id -> crm id
-    messages: BTreeMap<String, (String, String, String, Option<String>)>, // crm id -> (wamid, contact, body, status)
-    calls: usize,
-    /// Fail the next log_messages *after* writing (a crash between the CRM write and the ledger).
-    crash_after_write: usize,
-    /// The next log_messages writes every input but answers only the first half of them (the
-    /// rest `Ambiguous`, as an adapter does for inputs missing from a batch answer).
-    answer_half: bool,
-    /// Bodies containing this are refused as invalid.
-    refuse: Option<String>,
-    /// The next call answers that the daily quota is used up until this time.
-    quota_until: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Clone, Default)]
-struct MemoryCrm(Arc<Mutex<Crm>>);
-
-#[async_trait]
-impl CrmAdapter for MemoryCrm {
-    fn limits(&self) -> AdapterLimits {
-        AdapterLimits {
-            contacts_per_batch: 100,
-            messages_per_batch: 100,
-            statuses_per_batch: 100,
-        }
-    }
-    async fn upsert_contacts(
-        &self,
-        contacts: &[ContactSync],
-    ) -> Result<Vec<ItemResult<String>>, CrmError> {
-        let mut crm = self.0.lock().unwrap();
-        crm.calls += 1;
-        if let Some(until) = crm.quota_until.take() {
-            return Err(CrmError::QuotaExhausted { until });
-        }
-        Ok(contacts
-            .iter()
-            .map(|c| {
-                let next = format!("c{}", crm.contacts.len() + 1);
-                Ok(crm
-                    .contacts
-                    .entry(c.whatsapp_id.clone())
-                    .or_insert(next)
-                    .clone())
-            })
-            .collect())
-    }
-    async fn log_messages(
-        &self,
-        messages: &[MessageSync],
-    ) -> Result<Vec<ItemResult<String>>, CrmError> {
-        let mut crm = self.0.lock().unwrap();
-        crm.calls += 1;
-        if let Some(bad) = crm.refuse.clone() {
-            if messages.iter().any(|m| m.body.contains(&bad)) {
-                return Err(CrmError::Invalid(format!("body contains {bad}")));
-            }
-        }
-        let mut out = Vec::new();
-        for m in messages {
-            let id = format!("m{}", crm.messages.len() + 1);
-            crm.messages.insert(
-                id.clone(),
-                (
-                    m.wamid.clone(),
-                    m.crm_contact_id.clone(),
-                    m.body.clone(),
-                    m.status.map(|s| s.as_str().to_owned()),
-                ),
-            );
-            out.push(Ok(id));
-        }
-        if std::mem::take(&mut crm.answer_half) {
-            let half = out.len() / 2;
-            for r in &mut out[half..] {
-                *r = Err(CrmError::Ambiguous("not in the answer".into()));
-            }
-        }
-        if crm.crash_after_write > 0 {
-            crm.crash_after_write -= 1;
-            return Err(CrmError::Ambiguous(
-                "connection reset after the write".into(),
-            ));
-        }
-        Ok(out)
-    }
-    async fn update_statuses(
-        &self,
-        statuses: &[StatusSync],
-    ) -> Result<Vec<ItemResult<()>>, CrmError> {
-        let mut crm = self.0.lock().unwrap();
-        crm.calls += 1;
-        for s in statuses {
-            if let Some(m) = crm.messages.get_mut(&s.crm_id) {
-                m.3 = Some(s.state.as_str().to_owned());
-            }
-        }
-        Ok(statuses.iter().map(|_| Ok(())).collect())
-    }
-    async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
-        let mut crm = self.0.lock().unwrap();
-        crm.calls += 1;
-        Ok(crm
-            .messages
-            .iter()
-            .filter(|(_, m)| wamids.contains(&m.0))
-            .map(|(id, m)| (m.0.clone(), id.clone()))
-            .collect())
-    }
-}
+use wacrm_sync::{ConnectionConfig, SyncEngine};
+use wacrm_testkit::memory::MemoryCrm;
 
 async fn store() -> (wacrm_store::Db, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

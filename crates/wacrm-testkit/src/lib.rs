@@ -12,9 +12,11 @@
 //! tests.
 
 pub mod bus;
+pub mod conformance;
 pub mod graph;
 pub mod hubspot;
 mod loopback;
+pub mod memory;
 pub mod openapi;
 pub mod sink;
 pub mod webhooks;

@@ -74,8 +74,10 @@ impl WebhookSink {
     }
 
     /// Delivers `events`, one result per event: `Ok(id)` when the receiver took the batch; a
-    /// batch still refused after every attempt is dead-lettered event by event (re-driven
-    /// later with `wacrm dead-letters retry`). A refused credential (401/403) stops the
+    /// batch that still failed (5xx, timeouts, refused connections) after every attempt is
+    /// dead-lettered event by event (re-driven later with `wacrm dead-letters retry`). A 429
+    /// is the receiver asking to slow down, not failing: the engine retries the batch with
+    /// backoff and never dead-letters it for that. A refused credential (401/403) stops the
     /// connection.
     async fn deliver<T: Clone>(
         &self,
@@ -84,7 +86,12 @@ impl WebhookSink {
     ) -> Result<Vec<ItemResult<T>>, CrmError> {
         match self.post(events).await {
             Ok(()) => Ok(ids.into_iter().map(Ok).collect()),
-            Err(e @ (CrmError::Fatal(_) | CrmError::Invalid(_))) => Err(e),
+            Err(
+                e @ (CrmError::Fatal(_)
+                | CrmError::Invalid(_)
+                | CrmError::RateLimited { .. }
+                | CrmError::QuotaExhausted { .. }),
+            ) => Err(e),
             Err(e) => {
                 let reason = format!(
                     "webhook receiver did not take the batch in {} attempts: {e}",

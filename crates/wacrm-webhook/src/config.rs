@@ -16,7 +16,8 @@ pub struct WebhookConfig {
     pub events_per_request: usize,
     /// Most POSTs per second.
     pub requests_per_s: u32,
-    /// Attempts per batch (429, 5xx, timeouts, refused connections) before it is dead-lettered.
+    /// Attempts per batch (5xx, timeouts, refused connections) before it is dead-lettered; a
+    /// 429 is waited out, never dead-lettered.
     pub attempts: u32,
     /// First delay between attempts, in milliseconds (doubling, with jitter).
     pub retry_backoff_ms: u64,

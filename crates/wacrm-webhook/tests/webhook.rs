@@ -296,3 +296,147 @@ fn the_documented_python_and_node_verifiers_accept_a_delivery_and_refuse_a_forge
         );
     }
 }
+
+/// The sink as a conformance target: at-least-once, through the receiver fake.
+struct SinkTarget {
+    receiver: Receiver,
+    /// What the target claims (the suite must catch a false claim).
+    delivery: wacrm_testkit::conformance::Delivery,
+}
+
+impl SinkTarget {
+    fn upstream_of(url: &str) -> String {
+        url.trim_end_matches("/hook").to_owned()
+    }
+}
+
+impl wacrm_testkit::conformance::Target for SinkTarget {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn delivery(&self) -> wacrm_testkit::conformance::Delivery {
+        self.delivery
+    }
+
+    fn upstream(&self) -> String {
+        SinkTarget::upstream_of(&self.receiver.url())
+    }
+
+    fn adapter(
+        &self,
+        base_url: &str,
+    ) -> (wacrm_crm::ConnectionConfig, Arc<dyn wacrm_crm::CrmAdapter>) {
+        let mut config = WebhookConfig {
+            url: format!("{base_url}/hook"),
+            secret: SECRET.into(),
+            requests_per_s: 500,
+            attempts: 4,
+            retry_backoff_ms: 5,
+            max_retry_backoff_ms: 50,
+            ..WebhookConfig::default()
+        };
+        config.sync.name = "conformance".into();
+        let sink = WebhookSink::new(config.clone()).unwrap();
+        (config.sync, Arc::new(sink))
+    }
+
+    fn rate_limited(&self) -> wacrm_testkit::conformance::Canned {
+        wacrm_testkit::conformance::Canned::json(
+            429,
+            &[("retry-after", "0")],
+            serde_json::json!({"error": "slow down"}),
+        )
+    }
+
+    fn quota_exhausted(&self) -> Option<wacrm_testkit::conformance::Canned> {
+        None
+    }
+
+    fn rejected(&self) -> wacrm_testkit::conformance::Canned {
+        wacrm_testkit::conformance::Canned::json(
+            400,
+            &[],
+            serde_json::json!({"error": "invalid event"}),
+        )
+    }
+
+    fn messages(&self) -> std::collections::HashMap<String, Vec<wacrm_testkit::conformance::Held>> {
+        let accepted = self.receiver.accepted();
+        let rank = |s: &str| ["sent", "delivered", "read"].iter().position(|x| *x == s);
+        let mut out = std::collections::HashMap::new();
+        for (id, copies) in &accepted {
+            let Some(event) = self.receiver.event(id) else {
+                continue;
+            };
+            if event["type"] != "message" {
+                continue;
+            }
+            // The furthest state received, as docs/adapters/webhook.md tells receivers to keep.
+            let status = accepted
+                .keys()
+                .filter_map(|k| k.strip_prefix(&format!("{id}:")))
+                .max_by_key(|s| rank(s))
+                .map(str::to_owned);
+            let held = wacrm_testkit::conformance::Held {
+                contact: event["data"]["contact"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                status,
+            };
+            out.insert(id.clone(), vec![held; *copies]);
+        }
+        out
+    }
+
+    fn contacts_for(&self, whatsapp_id: &str) -> Vec<String> {
+        match self
+            .receiver
+            .accepted()
+            .get(&format!("contact:{whatsapp_id}"))
+        {
+            Some(copies) => vec![whatsapp_id.to_owned(); *copies],
+            None => Vec::new(),
+        }
+    }
+
+    fn hand_made_contact(&self, _phone: &str, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.receiver.violations()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_passes_the_conformance_suite_at_least_once() {
+    let receiver = Receiver::start(ReceiverConfig {
+        secret: SECRET.into(),
+        ..ReceiverConfig::default()
+    })
+    .await;
+    let target = SinkTarget {
+        receiver,
+        delivery: wacrm_testkit::conformance::Delivery::AtLeastOnce,
+    };
+    wacrm_testkit::conformance::run(&target).await;
+}
+
+/// The suite can fail: the sink, claiming exactly once, is caught repeating an event whose
+/// answer was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "2 copies")]
+async fn the_suite_catches_a_repeat_from_a_target_claiming_exactly_once() {
+    let receiver = Receiver::start(ReceiverConfig {
+        secret: SECRET.into(),
+        ..ReceiverConfig::default()
+    })
+    .await;
+    let target = SinkTarget {
+        receiver,
+        delivery: wacrm_testkit::conformance::Delivery::ExactlyOnce,
+    };
+    wacrm_testkit::conformance::crash_between_write_and_ledger(&target).await;
+}

@@ -1,0 +1,481 @@
+//! The conformance suite every CRM adapter runs against its fake: the sync engine drives the
+//! adapter through a [`FaultProxy`] in front of the fake, scenario by scenario, and what the
+//! CRM holds afterwards is checked — no second person, no second note, nothing lost.
+//!
+//! An adapter's test implements [`Target`] (how to build the adapter for a base URL, what its
+//! CRM's fault answers look like, and how to read what the fake holds) and calls [`run`]:
+//!
+//! - a plain batch: every message once, on its contact's one record;
+//! - a crash between the CRM's write and the ledger, on a contact create and on a message
+//!   create (the answer lost after the write; the engine restarted);
+//! - ambiguous failures: 5xx before the CRM did anything;
+//! - a 429 storm in the CRM's own words;
+//! - the daily quota used up: the engine parks, and resumes when it resets;
+//! - a partial batch failure: one input refused as invalid is dead-lettered, the rest synced;
+//! - statuses in any order: the furthest state wins;
+//! - hand-made contacts (a salesperson's, found by phone): linked, not duplicated.
+//!
+//! Each scenario uses contacts of its own, so one fake serves the whole suite. A target with
+//! at-least-once delivery (the webhook sink) is checked for "at least once" where others are
+//! checked for "exactly once"; a CRM without contacts of its own skips the hand-made scenario.
+
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wacrm_bus::runner::{Handler, HandlerError};
+use wacrm_core::{
+    BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
+    MessageContent, StatusUpdate,
+};
+use wacrm_crm::{ConnectionConfig, CrmAdapter};
+use wacrm_sync::SyncEngine;
+
+pub use proxy::{Canned, Fault, FaultProxy};
+
+/// How many copies of an event the CRM may end up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Exactly one (a CRM: one person, one note per message).
+    ExactlyOnce,
+    /// At least one; the receiver drops repeats by id (the webhook sink).
+    AtLeastOnce,
+}
+
+/// A message as the CRM holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The CRM id of the contact it is on.
+    pub contact: String,
+    /// Its delivery status, when the CRM keeps one (`read`, `delivered`, …).
+    pub status: Option<String>,
+}
+
+/// An adapter under test, with its fake.
+pub trait Target: Send + Sync {
+    /// The kind's name, for messages.
+    fn name(&self) -> &'static str;
+    /// Exactly once, or at least once.
+    fn delivery(&self) -> Delivery {
+        Delivery::ExactlyOnce
+    }
+    /// The fake's base URL (the proxy forwards to it).
+    fn upstream(&self) -> String;
+    /// The adapter, sending to `base_url` (the proxy), and its engine configuration. Called
+    /// again after a simulated crash: state must come from the CRM, not the adapter's memory.
+    fn adapter(&self, base_url: &str) -> (ConnectionConfig, Arc<dyn CrmAdapter>);
+    /// The CRM's 429 answer (with its retry headers, a short wait).
+    fn rate_limited(&self) -> Canned;
+    /// The CRM's answer once its daily quota is used up, if it has one.
+    fn quota_exhausted(&self) -> Option<Canned>;
+    /// The CRM's refusal of an invalid input (a 4xx validation error).
+    fn rejected(&self) -> Canned;
+    /// Every logged message, by wamid, one entry per copy.
+    fn messages(&self) -> HashMap<String, Vec<Held>>;
+    /// The CRM's contacts holding this WhatsApp id or phone (digits, `5511…`), by CRM id.
+    fn contacts_for(&self, whatsapp_id: &str) -> Vec<String>;
+    /// Creates a contact by hand, as a salesperson would, with this phone as they typed it;
+    /// returns its CRM id. `None` when the CRM has no contacts of its own.
+    fn hand_made_contact(&self, phone: &str, name: &str) -> Option<String>;
+    /// Requests the fake refused as not matching the vendor's spec.
+    fn violations(&self) -> Vec<String>;
+}
+
+/// One scenario's engine, store and proxy.
+struct Run<'a, T: Target> {
+    target: &'a T,
+    proxy: FaultProxy,
+    db: wacrm_store::Db,
+    engine: SyncEngine,
+    _dir: tempfile::TempDir,
+}
+
+impl<'a, T: Target> Run<'a, T> {
+    async fn new(target: &'a T) -> Run<'a, T> {
+        let proxy = FaultProxy::start(&target.upstream()).await;
+        let dir = must(tempfile::tempdir(), "temporary directory");
+        let db = must(
+            wacrm_store::connect(&wacrm_store::StoreConfig {
+                url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
+                max_connections: 2,
+                ..Default::default()
+            })
+            .await,
+            "store",
+        );
+        must(wacrm_store::migrate(&db).await, "migrations");
+        let engine = engine(target, &proxy, db.clone());
+        Run {
+            target,
+            proxy,
+            db,
+            engine,
+            _dir: dir,
+        }
+    }
+
+    /// The process dies and comes back: a new adapter and engine on the same store.
+    fn restart(&mut self) {
+        self.engine = engine(self.target, &self.proxy, self.db.clone());
+    }
+
+    /// One attempt at a batch, as the runner makes it.
+    async fn attempt(&mut self, events: &[Event]) -> Result<Vec<(usize, String)>, HandlerError> {
+        let records = must(crate::bus::records(events), "records");
+        self.engine
+            .handle(&records)
+            .await
+            .map(|handled| handled.dead_letters)
+    }
+
+    /// Attempts a batch until the engine takes it (retrying as the runner would); its dead
+    /// letters.
+    async fn sync(&mut self, events: &[Event]) -> Vec<(usize, String)> {
+        let mut last = None;
+        for _ in 0..40 {
+            match self.attempt(events).await {
+                Ok(dead) => return dead,
+                Err(e) => {
+                    last = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        panic!(
+            "{}: the batch never synced; last error: {last:?}",
+            self.target.name()
+        );
+    }
+}
+
+fn engine<T: Target>(target: &T, proxy: &FaultProxy, db: wacrm_store::Db) -> SyncEngine {
+    let (mut config, adapter) = target.adapter(&proxy.base_url());
+    if config.name.is_empty() {
+        config.name = "conformance".into();
+    }
+    // The fakes index at once: reconcile pending rows at the next attempt.
+    config.reconcile_after_ms = 0;
+    SyncEngine::new(config, adapter, db)
+}
+
+fn must<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("conformance: {what}: {e}"),
+    }
+}
+
+/// The WhatsApp id of contact `n` of scenario `scenario` (a São Paulo mobile whose number
+/// before the 9th digit began with 8).
+pub fn wa_id(scenario: usize, n: usize) -> String {
+    format!("551198{}{:06}", scenario % 10, n)
+}
+
+/// Whether a phone as someone typed it (`+55 11 8700-0000`) is this WhatsApp id's number,
+/// with or without Brazil's 9th digit: for [`Target::contacts_for`].
+pub fn same_phone(typed: &str, whatsapp_id: &str) -> bool {
+    let digits: String = typed.chars().filter(char::is_ascii_digit).collect();
+    let without_ninth = match (whatsapp_id.len(), whatsapp_id.get(4..5)) {
+        (13, Some("9")) if whatsapp_id.starts_with("55") => {
+            format!("{}{}", &whatsapp_id[..4], &whatsapp_id[5..])
+        }
+        _ => whatsapp_id.to_owned(),
+    };
+    !digits.is_empty() && (digits == whatsapp_id || digits == without_ninth)
+}
+
+fn time(i: usize) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_780_000_000 + i as i64, 0).unwrap_or_default()
+}
+
+/// Message `i` of a scenario, from (or to) its contact `n`.
+fn message(scenario: usize, i: usize, n: usize, direction: Direction, body: &str) -> Event {
+    let event = Event::message(Message {
+        wamid: format!("wamid.conf{scenario}.{i}"),
+        direction,
+        business: BusinessNumber::new("106540352242922"),
+        contact: ContactProfile {
+            identity: ContactIdentity::from_webhook(Some(&wa_id(scenario, n)), None),
+            name: Some(format!("Cliente {scenario} {n}")),
+            username: None,
+        },
+        timestamp: time(i),
+        context: None,
+        referral: None,
+        content: MessageContent::Text {
+            body: body.to_owned(),
+            preview_url: false,
+        },
+        sent_by: None,
+    });
+    match event {
+        Some(e) => e,
+        None => panic!("conformance: message {i} has no conversation"),
+    }
+}
+
+fn status(scenario: usize, i: usize, n: usize, state: DeliveryState, at: usize) -> Event {
+    let event = Event::status(StatusUpdate {
+        wamid: format!("wamid.conf{scenario}.{i}"),
+        state,
+        timestamp: time(10_000 + at),
+        business: BusinessNumber::new("106540352242922"),
+        recipient: ContactIdentity::from_webhook(Some(&wa_id(scenario, n)), None),
+        errors: vec![],
+        pricing: None,
+        conversation: None,
+    });
+    match event {
+        Some(e) => e,
+        None => panic!("conformance: status of {i} has no conversation"),
+    }
+}
+
+fn messages(scenario: usize, count: usize, contacts: usize) -> Vec<Event> {
+    (0..count)
+        .map(|i| {
+            message(
+                scenario,
+                i,
+                i % contacts,
+                Direction::Inbound,
+                &format!("mensagem {i}"),
+            )
+        })
+        .collect()
+}
+
+/// What a scenario found wrong.
+fn check_held<T: Target>(
+    target: &T,
+    scenario: &str,
+    number: usize,
+    count: usize,
+    contacts: usize,
+    except: &[usize],
+) {
+    let held = target.messages();
+    let exactly = target.delivery() == Delivery::ExactlyOnce;
+    let mut wrong = Vec::new();
+    for i in (0..count).filter(|i| !except.contains(i)) {
+        let wamid = format!("wamid.conf{number}.{i}");
+        let copies = held.get(&wamid).map(Vec::len).unwrap_or(0);
+        if copies == 0 || (exactly && copies > 1) {
+            wrong.push(format!("{wamid}: {copies} copies"));
+        }
+    }
+    for n in 0..contacts {
+        let found = target.contacts_for(&wa_id(number, n));
+        if found.is_empty() || (exactly && found.len() > 1) {
+            wrong.push(format!(
+                "contact {}: {} records",
+                wa_id(number, n),
+                found.len()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} / {scenario}: {} wrong:\n{}",
+        target.name(),
+        wrong.len(),
+        wrong.join("\n")
+    );
+    let violations = target.violations();
+    assert!(
+        violations.is_empty(),
+        "{} / {scenario}: requests off the vendor's spec: {violations:?}",
+        target.name()
+    );
+}
+
+/// Runs every scenario; panics naming the first property broken.
+pub async fn run<T: Target>(target: &T) {
+    plain(target).await;
+    crash_between_write_and_ledger(target).await;
+    ambiguous_server_errors(target).await;
+    rate_limit_storm(target).await;
+    daily_quota(target).await;
+    partial_batch_failure(target).await;
+    statuses_in_any_order(target).await;
+    hand_made_contacts(target).await;
+}
+
+/// 60 messages from 6 contacts: each message once, each contact once, every message on its
+/// contact.
+pub async fn plain<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    let events = messages(0, 60, 6);
+    assert_eq!(
+        run.sync(&events).await,
+        vec![],
+        "{}: dead letters",
+        target.name()
+    );
+    // The same batch again (a redelivery after a rebalance) changes nothing.
+    assert_eq!(
+        run.sync(&events).await,
+        vec![],
+        "{}: dead letters",
+        target.name()
+    );
+    check_held(target, "plain", 0, 60, 6, &[]);
+    let held = target.messages();
+    for i in 0..60 {
+        let on = &held[&format!("wamid.conf0.{i}")][0].contact;
+        let contact = target.contacts_for(&wa_id(0, i % 6));
+        assert!(
+            contact.contains(on),
+            "{}: message {i} is on {on}, not on its contact {contact:?}",
+            target.name()
+        );
+    }
+}
+
+/// The CRM applies a create and the answer is lost (as when the process dies right after the
+/// write, before the ledger says `synced`); the engine restarts and retries. First on new
+/// contacts (the contact create is the first write), then on known contacts (the message
+/// create is).
+pub async fn crash_between_write_and_ledger<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    let first = messages(1, 20, 4);
+    run.proxy.inject(Fault::AnswerLost(1));
+    // An adapter may resend an idempotent write itself (an upsert on a unique field); a
+    // create's lost answer fails the attempt. Either way, what counts is what the CRM holds.
+    let _ = run.attempt(&first).await;
+    run.restart();
+    assert_eq!(run.sync(&first).await, vec![], "{}", target.name());
+    let second: Vec<Event> = (20..40)
+        .map(|i| message(1, i, i % 4, Direction::Inbound, &format!("mensagem {i}")))
+        .collect();
+    run.proxy.inject(Fault::AnswerLost(1));
+    let _ = run.attempt(&second).await;
+    run.restart();
+    assert_eq!(run.sync(&second).await, vec![], "{}", target.name());
+    check_held(target, "crash between write and ledger", 1, 40, 4, &[]);
+}
+
+/// 5xx answers before the CRM did anything, on every kind of call.
+pub async fn ambiguous_server_errors<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    run.proxy.inject(Fault::ServerErrors(3));
+    let events = messages(2, 30, 3);
+    assert_eq!(run.sync(&events).await, vec![], "{}", target.name());
+    run.proxy.inject(Fault::AnswerLost(2));
+    let more: Vec<Event> = (30..50)
+        .map(|i| message(2, i, i % 3, Direction::Inbound, &format!("mensagem {i}")))
+        .collect();
+    assert_eq!(run.sync(&more).await, vec![], "{}", target.name());
+    check_held(target, "ambiguous server errors", 2, 50, 3, &[]);
+}
+
+/// Twelve 429s in a row, in the CRM's own words.
+pub async fn rate_limit_storm<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    run.proxy
+        .inject(Fault::RateLimited(12, target.rate_limited()));
+    let events = messages(3, 40, 4);
+    assert_eq!(run.sync(&events).await, vec![], "{}", target.name());
+    check_held(target, "429 storm", 3, 40, 4, &[]);
+}
+
+/// The daily quota is used up: the engine parks the connection (nothing dead-lettered, nothing
+/// lost) and syncs once it resets.
+pub async fn daily_quota<T: Target>(target: &T) {
+    let Some(quota) = target.quota_exhausted() else {
+        return;
+    };
+    let mut run = Run::new(target).await;
+    run.proxy.inject(Fault::QuotaExhausted(quota));
+    let events = messages(4, 20, 2);
+    match run.attempt(&events).await {
+        Err(HandlerError::Park { .. }) => {}
+        other => panic!(
+            "{}: a used-up daily quota should park the connection, got {other:?}",
+            target.name()
+        ),
+    }
+    run.proxy.reset();
+    assert_eq!(run.sync(&events).await, vec![], "{}", target.name());
+    check_held(target, "daily quota", 4, 20, 2, &[]);
+}
+
+/// One input the CRM refuses as invalid: it alone is dead-lettered.
+pub async fn partial_batch_failure<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    let mut events = messages(5, 30, 3);
+    events[17] = message(5, 17, 17 % 3, Direction::Inbound, "poison-input-17");
+    run.proxy
+        .inject(Fault::Reject("poison-input-17".into(), target.rejected()));
+    let dead = run.sync(&events).await;
+    assert_eq!(
+        dead.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![17],
+        "{}: {dead:?}",
+        target.name()
+    );
+    run.proxy.reset();
+    check_held(target, "partial batch failure", 5, 30, 3, &[17]);
+}
+
+/// An outbound message's statuses arrive read, then delivered, then sent: the CRM ends at
+/// `read`, on the same message.
+pub async fn statuses_in_any_order<T: Target>(target: &T) {
+    let mut run = Run::new(target).await;
+    let sent = message(6, 0, 0, Direction::Outbound, "seu pedido saiu");
+    assert_eq!(run.sync(&[sent]).await, vec![], "{}", target.name());
+    for (at, state) in [
+        DeliveryState::Read,
+        DeliveryState::Delivered,
+        DeliveryState::Sent,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let event = status(6, 0, 0, state, at);
+        assert_eq!(run.sync(&[event]).await, vec![], "{}", target.name());
+    }
+    check_held(target, "statuses in any order", 6, 1, 1, &[]);
+    let held = target.messages();
+    let copies = &held["wamid.conf6.0"];
+    assert!(
+        copies.iter().all(|h| h.status.as_deref() == Some("read")),
+        "{}: statuses in any order should end at read: {copies:?}",
+        target.name()
+    );
+}
+
+/// A salesperson created the contact by hand, typing the phone without the country code's
+/// plus and without Brazil's 9th digit: the first WhatsApp message links to it instead of
+/// creating a second person.
+pub async fn hand_made_contacts<T: Target>(target: &T) {
+    let whatsapp_id = wa_id(7, 0);
+    // 55 11 9 8XXXXXXX → typed as "+55 11 8XXX-XXXX" (the old 8-digit mobile number).
+    let local = &whatsapp_id[5..];
+    let typed = format!("+55 11 {}-{}", &local[..4], &local[4..]);
+    let Some(id) = target.hand_made_contact(&typed, "Maria Souza") else {
+        return;
+    };
+    let mut run = Run::new(target).await;
+    let events = messages(7, 5, 1);
+    assert_eq!(run.sync(&events).await, vec![], "{}", target.name());
+    let held = target.messages();
+    for i in 0..5 {
+        let on = &held[&format!("wamid.conf7.{i}")][0].contact;
+        assert_eq!(
+            on,
+            &id,
+            "{}: a hand-made contact was not linked: message {i} went to {on}",
+            target.name()
+        );
+    }
+    let found = target.contacts_for(&whatsapp_id);
+    assert_eq!(
+        found,
+        vec![id],
+        "{}: the hand-made contact was duplicated",
+        target.name()
+    );
+}

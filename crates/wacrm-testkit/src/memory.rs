@@ -1,0 +1,137 @@
+//! An in-memory CRM adapter.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use wacrm_crm::{
+    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+};
+
+/// What the in-memory CRM holds, and the faults it plays.
+#[derive(Default)]
+pub struct MemoryState {
+    /// WhatsApp id → CRM id.
+    pub contacts: BTreeMap<String, String>,
+    /// CRM id → (wamid, contact, body, status).
+    pub messages: BTreeMap<String, (String, String, String, Option<String>)>,
+    /// Calls made.
+    pub calls: usize,
+    /// Fail the next log_messages *after* writing (a crash between the CRM write and the ledger).
+    pub crash_after_write: usize,
+    /// The next log_messages writes every input but answers only the first half of them (the
+    /// rest `Ambiguous`, as an adapter does for inputs missing from a batch answer).
+    pub answer_half: bool,
+    /// Bodies containing this are refused as invalid.
+    pub refuse: Option<String>,
+    /// The next call answers that the daily quota is used up until this time.
+    pub quota_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An in-memory CRM with upsert on the WhatsApp id: for engine tests and integrators' unit
+/// tests (no HTTP; the conformance suite drives HTTP adapters through their fakes).
+#[derive(Clone, Default)]
+pub struct MemoryCrm(pub Arc<Mutex<MemoryState>>);
+
+#[async_trait]
+impl CrmAdapter for MemoryCrm {
+    fn limits(&self) -> AdapterLimits {
+        AdapterLimits {
+            contacts_per_batch: 100,
+            messages_per_batch: 100,
+            statuses_per_batch: 100,
+        }
+    }
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        if let Some(until) = crm.quota_until.take() {
+            return Err(CrmError::QuotaExhausted { until });
+        }
+        Ok(contacts
+            .iter()
+            .map(|c| {
+                let next = format!("c{}", crm.contacts.len() + 1);
+                Ok(crm
+                    .contacts
+                    .entry(c.whatsapp_id.clone())
+                    .or_insert(next)
+                    .clone())
+            })
+            .collect())
+    }
+    async fn log_messages(
+        &self,
+        messages: &[MessageSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        if let Some(bad) = crm.refuse.clone() {
+            if messages.iter().any(|m| m.body.contains(&bad)) {
+                return Err(CrmError::Invalid(format!("body contains {bad}")));
+            }
+        }
+        let mut out = Vec::new();
+        for m in messages {
+            let id = format!("m{}", crm.messages.len() + 1);
+            crm.messages.insert(
+                id.clone(),
+                (
+                    m.wamid.clone(),
+                    m.crm_contact_id.clone(),
+                    m.body.clone(),
+                    m.status.map(|s| s.as_str().to_owned()),
+                ),
+            );
+            out.push(Ok(id));
+        }
+        if std::mem::take(&mut crm.answer_half) {
+            let half = out.len() / 2;
+            for r in &mut out[half..] {
+                *r = Err(CrmError::Ambiguous("not in the answer".into()));
+            }
+        }
+        if crm.crash_after_write > 0 {
+            crm.crash_after_write -= 1;
+            return Err(CrmError::Ambiguous(
+                "connection reset after the write".into(),
+            ));
+        }
+        Ok(out)
+    }
+    async fn update_statuses(
+        &self,
+        statuses: &[StatusSync],
+    ) -> Result<Vec<ItemResult<()>>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        for s in statuses {
+            if let Some(m) = crm.messages.get_mut(&s.crm_id) {
+                m.3 = Some(s.state.as_str().to_owned());
+            }
+        }
+        Ok(statuses.iter().map(|_| Ok(())).collect())
+    }
+    async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        Ok(crm
+            .messages
+            .iter()
+            .filter(|(_, m)| wamids.contains(&m.0))
+            .map(|(id, m)| (m.0.clone(), id.clone()))
+            .collect())
+    }
+}
+
+impl MemoryCrm {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        match self.0.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
