@@ -111,6 +111,24 @@ impl CrmError {
     }
 }
 
+/// How a CRM keeps one contact per WhatsApp user, declared by its adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContactProtocol {
+    /// The CRM upserts on a unique field (HubSpot's `whatsapp_id` property):
+    /// [`CrmAdapter::upsert_contacts`] is idempotent, and the engine calls it again after any
+    /// failure.
+    #[default]
+    Upsert,
+    /// The CRM has no upsert on a unique field (Pipedrive, RD Station CRM, Kommo). The engine
+    /// asks [`CrmAdapter::find_contacts`] first (the WhatsApp-id field, then every phone
+    /// spelling); for the contacts not found it writes its intent (`pending`) in the ledger,
+    /// then calls [`CrmAdapter::create_contacts`]. A create whose outcome is unknown is never
+    /// sent again blindly: the next attempt finds again (after `reconcile_after_ms`, as CRM
+    /// search indexes lag) and creates only what is still missing, so a crash never makes a
+    /// second person.
+    FindThenCreate,
+}
+
 /// Per input of a batch call: the CRM id, or why this one input was refused (the rest of the
 /// batch went through).
 pub type ItemResult<T> = Result<T, CrmError>;
@@ -124,11 +142,44 @@ pub trait CrmAdapter: Send + Sync {
     /// Batch sizes.
     fn limits(&self) -> AdapterLimits;
 
-    /// Finds or creates contacts; returns each one's CRM id.
+    /// How the CRM keeps one contact per WhatsApp user (the default: it upserts).
+    fn contact_protocol(&self) -> ContactProtocol {
+        ContactProtocol::Upsert
+    }
+
+    /// [`ContactProtocol::Upsert`]: finds or creates contacts; returns each one's CRM id.
     async fn upsert_contacts(
         &self,
         contacts: &[ContactSync],
     ) -> Result<Vec<ItemResult<String>>, CrmError>;
+
+    /// [`ContactProtocol::FindThenCreate`]: the CRM contact of each input, if the CRM has one —
+    /// by the WhatsApp-id field, then (for contacts people created by hand) by every spelling
+    /// of the phone. One answer per input, in order. Must see what `create_contacts` wrote,
+    /// a crash ago included.
+    async fn find_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<Option<String>>, CrmError> {
+        let _ = contacts;
+        Err(CrmError::Fatal(
+            "the adapter declares FindThenCreate but does not find contacts".into(),
+        ))
+    }
+
+    /// [`ContactProtocol::FindThenCreate`]: creates contacts the engine did not find, with the
+    /// WhatsApp id in the CRM's WhatsApp-id field; returns each one's CRM id. Sent through
+    /// `CrmHttp` as a create ([`crate::http::Retry::Once`]): an answer lost after the request
+    /// left is [`CrmError::Ambiguous`].
+    async fn create_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let _ = contacts;
+        Err(CrmError::Fatal(
+            "the adapter declares FindThenCreate but does not create contacts".into(),
+        ))
+    }
 
     /// Logs messages on their contacts' timelines; returns each one's CRM object id.
     async fn log_messages(

@@ -21,7 +21,8 @@ pub mod http;
 pub mod registry;
 
 pub use adapter::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
+    StatusSync,
 };
 pub use connection::{BodyPolicy, ConnectionConfig, Minimisation};
 pub use registry::{AdapterKind, Built, Registry};

@@ -145,23 +145,25 @@ async fn write_ledger(
     Ok(())
 }
 
-/// Writes the intent to create these wamids' CRM objects, before the CRM call: after a crash
-/// a `pending` row says "reconcile before creating again".
+/// Writes the intent to create these CRM objects (wamids, or `contact:<key>` for contacts of
+/// a CRM without an upsert), before the CRM call: after a crash a `pending` row says
+/// "reconcile before creating again". A row already `pending` gets a new `pending_since` (the
+/// latest create that may be in flight is the one a search may not see yet); a `synced` row
+/// is left as it is.
 pub async fn mark_pending(
     db: &DatabaseConnection,
     connection: &str,
     wamids: &[String],
 ) -> Result<(), StoreError> {
     let rows: Vec<(&str, Option<&str>)> = wamids.iter().map(|w| (w.as_str(), None)).collect();
-    // An existing row (pending or synced) is left as it is.
-    write_ledger(
-        db,
-        connection,
-        "pending",
-        &rows,
-        ledger_key().do_nothing().to_owned(),
-    )
-    .await
+    let renew_pending = ledger_key()
+        .update_columns([
+            crm_ledger::Column::PendingSince,
+            crm_ledger::Column::UpdatedAt,
+        ])
+        .action_and_where(Expr::col((crm_ledger::Entity, crm_ledger::Column::State)).eq("pending"))
+        .to_owned();
+    write_ledger(db, connection, "pending", &rows, renew_pending).await
 }
 
 /// Records the CRM objects created (or found) for wamids.

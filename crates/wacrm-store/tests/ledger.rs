@@ -54,3 +54,32 @@ async fn an_outcome_without_its_intent_is_still_recorded() {
         assert_eq!(rows[&w].crm_id.as_deref(), Some("crm-1"), "{}", t.name);
     }
 }
+
+/// A create sent again (its first attempt lost) may be invisible to a CRM search for as long as
+/// the first one: its row's `pending_since` moves to the new attempt. A synced row keeps its
+/// time.
+#[tokio::test]
+async fn a_new_intent_renews_a_pending_rows_time_and_leaves_a_synced_one() {
+    for t in databases().await {
+        let pending = "contact:phone:+5511987654321".to_owned();
+        let synced = "wamid.renew.synced".to_owned();
+        let both = vec![pending.clone(), synced.clone()];
+        mark_pending(&t.db, "pipedrive", &both).await.unwrap();
+        mark_synced(&t.db, "pipedrive", &[(synced.clone(), "crm-9".into())])
+            .await
+            .unwrap();
+        let first = ledger(&t.db, "pipedrive", &both).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        mark_pending(&t.db, "pipedrive", &both).await.unwrap();
+        let second = ledger(&t.db, "pipedrive", &both).await.unwrap();
+        assert!(
+            second[&pending].pending_since > first[&pending].pending_since,
+            "{}: {:?} then {:?}",
+            t.name,
+            first[&pending],
+            second[&pending]
+        );
+        assert_eq!(second[&pending].state, "pending", "{}", t.name);
+        assert_eq!(second[&synced], first[&synced], "{}", t.name);
+    }
+}

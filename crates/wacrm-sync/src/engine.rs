@@ -24,7 +24,9 @@ use wacrm_core::message::MessageContent;
 use wacrm_core::{ContactIdentity, DeliveryState, Message, MessageStatus, StatusUpdate};
 use wacrm_store::{sync as ledger, Db, StoreError};
 
-use crate::adapter::{ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync};
+use crate::adapter::{
+    ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+};
 use crate::config::{ConnectionConfig, Minimisation};
 use crate::minimise::{timeline_body, without_own_number};
 
@@ -399,30 +401,160 @@ impl SyncEngine {
                 group,
             ));
         }
-        let batch = self.adapter.limits().contacts_per_batch.max(1);
-        for chunk in wanted.chunks(batch) {
-            let inputs: Vec<ContactSync> = chunk.iter().map(|(c, _)| c.clone()).collect();
-            let results = self
-                .isolating(&inputs, |part| self.adapter.upsert_contacts(part))
-                .await?;
-            for ((_, group), result) in chunk.iter().zip(results) {
-                match result {
-                    Ok(crm_id) => link_missing(group, &crm_id, &mut linked, &mut new_links),
-                    Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
-                        dead.extend(
-                            group
-                                .indices
-                                .iter()
-                                .map(|i| (*i, format!("contact refused by the CRM: {e}"))),
-                        );
-                    }
-                    Err(e) => return Err(e.into()),
+        let inputs: Vec<ContactSync> = wanted.iter().map(|(c, _)| c.clone()).collect();
+        let results = match self.adapter.contact_protocol() {
+            ContactProtocol::Upsert => self.upsert_contacts(&inputs).await?,
+            ContactProtocol::FindThenCreate => self.find_then_create(&inputs).await?,
+        };
+        for ((_, group), result) in wanted.iter().zip(results) {
+            match result {
+                Ok(crm_id) => link_missing(group, &crm_id, &mut linked, &mut new_links),
+                Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
+                    dead.extend(
+                        group
+                            .indices
+                            .iter()
+                            .map(|i| (*i, format!("contact refused by the CRM: {e}"))),
+                    );
                 }
+                Err(e) => return Err(e.into()),
             }
         }
         ledger::put_links(&self.db, &self.config.name, &new_links).await?;
         self.number_changes(&changes, &mut linked).await?;
         Ok((linked, dead))
+    }
+
+    /// [`ContactProtocol::Upsert`]: the adapter's upsert, a batch at a time.
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, Failure> {
+        let mut out = Vec::with_capacity(contacts.len());
+        for chunk in contacts.chunks(self.adapter.limits().contacts_per_batch.max(1)) {
+            out.extend(
+                self.isolating(chunk, |part| self.adapter.upsert_contacts(part))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// [`ContactProtocol::FindThenCreate`]: finds, then creates what is missing through the
+    /// ledger (`contact:<key>` rows), so a create whose outcome was lost is found, not made
+    /// again.
+    async fn find_then_create(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, Failure> {
+        let batch = self.adapter.limits().contacts_per_batch.max(1);
+        let key = |c: &ContactSync| format!("contact:{}", c.contact_key);
+        let keys: Vec<String> = contacts.iter().map(key).collect();
+        let entries = ledger::ledger(&self.db, &self.config.name, &keys).await?;
+        // Created before (a batch that failed after the create): the ledger knows it.
+        let known = |c: &ContactSync| {
+            entries
+                .get(&key(c))
+                .filter(|e| e.state == "synced")
+                .and_then(|e| e.crm_id.clone())
+        };
+        // A create sent shortly before may not be searchable yet.
+        let youngest = keys
+            .iter()
+            .filter_map(|k| entries.get(k))
+            .filter(|e| e.state == "pending")
+            .map(|e| e.pending_since)
+            .max();
+        if let Some(youngest) = youngest {
+            let age = (Utc::now() - youngest).to_std().unwrap_or_default();
+            let reconcile_after = Duration::from_millis(self.config.reconcile_after_ms);
+            if age < reconcile_after {
+                tokio::time::sleep(reconcile_after - age).await;
+            }
+        }
+        let mut found: Vec<Option<String>> = contacts.iter().map(known).collect();
+        let unknown: Vec<ContactSync> = contacts
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut answers: HashMap<String, String> = HashMap::new();
+        for chunk in unknown.chunks(batch) {
+            let answer = self.adapter.find_contacts(chunk).await?;
+            if answer.len() != chunk.len() {
+                return Err(CrmError::Fatal(format!(
+                    "adapter found {} answers for {} contacts",
+                    answer.len(),
+                    chunk.len()
+                ))
+                .into());
+            }
+            for (c, id) in chunk.iter().zip(answer) {
+                if let Some(id) = id {
+                    answers.insert(key(c), id);
+                }
+            }
+        }
+        for (c, f) in contacts.iter().zip(found.iter_mut()) {
+            if f.is_none() {
+                *f = answers.get(&key(c)).cloned();
+            }
+        }
+        let reconciled: Vec<(String, String)> = contacts
+            .iter()
+            .zip(&found)
+            .filter(|(c, _)| entries.get(&key(c)).is_some_and(|e| e.state == "pending"))
+            .filter_map(|(c, f)| f.clone().map(|id| (key(c), id)))
+            .collect();
+        metrics::counter!("wacrm_sync_reconciled_total", "connection" => self.config.name.clone())
+            .increment(reconciled.len() as u64);
+        ledger::mark_synced(&self.db, &self.config.name, &reconciled).await?;
+
+        let missing: Vec<ContactSync> = contacts
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let missing_keys: Vec<String> = missing.iter().map(key).collect();
+        ledger::mark_pending(&self.db, &self.config.name, &missing_keys).await?;
+        let mut created: HashMap<String, ItemResult<String>> = HashMap::new();
+        let mut failure = None;
+        for chunk in missing.chunks(batch) {
+            match self
+                .isolating(chunk, |part| self.adapter.create_contacts(part))
+                .await
+            {
+                Ok(results) => {
+                    for (c, result) in chunk.iter().zip(results) {
+                        created.insert(key(c), result);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let synced: Vec<(String, String)> = created
+            .iter()
+            .filter_map(|(k, r)| r.as_ref().ok().map(|id| (k.clone(), id.clone())))
+            .collect();
+        // What the CRM created is recorded even when another chunk failed.
+        ledger::mark_synced(&self.db, &self.config.name, &synced).await?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        Ok(contacts
+            .iter()
+            .zip(found)
+            .map(|(c, f)| match f {
+                Some(id) => Ok(id),
+                None => created
+                    .remove(&key(c))
+                    .unwrap_or_else(|| Err(CrmError::Transient("contact not created".into()))),
+            })
+            .collect())
     }
 
     /// A contact changed their number: the new number's keys point at the old number's CRM

@@ -17,6 +17,6 @@ pub use engine::SyncEngine;
 pub use wacrm_crm::connection as config;
 pub use wacrm_crm::{adapter, http};
 pub use wacrm_crm::{
-    AdapterLimits, BodyPolicy, ConnectionConfig, ContactSync, CrmAdapter, CrmError, ItemResult,
-    MessageSync, Minimisation, StatusSync,
+    AdapterLimits, BodyPolicy, ConnectionConfig, ContactProtocol, ContactSync, CrmAdapter,
+    CrmError, ItemResult, MessageSync, Minimisation, StatusSync,
 };

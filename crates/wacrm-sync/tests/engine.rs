@@ -131,6 +131,48 @@ async fn a_crash_between_the_crm_write_and_the_ledger_does_not_duplicate() {
     assert_eq!(crm_state.messages.len(), 5, "reconciled, not created again");
 }
 
+/// A CRM without an upsert (`ContactProtocol::FindThenCreate`): contacts are found before
+/// they are created, and a create whose answer was lost (or a crash right after it) is found
+/// on the next attempt, never made again.
+#[tokio::test]
+async fn without_an_upsert_a_lost_contact_create_is_found_not_made_twice() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    {
+        let mut state = crm.0.lock().unwrap();
+        state.without_upsert = true;
+        state.lose_create_answers = 1;
+    }
+    let events: Vec<Event> = (0..20)
+        .map(|i| message(i, i % 4, Direction::Inbound))
+        .collect();
+    let mut first = engine(&db, &crm);
+    assert!(
+        first.handle(&records(&events)).await.is_err(),
+        "the answer of the create was lost"
+    );
+    let mut second = engine(&db, &crm);
+    second.handle(&records(&events)).await.unwrap();
+    // The same contacts again, in a new batch, and a fifth one.
+    let more: Vec<Event> = (20..30)
+        .map(|i| message(i, i % 5, Direction::Inbound))
+        .collect();
+    second.handle(&records(&more)).await.unwrap();
+    let state = crm.0.lock().unwrap();
+    let mut made: Vec<&str> = state.created.iter().map(|(w, _)| w.as_str()).collect();
+    made.sort_unstable();
+    let before = made.len();
+    made.dedup();
+    assert_eq!(
+        before,
+        made.len(),
+        "a contact was created twice: {:?}",
+        state.created
+    );
+    assert_eq!(made.len(), 5);
+    assert_eq!(state.messages.len(), 30);
+}
+
 #[tokio::test]
 async fn a_partly_answered_create_is_reconciled_not_created_again() {
     let (db, _dir) = store().await;

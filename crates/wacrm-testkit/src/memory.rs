@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use wacrm_crm::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
+    StatusSync,
 };
 
 /// What the in-memory CRM holds, and the faults it plays.
@@ -26,6 +27,13 @@ pub struct MemoryState {
     pub refuse: Option<String>,
     /// The next call answers that the daily quota is used up until this time.
     pub quota_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Behave as a CRM without an upsert ([`ContactProtocol::FindThenCreate`]): every create
+    /// makes a new contact, duplicates included.
+    pub without_upsert: bool,
+    /// Every contact created, in order, as (WhatsApp id, CRM id): a duplicate shows twice.
+    pub created: Vec<(String, String)>,
+    /// The next N contact creates are applied and then answered `Ambiguous` (the answer lost).
+    pub lose_create_answers: usize,
 }
 
 /// An in-memory CRM with upsert on the WhatsApp id: for engine tests and integrators' unit
@@ -42,6 +50,46 @@ impl CrmAdapter for MemoryCrm {
             statuses_per_batch: 100,
         }
     }
+    fn contact_protocol(&self) -> ContactProtocol {
+        if self.state().without_upsert {
+            ContactProtocol::FindThenCreate
+        } else {
+            ContactProtocol::Upsert
+        }
+    }
+
+    async fn find_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<Option<String>>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        Ok(contacts
+            .iter()
+            .map(|c| crm.contacts.get(&c.whatsapp_id).cloned())
+            .collect())
+    }
+
+    async fn create_contacts(
+        &self,
+        contacts: &[ContactSync],
+    ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        let mut crm = self.state();
+        crm.calls += 1;
+        let mut out = Vec::new();
+        for c in contacts {
+            let id = format!("c{}", crm.created.len() + 1);
+            crm.created.push((c.whatsapp_id.clone(), id.clone()));
+            crm.contacts.insert(c.whatsapp_id.clone(), id.clone());
+            out.push(Ok(id));
+        }
+        if crm.lose_create_answers > 0 {
+            crm.lose_create_answers -= 1;
+            return Err(CrmError::Ambiguous("answer lost after the create".into()));
+        }
+        Ok(out)
+    }
+
     async fn upsert_contacts(
         &self,
         contacts: &[ContactSync],
