@@ -18,5 +18,6 @@ pub mod hubspot;
 mod loopback;
 pub mod memory;
 pub mod openapi;
+pub mod pipedrive;
 pub mod sink;
 pub mod webhooks;

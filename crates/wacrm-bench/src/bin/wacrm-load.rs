@@ -6,7 +6,9 @@
 //!   and wacrm's throughput as a share of the baseline's.
 //! - `e2e`: webhooks → bus → sync engine → a HubSpot fake with a latency and a rate limit;
 //!   webhook-to-CRM latency percentiles, CRM calls per 1,000 messages, synced messages/s, and
-//!   whether the CRM's limit was ever exceeded.
+//!   whether the CRM's limit was ever exceeded. `--crm pipedrive`: the same through the
+//!   Pipedrive fake (its 2-second burst limit and token budget): calls and tokens per 1,000
+//!   messages, duplicates, and whether the limit was ever exceeded.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,10 +114,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
-    /// Webhooks → bus → CRM sync → HubSpot fake.
+    /// Webhooks → bus → CRM sync → a CRM fake.
     E2e {
         #[command(flatten)]
         server: Server,
+        /// The CRM: `hubspot` (limit per 10 s, latency) or `pipedrive` (limit per 2 s).
+        #[arg(long, value_enum, default_value_t = Crm::Hubspot)]
+        crm: Crm,
         /// Messages per second sent.
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
@@ -128,9 +133,10 @@ enum Cmd {
         /// The fake CRM's latency per request, ms.
         #[arg(long, default_value_t = 50)]
         crm_latency_ms: u64,
-        /// The fake CRM's limit per rolling 10 s (HubSpot: 100, or 190 on higher tiers).
-        #[arg(long, default_value_t = 190)]
-        crm_limit: u32,
+        /// The fake CRM's limit: per rolling 10 s for HubSpot (100, or 190 on higher tiers;
+        /// default 190), per rolling 2 s for Pipedrive (Lite 20 … Ultimate 120; default 20).
+        #[arg(long)]
+        crm_limit: Option<u32>,
         /// Longest wait for the CRM to catch up, seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -145,6 +151,13 @@ enum Cmd {
         #[arg(long)]
         listen: SocketAddr,
     },
+}
+
+/// The CRM fake `e2e` syncs to.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Crm {
+    Hubspot,
+    Pipedrive,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -568,6 +581,118 @@ fn print_spread(figures: &[RunFigures]) {
     );
 }
 
+/// Sends `messages` signed text webhooks from `contacts` at `rate` to the service on `port`
+/// (open loop); prints and returns the ingest report.
+async fn send_webhooks(
+    c: &reqwest::Client,
+    port: u16,
+    rate: f64,
+    messages: usize,
+    contacts: usize,
+) -> anyhow::Result<Report> {
+    let generator = Generator {
+        updates: 1,
+        contacts,
+        numbers: 1,
+        mix: Mix::Text,
+        secret: SECRET.into(),
+        run: format!("e2e{}", std::process::id()),
+    };
+    let pool = Arc::new(Pool::new(&generator, messages));
+    let duration = Duration::from_secs_f64(messages as f64 / rate);
+    let report = drive(
+        c.clone(),
+        format!("http://127.0.0.1:{port}/webhooks/whatsapp"),
+        Arc::clone(&pool),
+        Pace::Rate(rate),
+        duration,
+        20_000,
+    )
+    .await?;
+    println!(
+        "ingest: {:.0} req/s, p99 {:.2} ms, errors {:?}",
+        report.rps(),
+        report.ms(0.99),
+        report.errors
+    );
+    Ok(report)
+}
+
+/// `e2e --crm pipedrive`: webhooks → bus → sync engine → the Pipedrive fake, whose burst
+/// limit is `limit` per rolling 2 s; calls and tokens per 1,000 messages, duplicates, the
+/// busiest 2 s.
+async fn e2e_pipedrive(
+    server: Server,
+    rate: f64,
+    messages: usize,
+    contacts: usize,
+    limit: u32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use wacrm_testkit::pipedrive::{FakeConfig, PipedriveFake};
+    let config = FakeConfig {
+        requests_per_2s: limit,
+        daily_tokens: u64::MAX / 2,
+        ..FakeConfig::default()
+    };
+    let fake = PipedriveFake::start(config.clone()).await;
+    let mut server = server;
+    server.env.extend([
+        "WACRM_CRM__CONNECTIONS__MAIN__KIND=pipedrive".to_owned(),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__TOKEN={}", config.token),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__BASE_URL={}", fake.base_url()),
+        format!("WACRM_CRM__CONNECTIONS__MAIN__REQUESTS_PER_2S={limit}"),
+    ]);
+    let c = client()?;
+    let wacrm = start_wacrm(&server, &c, &[&["crm", "setup", "--connection", "main"]]).await?;
+    fake.clear_requests();
+    let tokens_before = fake.tokens_spent();
+    println!("e2e: {messages} messages from {contacts} contacts at {rate} msg/s; Pipedrive, limit {limit}/2 s");
+    let started = Instant::now();
+    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
+    let expected = report.ok as usize;
+    let deadline = Instant::now() + timeout;
+    let wamids = |fake: &PipedriveFake| -> Vec<String> {
+        fake.notes()
+            .iter()
+            .flat_map(|n| wacrm_pipedrive::mapping::wamids_in(&n.content))
+            .collect()
+    };
+    loop {
+        let synced = wamids(&fake).len();
+        if synced >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("timed out: {synced} of {expected} synced");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut logged = wamids(&fake);
+    let total = logged.len();
+    logged.sort_unstable();
+    logged.dedup();
+    let calls = fake.requests().len();
+    let tokens = fake.tokens_spent() - tokens_before;
+    let busiest = fake.max_requests_in_any_window(Duration::from_secs(2));
+    println!(
+        "crm: {} messages in {} notes on {} persons ({} logged twice); {:.1} Pipedrive calls and {:.0} tokens per 1,000 messages; {:.0} msg/s synced; busiest 2 s: {busiest} calls (limit {limit}: {}); requests off the spec: {}",
+        logged.len(),
+        fake.notes().len(),
+        fake.persons().len(),
+        total - logged.len(),
+        calls as f64 * 1000.0 / logged.len().max(1) as f64,
+        tokens as f64 * 1000.0 / logged.len().max(1) as f64,
+        logged.len() as f64 / elapsed,
+        if fake.burst_violations() == 0 && busiest as u32 <= limit { "never exceeded" } else { "EXCEEDED" },
+        fake.violations().len(),
+    );
+    drop(wacrm);
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn e2e(
     server: Server,
@@ -601,36 +726,12 @@ async fn e2e(
     )
     .await?;
     fake.clear_requests();
-    let generator = Generator {
-        updates: 1,
-        contacts,
-        numbers: 1,
-        mix: Mix::Text,
-        secret: SECRET.into(),
-        run: format!("e2e{}", std::process::id()),
-    };
-    let pool = Arc::new(Pool::new(&generator, messages));
-    let duration = Duration::from_secs_f64(messages as f64 / rate);
     println!(
         "e2e: {messages} messages from {contacts} contacts at {rate} msg/s; CRM latency {} ms, limit {crm_limit}/10 s",
         crm_latency.as_millis()
     );
     let started = chrono::Utc::now();
-    let report = drive(
-        c.clone(),
-        format!("http://127.0.0.1:{}/webhooks/whatsapp", wacrm.port),
-        Arc::clone(&pool),
-        Pace::Rate(rate),
-        duration,
-        20_000,
-    )
-    .await?;
-    println!(
-        "ingest: {:.0} req/s, p99 {:.2} ms, errors {:?}",
-        report.rps(),
-        report.ms(0.99),
-        report.errors
-    );
+    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
     // Webhook n was scheduled at started + n / rate; its communication carries its wamid.
     let deadline = Instant::now() + timeout;
     let expected = report.ok as usize;
@@ -754,6 +855,27 @@ fn main() -> anyhow::Result<()> {
             }
             Cmd::E2e {
                 server,
+                crm: Crm::Pipedrive,
+                rate,
+                messages,
+                contacts,
+                crm_limit,
+                timeout,
+                ..
+            } => {
+                e2e_pipedrive(
+                    server,
+                    rate,
+                    messages,
+                    contacts,
+                    crm_limit.unwrap_or(20),
+                    Duration::from_secs(timeout),
+                )
+                .await
+            }
+            Cmd::E2e {
+                server,
+                crm: Crm::Hubspot,
                 rate,
                 messages,
                 contacts,
@@ -768,7 +890,7 @@ fn main() -> anyhow::Result<()> {
                     messages,
                     contacts,
                     Duration::from_millis(crm_latency_ms),
-                    crm_limit,
+                    crm_limit.unwrap_or(190),
                     Duration::from_secs(timeout),
                     steady_after as f64,
                 )

@@ -319,7 +319,9 @@ impl SpecValidator {
             .pointer(&format!("/components/schemas/{}", escape_pointer(name)))
     }
 
-    /// Names of the component schemas replaced or added by patches so far, in order.
+    /// Names of the component schemas replaced or added by patches so far, in order; an
+    /// operation's request schema replaced by [`SpecValidator::patch_request_schema`] is named
+    /// `"<METHOD> <path template> request"`.
     #[must_use]
     pub fn patched_schemas(&self) -> &[String] {
         &self.patched
@@ -360,6 +362,64 @@ impl SpecValidator {
             self.patched.push(name.to_owned());
         }
         Ok(())
+    }
+
+    /// Replaces the JSON request schema of one operation,
+    /// `paths[path_template][method].requestBody.content["application/json"].schema` (a `$ref`
+    /// to `#/components/requestBodies` followed, so every operation sharing that request body
+    /// sees the patch).
+    ///
+    /// [`SpecValidator::patch_schema`]'s counterpart for documents that inline their request
+    /// schemas instead of naming them (Pipedrive's): one named operation at a time, so the caller
+    /// states which known defect it fixes; nothing else is loosened. Read the current schema
+    /// with [`SpecValidator::request_schema`], check that the defect is still there (fail with
+    /// [`SpecError::PatchDidNotApply`] otherwise), and pass the fixed copy. The new schema is
+    /// read with the document's OpenAPI dialect.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::NoRequestSchema`] when the operation has no JSON request schema;
+    /// [`SpecError::Compile`] when `jsonschema` rejects the patched document.
+    pub fn patch_request_schema(
+        &mut self,
+        path_template: &str,
+        method: &str,
+        mut schema: Value,
+    ) -> Result<(), SpecError> {
+        let pointer = self.request_schema_pointer(path_template, method)?;
+        normalise::normalise_schema(&mut schema, self.dialect);
+        match self.document.pointer_mut(&pointer) {
+            Some(slot) => *slot = schema,
+            None => {
+                return Err(self.no_request_schema(
+                    path_template,
+                    method,
+                    "request body has no application/json schema",
+                ))
+            }
+        }
+        self.registry = build_registry(&self.base_uri, &self.document)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let name = format!("{} {path_template} request", method.to_ascii_uppercase());
+        if !self.patched.contains(&name) {
+            self.patched.push(name);
+        }
+        Ok(())
+    }
+
+    /// An operation's JSON request schema as validated (normalised, patched).
+    ///
+    /// # Errors
+    ///
+    /// As [`SpecValidator::request_schema_pointer`].
+    pub fn request_schema(&self, path_template: &str, method: &str) -> Result<&Value, SpecError> {
+        let pointer = self.request_schema_pointer(path_template, method)?;
+        self.document
+            .pointer(&pointer)
+            .ok_or_else(|| self.no_request_schema(path_template, method, "no request schema"))
     }
 
     /// Patches `#/components/schemas/<schema>` so that each `$ref` to

@@ -212,6 +212,38 @@ fn validate_request_follows_request_body_refs() {
 }
 
 #[test]
+fn patch_request_schema_replaces_one_inline_request_schema() {
+    let mut spec = toy("3.0.3");
+    assert!(spec
+        .validate_request("/pets/{id}", "put", &json!({}))
+        .is_err());
+    let mut schema = spec
+        .request_schema("/pets/{id}", "PUT")
+        .expect("inline schema")
+        .clone();
+    schema["required"] = json!(["nick"]);
+    schema["properties"]["nick"] = json!({"type": "string", "nullable": true});
+    spec.patch_request_schema("/pets/{id}", "put", schema)
+        .expect("patch");
+    assert_eq!(
+        spec.validate_request("/pets/{id}", "put", &json!({"nick": null})),
+        Ok(())
+    );
+    assert!(spec
+        .validate_request("/pets/{id}", "put", &json!({"name": "Rex"}))
+        .is_err());
+    assert_eq!(spec.patched_schemas(), ["PUT /pets/{id} request"]);
+    // Other operations are untouched; a missing operation is an error, never a silent pass.
+    assert!(spec
+        .validate_request("/pets", "post", &json!({"kind": "dog"}))
+        .is_err());
+    assert!(matches!(
+        spec.patch_request_schema("/nope", "post", json!({})),
+        Err(SpecError::NoRequestSchema { .. })
+    ));
+}
+
+#[test]
 fn request_examples_are_read_raw() {
     let spec = toy("3.0.3");
     assert_eq!(

@@ -1,0 +1,289 @@
+//! Persons, notes and error answers as Pipedrive's APIs take and give them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Days, Utc};
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+use wacrm_core::{DeliveryState, Direction};
+use wacrm_crm::http::retry_after;
+use wacrm_crm::{ContactSync, CrmError, MessageSync};
+
+/// Reads Pipedrive's error answers (documented shape `{"success": false, "error", "error_info"}`;
+/// the status code decides, as the documents model errors hardly at all).
+///
+/// A 429 is either the rolling 2-second limit (wait `Retry-After` or `x-ratelimit-reset`, in
+/// seconds) or the company's daily token budget, which Pipedrive tells by
+/// `x-daily-ratelimit-token-remaining: 0`: that parks the connection until the budget resets at
+/// midnight (Pipedrive's server midnight, whose zone it does not name: the next UTC midnight
+/// plus an hour is never early in the Americas or Europe, and the engine probes again then).
+/// A 403 that is not JSON is the block Pipedrive puts on clients that kept sending after 429s:
+/// park a quarter of an hour rather than send more.
+pub fn classify(status: u16, headers: &HeaderMap, body: &Value) -> CrmError {
+    let message = match (body["error"].as_str(), body["error_info"].as_str()) {
+        (Some(e), Some(info)) => format!("{e} ({info})"),
+        (Some(e), None) => e.to_owned(),
+        _ => format!("HTTP {status}"),
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match status {
+        429 if header("x-daily-ratelimit-token-remaining") == Some(0) => CrmError::QuotaExhausted {
+            until: next_utc_midnight(Utc::now()) + chrono::Duration::hours(1),
+        },
+        429 => CrmError::RateLimited {
+            retry_after: retry_after(headers)
+                .or_else(|| header("x-ratelimit-reset").map(Duration::from_secs))
+                .or(Some(Duration::from_secs(2))),
+        },
+        403 if !body.is_object() => CrmError::QuotaExhausted {
+            until: Utc::now() + chrono::Duration::minutes(15),
+        },
+        401..=403 => CrmError::Fatal(message),
+        408 | 500..=599 => CrmError::Transient(message),
+        _ => CrmError::Invalid(message),
+    }
+}
+
+fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.date_naive()
+        .checked_add_days(Days::new(1))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(now + chrono::Duration::hours(24))
+}
+
+/// The digits of a phone as someone typed it.
+pub fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Every digit string a person's phone may have been typed as for this WhatsApp id: the
+/// international number, and for Brazil without the 9th digit and without the country code.
+pub fn spellings(whatsapp_id: &str) -> Vec<String> {
+    let mut out = vec![whatsapp_id.to_owned()];
+    if whatsapp_id.starts_with("55") && whatsapp_id.is_ascii() {
+        // 55 AA 9XXXXXXXX ⇄ 55 AA XXXXXXXX (mobiles before the 9th digit).
+        let alternative = match (whatsapp_id.len(), whatsapp_id.get(4..5)) {
+            (13, Some("9")) => Some(format!("{}{}", &whatsapp_id[..4], &whatsapp_id[5..])),
+            (12, _) if matches!(whatsapp_id.get(4..5), Some("6" | "7" | "8" | "9")) => {
+                Some(format!("{}9{}", &whatsapp_id[..4], &whatsapp_id[4..]))
+            }
+            _ => None,
+        };
+        if let Some(alternative) = alternative {
+            out.push(alternative);
+        }
+        let national: Vec<String> = out.iter().map(|s| s[2..].to_owned()).collect();
+        out.extend(national);
+    }
+    out
+}
+
+/// The body of `POST /api/v2/persons`: the name, the phone (when the policy sends it) and the
+/// WhatsApp id in its custom field. Labels are strings (the document types them boolean, a
+/// known defect).
+pub fn person_body(contact: &ContactSync, field_key: &str) -> Value {
+    let name = contact
+        .profile_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| contact.phone.as_ref().map(ToString::to_string))
+        .unwrap_or_else(|| format!("WhatsApp {}", contact.whatsapp_id));
+    let mut body = json!({
+        "name": name,
+        "custom_fields": { field_key: contact.whatsapp_id },
+    });
+    if let Some(phone) = &contact.phone {
+        body["phones"] = json!([{"value": phone.to_string(), "label": "mobile", "primary": true}]);
+    }
+    body
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, as v1 notes take times.
+pub fn v1_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' => out.push_str("<br>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The text marking a message's delivery status in its line.
+const STATUS_MARK: &str = " · status: ";
+
+/// One message's line: the text (direction and sender included), then WhatsApp's time, the
+/// wamid and, for outbound messages, the delivery status, in visible text (Pipedrive sanitises
+/// note HTML; nothing is hidden in attributes or comments).
+pub fn note_line(message: &MessageSync) -> String {
+    let arrow = match message.direction {
+        Direction::Inbound => "←",
+        Direction::Outbound => "→",
+    };
+    let status = message
+        .status
+        .map(|s| format!("{STATUS_MARK}{}", s.as_str()))
+        .unwrap_or_default();
+    format!(
+        "<p>{arrow} {}<br><small>{} UTC · {}{status}</small></p>",
+        escape(&message.body),
+        message.timestamp.format("%Y-%m-%d %H:%M:%S"),
+        escape(&message.wamid),
+    )
+}
+
+/// A note holding these messages' lines (one contact's, of one batch).
+pub fn note_content(messages: &[&MessageSync]) -> String {
+    let mut content = String::from("<p><b>WhatsApp</b> (wacrm)</p>");
+    for m in messages {
+        content.push_str(&note_line(m));
+    }
+    content
+}
+
+/// The note's content with the status of `wamid`'s line set to `state` (and `failure`), or
+/// `None` when the note has no line of that wamid.
+pub fn with_status(
+    content: &str,
+    wamid: &str,
+    state: DeliveryState,
+    failure: Option<&str>,
+) -> Option<String> {
+    let wamid = escape(wamid);
+    let at = content.find(&format!(" · {wamid}"))? + " · ".len() + wamid.len();
+    let end = at + content[at..].find("</small>")?;
+    let status = match failure {
+        Some(reason) => format!("{STATUS_MARK}{} ({})", state.as_str(), escape(reason)),
+        None => format!("{STATUS_MARK}{}", state.as_str()),
+    };
+    Some(format!("{}{status}{}", &content[..at], &content[end..]))
+}
+
+/// The wamids of the lines of a note.
+pub fn wamids_in(content: &str) -> Vec<String> {
+    content
+        .split(" · ")
+        .filter(|part| part.starts_with("wamid."))
+        .map(|part| part.split(['<', ' ']).next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The status written on `wamid`'s line, if any (for tests and tools reading notes back).
+pub fn status_in(content: &str, wamid: &str) -> Option<String> {
+    let at = content.find(&format!(" · {wamid}"))?;
+    let line = &content[at..at + content[at..].find("</small>")?];
+    line.split(STATUS_MARK)
+        .nth(1)
+        .map(|s| s.split(' ').next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(wamid: &str, direction: Direction, status: Option<DeliveryState>) -> MessageSync {
+        MessageSync {
+            wamid: wamid.into(),
+            crm_contact_id: "7".into(),
+            direction,
+            timestamp: DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+            body: "WhatsApp from Maria: <b>oi</b> & tchau".into(),
+            kind: "text".into(),
+            phone_number_id: "106540352242922".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_note_carries_each_line_and_its_status_can_be_rewritten() {
+        let a = message("wamid.A=", Direction::Inbound, None);
+        let b = message("wamid.B=", Direction::Outbound, Some(DeliveryState::Sent));
+        let content = note_content(&[&a, &b]);
+        assert!(
+            content.contains("&lt;b&gt;oi&lt;/b&gt; &amp; tchau"),
+            "{content}"
+        );
+        assert!(
+            content.contains("2026-05-28 20:26:40 UTC · wamid.A="),
+            "{content}"
+        );
+        assert_eq!(wamids_in(&content), vec!["wamid.A=", "wamid.B="]);
+        assert_eq!(status_in(&content, "wamid.B=").as_deref(), Some("sent"));
+        assert_eq!(status_in(&content, "wamid.A="), None);
+        let read = with_status(&content, "wamid.B=", DeliveryState::Read, None).unwrap_or_default();
+        assert_eq!(status_in(&read, "wamid.B=").as_deref(), Some("read"));
+        assert_eq!(status_in(&read, "wamid.A="), None);
+        let failed = with_status(&read, "wamid.A=", DeliveryState::Failed, Some("131026"))
+            .unwrap_or_default();
+        assert_eq!(status_in(&failed, "wamid.A=").as_deref(), Some("failed"));
+        assert_eq!(status_in(&failed, "wamid.B=").as_deref(), Some("read"));
+        assert_eq!(
+            with_status(&content, "wamid.C", DeliveryState::Read, None),
+            None
+        );
+    }
+
+    #[test]
+    fn brazilian_numbers_are_found_with_and_without_the_ninth_digit() {
+        assert_eq!(
+            spellings("5511987654321"),
+            vec!["5511987654321", "551187654321", "11987654321", "1187654321"]
+        );
+        assert_eq!(
+            spellings("551187654321"),
+            vec!["551187654321", "5511987654321", "1187654321", "11987654321"]
+        );
+        assert_eq!(spellings("4915112345678"), vec!["4915112345678"]);
+        assert_eq!(digits("+55 (11) 98765-4321"), "5511987654321");
+    }
+
+    #[test]
+    fn a_daily_budget_429_parks_and_a_burst_429_waits() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-reset",
+            "1".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(
+            classify(429, &headers, &Value::Null),
+            CrmError::RateLimited {
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        headers.insert(
+            "x-daily-ratelimit-token-remaining",
+            "0".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert!(matches!(
+            classify(429, &headers, &Value::Null),
+            CrmError::QuotaExhausted { .. }
+        ));
+        assert!(matches!(
+            classify(403, &HeaderMap::new(), &Value::String("<html>".into())),
+            CrmError::QuotaExhausted { .. }
+        ));
+        assert!(matches!(
+            classify(
+                401,
+                &HeaderMap::new(),
+                &json!({"success": false, "error": "unauthorized access"})
+            ),
+            CrmError::Fatal(_)
+        ));
+    }
+}
