@@ -12,7 +12,7 @@
 //! flight when partitions are revoked; a commit for a partition this member lost fails and the
 //! batch is redelivered to the new owner (at-least-once; handlers are idempotent).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -27,55 +27,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 
 use crate::{BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
 
-/// `[bus.kafka]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KafkaConfig {
-    /// `bootstrap.servers`.
-    pub brokers: String,
-    /// `client.id`.
-    pub client_id: String,
-    /// Partitions of the conversation, contact, command and dead-letter topics when wacrm
-    /// creates them.
-    pub partitions: i32,
-    /// Replication factor when wacrm creates topics.
-    pub replication_factor: i32,
-    /// `session.timeout.ms` of consumers: how long a crashed member holds its partitions.
-    pub session_timeout_ms: u64,
-    /// Timeout of metadata, commit and admin requests.
-    pub request_timeout_ms: u64,
-    /// Create missing topics when `serve` starts (otherwise `wacrm doctor --create-topics`).
-    pub create_topics: bool,
-    /// Publish with an idempotent producer (`enable.idempotence`): a retried produce request
-    /// is written once. Turn it off only for a broker that does not implement idempotent
-    /// producers correctly (tansu 0.6 loses their state on restart and can stop serving);
-    /// publishing then allows one request in flight per connection, so retries keep each key's
-    /// order, and a retry may write a record twice — harmless, as every consumer is idempotent.
-    pub idempotence: bool,
-    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …) for producers,
-    /// consumers and the admin client alike.
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            brokers: "127.0.0.1:9092".into(),
-            client_id: "wacrm".into(),
-            partitions: 12,
-            replication_factor: 1,
-            session_timeout_ms: 10_000,
-            request_timeout_ms: 10_000,
-            create_topics: false,
-            idempotence: true,
-            properties: BTreeMap::new(),
-        }
-    }
-}
+pub use crate::config::KafkaConfig;
 
 impl KafkaConfig {
     fn client(&self) -> ClientConfig {

@@ -9,7 +9,9 @@
 
 pub mod cloudevents;
 pub mod config;
+#[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod runner;
 pub mod supervise;
@@ -156,7 +158,9 @@ pub trait Subscription: Send {
 /// Opens the bus a configuration asks for.
 pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
     match config.backend {
+        #[cfg(feature = "embedded")]
         config::Backend::Embedded => Ok(Arc::new(embedded::EmbeddedBus::open(&config.embedded)?)),
+        #[cfg(feature = "kafka")]
         config::Backend::Kafka => {
             let specs = kafka::expected_topics(&config.topics(), &config.kafka);
             match kafka::check_topics(&config.kafka, &specs, config.kafka.create_topics).await {
@@ -174,5 +178,9 @@ pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
                 Duration::from_millis(config.publish_timeout_ms),
             )?))
         }
+        #[allow(unreachable_patterns)]
+        backend => Err(BusError::Fatal(format!(
+            "this build of wacrm-bus has no {backend:?} backend (features \"kafka\", \"embedded\")"
+        ))),
     }
 }

@@ -133,6 +133,9 @@ pub enum Auth {
         /// Its value.
         value: String,
     },
+    /// OAuth 2: an access token from the CRM's token endpoint (client credentials, or a
+    /// refresh token), renewed before it expires and after the CRM refuses it.
+    OAuth2(crate::oauth::OAuth2),
     /// Nothing (a CRM reached through an authenticating proxy, or a test).
     None,
 }
@@ -144,6 +147,7 @@ impl std::fmt::Debug for Auth {
             Auth::Bearer(_) => f.write_str("Bearer(…)"),
             Auth::Header { name, .. } => write!(f, "Header({name}: …)"),
             Auth::Query { name, .. } => write!(f, "Query({name}=…)"),
+            Auth::OAuth2(o) => write!(f, "{o:?}"),
             Auth::None => f.write_str("None"),
         }
     }
@@ -190,6 +194,7 @@ pub struct CrmHttp {
     general: DefaultDirectRateLimiter,
     search: Option<DefaultDirectRateLimiter>,
     classify: Classifier,
+    oauth: crate::oauth::TokenCache,
     /// Attempts per request for 429s and transient failures.
     pub max_attempts: u32,
     /// First delay between attempts (doubling, with jitter, up to `max_backoff`).
@@ -223,6 +228,7 @@ impl CrmHttp {
                 .search_limit
                 .map(|w| window_limiter(w.limit, w.per)),
             classify,
+            oauth: crate::oauth::TokenCache::default(),
             max_attempts: 6,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
@@ -290,6 +296,7 @@ impl CrmHttp {
             .without_max_times()
             .build();
         let mut attempt = 0;
+        let mut renewed_token = false;
         loop {
             attempt += 1;
             self.wait_for_budget(budget).await;
@@ -301,6 +308,13 @@ impl CrmHttp {
                 Auth::Bearer(token) => request.bearer_auth(token),
                 Auth::Header { name, value } => request.header(name.as_str(), value.as_str()),
                 Auth::Query { name, value } => request.query(&[(name.as_str(), value.as_str())]),
+                Auth::OAuth2(oauth) => {
+                    let token = oauth.token(&self.client, &self.oauth).await?;
+                    request.header(
+                        reqwest::header::AUTHORIZATION,
+                        format!("{} {token}", oauth.scheme),
+                    )
+                }
                 Auth::None => request,
             };
             for (name, value) in headers(body.unwrap_or_default()) {
@@ -327,6 +341,17 @@ impl CrmHttp {
                             };
                             if (200..300).contains(&status) {
                                 return Ok(json);
+                            }
+                            // An OAuth token refused (revoked, or expired early): fetch a new
+                            // one and send again, once — the CRM did nothing with a 401.
+                            if status == 401
+                                && matches!(self.auth, Auth::OAuth2(_))
+                                && !renewed_token
+                            {
+                                renewed_token = true;
+                                self.oauth.invalidate().await;
+                                attempt -= 1;
+                                continue;
                             }
                             match (self.classify)(status, &headers, &json) {
                                 // A server error may come after the CRM did the work.

@@ -18,6 +18,7 @@
 pub mod adapter;
 pub mod connection;
 pub mod http;
+pub mod oauth;
 pub mod registry;
 
 pub use adapter::{

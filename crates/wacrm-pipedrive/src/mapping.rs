@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, Utc};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-use wacrm_core::{DeliveryState, Direction};
+use wacrm_core::{DeliveryState, Direction, E164};
 use wacrm_crm::http::retry_after;
 use wacrm_crm::{ContactSync, CrmError, MessageSync};
 
@@ -63,23 +63,19 @@ pub fn digits(phone: &str) -> String {
 }
 
 /// Every digit string a person's phone may have been typed as for this WhatsApp id: the
-/// international number, and for Brazil without the 9th digit and without the country code.
+/// spellings of [`E164::search_variants`] (international and national, and for Brazilian
+/// mobiles without the 9th digit), as digits. A WhatsApp id that is not a phone (a BSUID, a
+/// pseudonym) has none.
 pub fn spellings(whatsapp_id: &str) -> Vec<String> {
-    let mut out = vec![whatsapp_id.to_owned()];
-    if whatsapp_id.starts_with("55") && whatsapp_id.is_ascii() {
-        // 55 AA 9XXXXXXXX ⇄ 55 AA XXXXXXXX (mobiles before the 9th digit).
-        let alternative = match (whatsapp_id.len(), whatsapp_id.get(4..5)) {
-            (13, Some("9")) => Some(format!("{}{}", &whatsapp_id[..4], &whatsapp_id[5..])),
-            (12, _) if matches!(whatsapp_id.get(4..5), Some("6" | "7" | "8" | "9")) => {
-                Some(format!("{}9{}", &whatsapp_id[..4], &whatsapp_id[4..]))
-            }
-            _ => None,
-        };
-        if let Some(alternative) = alternative {
-            out.push(alternative);
+    let Ok(number) = E164::parse(whatsapp_id) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for variant in number.search_variants() {
+        let d = digits(&variant);
+        if !d.is_empty() && !out.contains(&d) {
+            out.push(d);
         }
-        let national: Vec<String> = out.iter().map(|s| s[2..].to_owned()).collect();
-        out.extend(national);
     }
     out
 }
@@ -240,15 +236,15 @@ mod tests {
 
     #[test]
     fn brazilian_numbers_are_found_with_and_without_the_ninth_digit() {
-        assert_eq!(
-            spellings("5511987654321"),
-            vec!["5511987654321", "551187654321", "11987654321", "1187654321"]
-        );
-        assert_eq!(
-            spellings("551187654321"),
-            vec!["551187654321", "5511987654321", "1187654321", "11987654321"]
-        );
-        assert_eq!(spellings("4915112345678"), vec!["4915112345678"]);
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let expected = vec!["1187654321", "11987654321", "551187654321", "5511987654321"];
+        assert_eq!(sorted(spellings("5511987654321")), expected);
+        assert_eq!(sorted(spellings("551187654321")), expected);
+        assert!(spellings("4915112345678").contains(&"4915112345678".to_owned()));
+        assert!(spellings("bsuid.AbC").is_empty());
         assert_eq!(digits("+55 (11) 98765-4321"), "5511987654321");
     }
 
