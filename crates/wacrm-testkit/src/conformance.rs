@@ -293,14 +293,33 @@ fn check_held<T: Target>(
 
 /// Runs every scenario; panics naming the first property broken.
 pub async fn run<T: Target>(target: &T) {
+    let timed = |scenario: &str, started: std::time::Instant| {
+        eprintln!("{} / {scenario}: {:.1?}", target.name(), started.elapsed());
+    };
+    let started = std::time::Instant::now();
     plain(target).await;
+    timed("plain", started);
+    let started = std::time::Instant::now();
     crash_between_write_and_ledger(target).await;
+    timed("crash between write and ledger", started);
+    let started = std::time::Instant::now();
     ambiguous_server_errors(target).await;
+    timed("ambiguous server errors", started);
+    let started = std::time::Instant::now();
     rate_limit_storm(target).await;
+    timed("429 storm", started);
+    let started = std::time::Instant::now();
     daily_quota(target).await;
+    timed("daily quota", started);
+    let started = std::time::Instant::now();
     partial_batch_failure(target).await;
+    timed("partial batch failure", started);
+    let started = std::time::Instant::now();
     statuses_in_any_order(target).await;
+    timed("statuses in any order", started);
+    let started = std::time::Instant::now();
     hand_made_contacts(target).await;
+    timed("hand-made contacts", started);
 }
 
 /// 60 messages from 6 contacts: each message once, each contact once, every message on its
