@@ -20,6 +20,7 @@ pub mod connection;
 pub mod http;
 pub mod oauth;
 pub mod registry;
+pub mod transcript;
 
 pub use adapter::{
     AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::registry::{read_settings, AdapterKind, Built};
+use wacrm_crm::transcript;
 use wacrm_crm::{
     AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
     StatusSync,
@@ -298,7 +299,7 @@ impl Pipedrive {
             .map_err(|_| CrmError::Invalid(format!("person id {person:?} is not a number")))?;
         let first = lines.iter().map(|m| m.timestamp).min().unwrap_or_default();
         let body = json!({
-            "content": mapping::note_content(lines),
+            "content": transcript::content(lines),
             "person_id": person,
             "add_time": mapping::v1_time(first),
         });
@@ -322,7 +323,7 @@ impl Pipedrive {
             return Err(CrmError::Invalid(format!("note {note} has no content")));
         };
         for s in statuses {
-            match mapping::with_status(&content, &s.wamid, s.state, s.failure.as_deref()) {
+            match transcript::with_status(&content, &s.wamid, s.state, s.failure.as_deref()) {
                 Some(updated) => content = updated,
                 None => {
                     return Err(CrmError::Invalid(format!(
@@ -565,7 +566,7 @@ impl CrmAdapter for Pipedrive {
                 else {
                     continue;
                 };
-                for wamid in mapping::wamids_in(content) {
+                for wamid in transcript::wamids_in(content) {
                     if wamids.contains(&wamid) && !found.iter().any(|(w, _)| *w == wamid) {
                         found.push((wamid, id.to_string()));
                     }

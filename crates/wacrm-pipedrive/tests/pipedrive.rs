@@ -13,7 +13,7 @@ use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, Direction, Event, Message, MessageContent,
 };
 use wacrm_crm::{ConnectionConfig, CrmAdapter};
-use wacrm_pipedrive::mapping::{status_in, wamids_in};
+use wacrm_crm::transcript::{status_in, wamids_in};
 use wacrm_pipedrive::{Pipedrive, PipedriveConfig};
 use wacrm_sync::SyncEngine;
 use wacrm_testkit::conformance::{self, same_phone, Canned, Held, Target};

@@ -655,7 +655,7 @@ async fn e2e_pipedrive(
     let wamids = |fake: &PipedriveFake| -> Vec<String> {
         fake.notes()
             .iter()
-            .flat_map(|n| wacrm_pipedrive::mapping::wamids_in(&n.content))
+            .flat_map(|n| wacrm_crm::transcript::wamids_in(&n.content))
             .collect()
     };
     loop {
