@@ -115,6 +115,13 @@ impl E164 {
         is_mobile_with_ninth.then(|| E164(format!("+55{}{}", &national[..2], &national[3..])))
     }
 
+    /// The number in international format, e.g. `+55 11 98765-4321`.
+    pub fn international_format(&self) -> String {
+        phonenumber::parse(None, &self.0)
+            .map(|n| n.format().mode(Mode::International).to_string())
+            .unwrap_or_else(|_| self.0.clone())
+    }
+
     /// The number as people in its country write it, e.g. `(11) 98765-4321`.
     pub fn national_format(&self) -> String {
         phonenumber::parse(None, &self.0)

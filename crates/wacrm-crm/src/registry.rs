@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use crate::{ConnectionConfig, CrmAdapter, CrmError};
 
+/// Re-exported for [`adapter_kind!`](crate::adapter_kind) and [`AdapterKind`] implementors.
+pub use erased_serde;
+
 /// A connection, built: what the engine needs, and the adapter.
 pub struct Built {
     /// Routing, minimisation, batching and limits (with the connection's name set).
@@ -44,6 +47,60 @@ pub fn read_settings<T: serde::de::DeserializeOwned>(
             "[crm.connections.{name}] has an invalid value: {e}"
         ))
     })
+}
+
+/// [`AdapterKind::build`] for the usual kind, whose settings embed the engine's
+/// [`ConnectionConfig`] (reached through `sync`) and whose adapter is made from its settings
+/// by `make`: reads the table, names the connection, makes the adapter.
+pub fn build_from<T, A>(
+    name: &str,
+    settings: &mut dyn erased_serde::Deserializer<'static>,
+    sync: impl Fn(&mut T) -> &mut ConnectionConfig,
+    make: impl FnOnce(T) -> Result<A, CrmError>,
+) -> Result<Built, CrmError>
+where
+    T: serde::de::DeserializeOwned,
+    A: CrmAdapter + 'static,
+{
+    let mut kind_settings: T = read_settings(name, settings)?;
+    sync(&mut kind_settings).name = name.to_owned();
+    let config = sync(&mut kind_settings).clone();
+    Ok(Built {
+        config,
+        adapter: Arc::new(make(kind_settings)?),
+    })
+}
+
+/// Declares the usual [`AdapterKind`]: a unit struct named `$kind`, known in configuration as
+/// `$name`, whose settings `$config` embed the engine's [`ConnectionConfig`] in a `sync` field
+/// and whose adapter `$make` builds from them (see [`build_from`]).
+///
+/// ```ignore
+/// wacrm_crm::adapter_kind!(
+///     /// `kind = "mycrm"` in the registry.
+///     MyCrmKind, "mycrm", MyCrmConfig, MyCrm::new
+/// );
+/// ```
+#[macro_export]
+macro_rules! adapter_kind {
+    ($(#[$meta:meta])* $kind:ident, $name:literal, $config:ty, $make:path) => {
+        $(#[$meta])*
+        pub struct $kind;
+
+        impl $crate::registry::AdapterKind for $kind {
+            fn kind(&self) -> &'static str {
+                $name
+            }
+
+            fn build(
+                &self,
+                name: &str,
+                settings: &mut dyn $crate::registry::erased_serde::Deserializer<'static>,
+            ) -> Result<$crate::registry::Built, $crate::CrmError> {
+                $crate::registry::build_from(name, settings, |c: &mut $config| &mut c.sync, $make)
+            }
+        }
+    };
 }
 
 /// The adapter kinds of a build, by name.

@@ -46,6 +46,27 @@ pub fn line(message: &MessageSync) -> String {
     )
 }
 
+/// The notes a batch of messages makes: each contact's messages, in order, `per_note` at most a
+/// note, as `(CRM contact id, indices into messages)`.
+pub fn notes_of(messages: &[MessageSync], per_note: usize) -> Vec<(String, Vec<usize>)> {
+    let mut by_contact: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        match by_contact.iter_mut().find(|(c, _)| *c == m.crm_contact_id) {
+            Some((_, indices)) => indices.push(i),
+            None => by_contact.push((&m.crm_contact_id, vec![i])),
+        }
+    }
+    by_contact
+        .into_iter()
+        .flat_map(|(contact, indices)| {
+            indices
+                .chunks(per_note.max(1))
+                .map(|chunk| (contact.to_owned(), chunk.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// A note holding these messages' lines (one contact's, of one batch).
 pub fn content(messages: &[&MessageSync]) -> String {
     let mut content = String::from("<p><b>WhatsApp</b> (wacrm)</p>");

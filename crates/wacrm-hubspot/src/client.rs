@@ -10,7 +10,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wacrm_crm::http::{retry_after, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::registry::{read_settings, AdapterKind, Built};
 use wacrm_crm::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
@@ -471,24 +470,10 @@ impl CrmAdapter for HubSpot {
     }
 }
 
-/// The `hubspot` adapter kind, for the registry.
-pub struct HubSpotKind;
-
-impl AdapterKind for HubSpotKind {
-    fn kind(&self) -> &'static str {
-        "hubspot"
-    }
-
-    fn build(
-        &self,
-        name: &str,
-        settings: &mut dyn erased_serde::Deserializer<'static>,
-    ) -> Result<Built, CrmError> {
-        let mut config: HubSpotConfig = read_settings(name, settings)?;
-        config.sync.name = name.to_owned();
-        Ok(Built {
-            config: config.sync.clone(),
-            adapter: Arc::new(HubSpot::new(config)?),
-        })
-    }
-}
+wacrm_crm::adapter_kind!(
+    /// `kind = "hubspot"` in the registry.
+    HubSpotKind,
+    "hubspot",
+    HubSpotConfig,
+    HubSpot::new
+);

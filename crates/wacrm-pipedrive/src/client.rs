@@ -10,7 +10,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::registry::{read_settings, AdapterKind, Built};
 use wacrm_crm::transcript;
 use wacrm_crm::{
     AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
@@ -473,28 +472,13 @@ impl CrmAdapter for Pipedrive {
         &self,
         messages: &[MessageSync],
     ) -> Result<Vec<ItemResult<String>>, CrmError> {
-        let mut by_contact: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            match by_contact.iter_mut().find(|(c, _)| *c == m.crm_contact_id) {
-                Some((_, indices)) => indices.push(i),
-                None => by_contact.push((&m.crm_contact_id, vec![i])),
-            }
-        }
-        let per_note = self.config.messages_per_note.max(1);
-        let notes: Vec<(&str, Vec<usize>)> = by_contact
-            .iter()
-            .flat_map(|(contact, indices)| {
-                indices
-                    .chunks(per_note)
-                    .map(move |chunk| (*contact, chunk.to_vec()))
-            })
-            .collect();
+        let notes = transcript::notes_of(messages, self.config.messages_per_note);
         let calls: Vec<_> = notes
             .into_iter()
             .map(|(contact, indices)| {
                 let lines: Vec<MessageSync> =
                     indices.iter().map(|i| messages[*i].clone()).collect();
-                self.note_of(contact.to_owned(), indices, lines)
+                self.note_of(contact, indices, lines)
             })
             .collect();
         let outcomes: Vec<_> = futures::stream::iter(calls)
@@ -594,24 +578,10 @@ impl CrmAdapter for Pipedrive {
     }
 }
 
-/// `kind = "pipedrive"` in the registry.
-pub struct PipedriveKind;
-
-impl AdapterKind for PipedriveKind {
-    fn kind(&self) -> &'static str {
-        "pipedrive"
-    }
-
-    fn build(
-        &self,
-        name: &str,
-        settings: &mut dyn erased_serde::Deserializer<'static>,
-    ) -> Result<Built, CrmError> {
-        let mut config: PipedriveConfig = read_settings(name, settings)?;
-        config.sync.name = name.to_owned();
-        Ok(Built {
-            config: config.sync.clone(),
-            adapter: Arc::new(Pipedrive::new(config)?),
-        })
-    }
-}
+wacrm_crm::adapter_kind!(
+    /// `kind = "pipedrive"` in the registry.
+    PipedriveKind,
+    "pipedrive",
+    PipedriveConfig,
+    Pipedrive::new
+);

@@ -8,12 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use wacrm_bus::runner::Handler;
-use wacrm_core::{
-    BusinessNumber, ContactIdentity, ContactProfile, Direction, Event, Message, MessageContent,
-};
+use wacrm_core::{Direction, Event};
 use wacrm_crm::{ConnectionConfig, CrmAdapter};
-use wacrm_crm::transcript::{status_in, wamids_in};
 use wacrm_pipedrive::{Pipedrive, PipedriveConfig};
 use wacrm_sync::SyncEngine;
 use wacrm_testkit::conformance::{self, same_phone, Canned, Held, Target};
@@ -87,16 +83,12 @@ impl Target for PipedriveTarget {
     }
 
     fn messages(&self) -> HashMap<String, Vec<Held>> {
-        let mut out: HashMap<String, Vec<Held>> = HashMap::new();
-        for note in self.fake.notes() {
-            for wamid in wamids_in(&note.content) {
-                out.entry(wamid.clone()).or_default().push(Held {
-                    contact: note.person_id.map(|p| p.to_string()).unwrap_or_default(),
-                    status: status_in(&note.content, &wamid),
-                });
-            }
-        }
-        out
+        conformance::held_in_notes(self.fake.notes().into_iter().map(|n| {
+            (
+                n.person_id.map(|p| p.to_string()).unwrap_or_default(),
+                n.content,
+            )
+        }))
     }
 
     fn contacts_for(&self, whatsapp_id: &str) -> Vec<String> {
@@ -162,25 +154,14 @@ async fn check_says_what_is_missing_and_a_bad_token_is_fatal() {
 }
 
 fn message(i: usize, contact: usize) -> Event {
-    Event::message(Message {
-        wamid: format!("wamid.pd{i}"),
-        direction: Direction::Inbound,
-        business: BusinessNumber::new("106540352242922"),
-        contact: ContactProfile {
-            identity: ContactIdentity::from_webhook(Some(&format!("5511988{:06}", contact)), None),
-            name: Some(format!("Cliente {contact}")),
-            username: None,
-        },
-        timestamp: chrono::DateTime::from_timestamp(1_780_000_000 + i as i64, 0).unwrap(),
-        context: None,
-        referral: None,
-        content: MessageContent::Text {
-            body: format!("mensagem {i}"),
-            preview_url: false,
-        },
-        sent_by: None,
-    })
-    .unwrap()
+    conformance::text_message(
+        &format!("wamid.pd{i}"),
+        &format!("5511988{contact:06}"),
+        &format!("Cliente {contact}"),
+        1_780_000_000 + i as i64,
+        Direction::Inbound,
+        &format!("mensagem {i}"),
+    )
 }
 
 /// Pipedrive has no bulk create for persons or notes and a note belongs to one person: a
@@ -193,22 +174,13 @@ async fn a_thousand_messages_from_a_hundred_contacts_within_the_limits() {
     })
     .await;
     let fake = &target.fake;
-    let dir = tempfile::tempdir().unwrap();
-    let db = wacrm_store::connect(&wacrm_store::StoreConfig {
-        url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
-        max_connections: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    wacrm_store::migrate(&db).await.unwrap();
+    let (db, _dir) = conformance::temp_store().await;
     let (sync, adapter) = target.adapter(&fake.base_url());
     let mut engine = SyncEngine::new(sync, adapter, db);
     fake.clear_requests();
     let spent_before = fake.tokens_spent();
     let first: Vec<Event> = (0..1000).map(|i| message(i, i % 100)).collect();
-    let records = wacrm_testkit::bus::records(&first).unwrap();
-    assert_eq!(engine.handle(&records).await.unwrap().dead_letters, vec![]);
+    assert_eq!(conformance::sync_batch(&mut engine, &first).await, vec![]);
     let new_contacts = fake.requests().len();
     let new_tokens = fake.tokens_spent() - spent_before;
 
@@ -216,8 +188,7 @@ async fn a_thousand_messages_from_a_hundred_contacts_within_the_limits() {
     fake.clear_requests();
     let spent_before = fake.tokens_spent();
     let second: Vec<Event> = (1000..2000).map(|i| message(i, i % 100)).collect();
-    let records = wacrm_testkit::bus::records(&second).unwrap();
-    assert_eq!(engine.handle(&records).await.unwrap().dead_letters, vec![]);
+    assert_eq!(conformance::sync_batch(&mut engine, &second).await, vec![]);
     let known_contacts = fake.requests().len();
     let known_tokens = fake.tokens_spent() - spent_before;
     eprintln!(

@@ -95,17 +95,7 @@ struct Run<'a, T: Target> {
 impl<'a, T: Target> Run<'a, T> {
     async fn new(target: &'a T) -> Run<'a, T> {
         let proxy = FaultProxy::start(&target.upstream()).await;
-        let dir = must(tempfile::tempdir(), "temporary directory");
-        let db = must(
-            wacrm_store::connect(&wacrm_store::StoreConfig {
-                url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
-                max_connections: 2,
-                ..Default::default()
-            })
-            .await,
-            "store",
-        );
-        must(wacrm_store::migrate(&db).await, "migrations");
+        let (db, dir) = temp_store().await;
         let engine = engine(target, &proxy, db.clone());
         Run {
             target,
@@ -133,20 +123,91 @@ impl<'a, T: Target> Run<'a, T> {
     /// Attempts a batch until the engine takes it (retrying as the runner would); its dead
     /// letters.
     async fn sync(&mut self, events: &[Event]) -> Vec<(usize, String)> {
-        let mut last = None;
-        for _ in 0..40 {
-            match self.attempt(events).await {
-                Ok(dead) => return dead,
-                Err(e) => {
-                    last = Some(e.to_string());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        sync_batch(&mut self.engine, events).await
+    }
+}
+
+/// A migrated SQLite store in a temporary directory (kept while the directory lives).
+pub async fn temp_store() -> (wacrm_store::Db, tempfile::TempDir) {
+    let dir = must(tempfile::tempdir(), "temporary directory");
+    let db = must(
+        wacrm_store::connect(&wacrm_store::StoreConfig {
+            url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
+            max_connections: 2,
+            ..Default::default()
+        })
+        .await,
+        "store",
+    );
+    must(wacrm_store::migrate(&db).await, "migrations");
+    (db, dir)
+}
+
+/// Hands `events` to the engine until it takes them, retrying as the runner would; their dead
+/// letters.
+pub async fn sync_batch(engine: &mut SyncEngine, events: &[Event]) -> Vec<(usize, String)> {
+    let records = must(crate::bus::records(events), "records");
+    let mut last = None;
+    for _ in 0..40 {
+        match engine.handle(&records).await {
+            Ok(handled) => return handled.dead_letters,
+            Err(e) => {
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        panic!(
-            "{}: the batch never synced; last error: {last:?}",
-            self.target.name()
-        );
+    }
+    panic!("the batch never synced; last error: {last:?}");
+}
+
+/// What notes hold (`(CRM contact id, note text)` each), as [`Target::messages`] answers: for
+/// CRMs whose messages are notes written with [`wacrm_crm::transcript`].
+pub fn held_in_notes(
+    notes: impl IntoIterator<Item = (String, String)>,
+) -> HashMap<String, Vec<Held>> {
+    let mut out: HashMap<String, Vec<Held>> = HashMap::new();
+    for (contact, content) in notes {
+        for wamid in wacrm_crm::transcript::wamids_in(&content) {
+            out.entry(wamid.clone()).or_default().push(Held {
+                contact: contact.clone(),
+                status: wacrm_crm::transcript::status_in(&content, &wamid),
+            });
+        }
+    }
+    out
+}
+
+/// An inbound (or outbound) text message from WhatsApp id `from`, named `name`, at unix
+/// second `at`.
+pub fn text_message(
+    wamid: &str,
+    from: &str,
+    name: &str,
+    at: i64,
+    direction: Direction,
+    body: &str,
+) -> Event {
+    let event = Event::message(Message {
+        wamid: wamid.to_owned(),
+        direction,
+        business: BusinessNumber::new("106540352242922"),
+        contact: ContactProfile {
+            identity: ContactIdentity::from_webhook(Some(from), None),
+            name: Some(name.to_owned()),
+            username: None,
+        },
+        timestamp: chrono::DateTime::from_timestamp(at, 0).unwrap_or_default(),
+        context: None,
+        referral: None,
+        content: MessageContent::Text {
+            body: body.to_owned(),
+            preview_url: false,
+        },
+        sent_by: None,
+    });
+    match event {
+        Some(e) => e,
+        None => panic!("conformance: message {wamid} has no conversation"),
     }
 }
 
@@ -192,44 +253,40 @@ fn time(i: usize) -> chrono::DateTime<chrono::Utc> {
 
 /// Message `i` of a scenario, from (or to) its contact `n`.
 fn message(scenario: usize, i: usize, n: usize, direction: Direction, body: &str) -> Event {
-    let event = Event::message(Message {
-        wamid: format!("wamid.conf{scenario}.{i}"),
+    text_message(
+        &format!("wamid.conf{scenario}.{i}"),
+        &wa_id(scenario, n),
+        &format!("Cliente {scenario} {n}"),
+        time(i).timestamp(),
         direction,
-        business: BusinessNumber::new("106540352242922"),
-        contact: ContactProfile {
-            identity: ContactIdentity::from_webhook(Some(&wa_id(scenario, n)), None),
-            name: Some(format!("Cliente {scenario} {n}")),
-            username: None,
-        },
-        timestamp: time(i),
-        context: None,
-        referral: None,
-        content: MessageContent::Text {
-            body: body.to_owned(),
-            preview_url: false,
-        },
-        sent_by: None,
-    });
-    match event {
-        Some(e) => e,
-        None => panic!("conformance: message {i} has no conversation"),
-    }
+        body,
+    )
 }
 
 fn status(scenario: usize, i: usize, n: usize, state: DeliveryState, at: usize) -> Event {
-    let event = Event::status(StatusUpdate {
-        wamid: format!("wamid.conf{scenario}.{i}"),
+    status_update(
+        &format!("wamid.conf{scenario}.{i}"),
+        &wa_id(scenario, n),
         state,
-        timestamp: time(10_000 + at),
+        time(10_000 + at).timestamp(),
+    )
+}
+
+/// A delivery status of message `wamid` sent to WhatsApp id `to`, at unix second `at`.
+pub fn status_update(wamid: &str, to: &str, state: DeliveryState, at: i64) -> Event {
+    let event = Event::status(StatusUpdate {
+        wamid: wamid.to_owned(),
+        state,
+        timestamp: chrono::DateTime::from_timestamp(at, 0).unwrap_or_default(),
         business: BusinessNumber::new("106540352242922"),
-        recipient: ContactIdentity::from_webhook(Some(&wa_id(scenario, n)), None),
+        recipient: ContactIdentity::from_webhook(Some(to), None),
         errors: vec![],
         pricing: None,
         conversation: None,
     });
     match event {
         Some(e) => e,
-        None => panic!("conformance: status of {i} has no conversation"),
+        None => panic!("conformance: the status of {wamid} has no conversation"),
     }
 }
 

@@ -10,6 +10,10 @@
 //! notes, associations, properties, owners) that validates every request against HubSpot's own
 //! documents and plays HubSpot's rate limits and injected faults, for CRM adapter and end-to-end
 //! tests.
+//!
+//! Its [`zoho`] module is a stateful fake of Zoho CRM's API (OAuth token endpoint, contact
+//! fields, COQL, contact upserts and updates, notes) validating every request against Zoho's
+//! v8 documents, with their defects patched by name, and counting API credits.
 
 pub mod bus;
 pub mod conformance;
@@ -21,3 +25,4 @@ pub mod openapi;
 pub mod pipedrive;
 pub mod sink;
 pub mod webhooks;
+pub mod zoho;

@@ -53,3 +53,18 @@ pub(crate) fn authorization(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// One request a fake received, as the Pipedrive and Zoho fakes record it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeRequest {
+    /// The HTTP method, upper case.
+    pub method: String,
+    /// The path, without the query string (e.g. `/api/v2/persons`).
+    pub path: String,
+    /// The query parameters, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// The body as JSON; `Null` when empty, a JSON string when it was not JSON.
+    pub body: Value,
+    /// The status the fake answered.
+    pub status: u16,
+}

@@ -157,20 +157,7 @@ pub struct FakeNote {
     pub add_time: String,
 }
 
-/// One request the fake received.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FakeRequest {
-    /// The HTTP method, upper case.
-    pub method: String,
-    /// The path, without the query string (e.g. `/api/v2/persons`).
-    pub path: String,
-    /// The query parameters, percent-decoded, in order.
-    pub query: Vec<(String, String)>,
-    /// The body as JSON; `Null` when empty, a JSON string when it was not JSON.
-    pub body: Value,
-    /// The status the fake answered.
-    pub status: u16,
-}
+pub use crate::loopback::FakeRequest;
 
 /// A running Pipedrive fake; the server stops when this is dropped.
 pub struct PipedriveFake {

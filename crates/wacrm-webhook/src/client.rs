@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 use wacrm_crm::http::{default_classifier, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::registry::{read_settings, AdapterKind, Built};
 use wacrm_crm::{
     AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
 };
@@ -157,24 +156,10 @@ impl CrmAdapter for WebhookSink {
     }
 }
 
-/// `kind = "webhook"` in the registry.
-pub struct WebhookKind;
-
-impl AdapterKind for WebhookKind {
-    fn kind(&self) -> &'static str {
-        "webhook"
-    }
-
-    fn build(
-        &self,
-        name: &str,
-        settings: &mut dyn erased_serde::Deserializer<'static>,
-    ) -> Result<Built, CrmError> {
-        let mut config: WebhookConfig = read_settings(name, settings)?;
-        config.sync.name = name.to_owned();
-        Ok(Built {
-            config: config.sync.clone(),
-            adapter: Arc::new(WebhookSink::new(config)?),
-        })
-    }
-}
+wacrm_crm::adapter_kind!(
+    /// `kind = "webhook"` in the registry.
+    WebhookKind,
+    "webhook",
+    WebhookConfig,
+    WebhookSink::new
+);

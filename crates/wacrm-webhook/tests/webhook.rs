@@ -4,30 +4,20 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wacrm_bus::runner::Handler;
-use wacrm_bus::Record;
-use wacrm_core::{
-    BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
-    MessageContent, StatusUpdate,
-};
+use wacrm_core::{DeliveryState, Direction, Event};
 use wacrm_sync::SyncEngine;
+use wacrm_testkit::conformance;
 use wacrm_testkit::sink::{Receiver, ReceiverConfig};
 use wacrm_webhook::mapping::{batch, signature};
 use wacrm_webhook::{WebhookConfig, WebhookSink};
 
 const SECRET: &str = "test-secret-0123456789";
 
-async fn start_engine(receiver: &Receiver, dir: &tempfile::TempDir) -> SyncEngine {
-    let db = wacrm_store::connect(&wacrm_store::StoreConfig {
-        url: format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display()),
-        max_connections: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    wacrm_store::migrate(&db).await.unwrap();
+/// The engine with a sink to `receiver`, on a temporary store (kept while the directory lives).
+async fn start_engine(receiver: &Receiver) -> (SyncEngine, tempfile::TempDir) {
+    let (db, dir) = conformance::temp_store().await;
     let mut config = WebhookConfig {
         url: receiver.url(),
         secret: SECRET.into(),
@@ -39,7 +29,7 @@ async fn start_engine(receiver: &Receiver, dir: &tempfile::TempDir) -> SyncEngin
     config.sync.name = "hook".into();
     config.sync.reconcile_after_ms = 0;
     let sink = WebhookSink::new(config.clone()).unwrap();
-    SyncEngine::new(config.sync, Arc::new(sink), db)
+    (SyncEngine::new(config.sync, Arc::new(sink), db), dir)
 }
 
 fn wa_id(contact: usize) -> String {
@@ -47,54 +37,23 @@ fn wa_id(contact: usize) -> String {
 }
 
 fn message(i: usize, contact: usize, direction: Direction) -> Event {
-    Event::message(Message {
-        wamid: format!("wamid.{i}"),
+    conformance::text_message(
+        &format!("wamid.{i}"),
+        &wa_id(contact),
+        &format!("Cliente {contact}"),
+        1_750_000_000 + i as i64,
         direction,
-        business: BusinessNumber::new("106540352242922"),
-        contact: ContactProfile {
-            identity: ContactIdentity::from_webhook(Some(&wa_id(contact)), None),
-            name: Some(format!("Cliente {contact}")),
-            username: None,
-        },
-        timestamp: chrono::DateTime::from_timestamp(1_750_000_000 + i as i64, 0).unwrap(),
-        context: None,
-        referral: None,
-        content: MessageContent::Text {
-            body: format!("mensagem {i}"),
-            preview_url: false,
-        },
-        sent_by: None,
-    })
-    .unwrap()
+        &format!("mensagem {i}"),
+    )
 }
 
 fn status(i: usize, contact: usize, state: DeliveryState) -> Event {
-    Event::status(StatusUpdate {
-        wamid: format!("wamid.{i}"),
+    conformance::status_update(
+        &format!("wamid.{i}"),
+        &wa_id(contact),
         state,
-        timestamp: chrono::DateTime::from_timestamp(1_750_000_100 + i as i64, 0).unwrap(),
-        business: BusinessNumber::new("106540352242922"),
-        recipient: ContactIdentity::from_webhook(Some(&wa_id(contact)), None),
-        errors: vec![],
-        pricing: None,
-        conversation: None,
-    })
-    .unwrap()
-}
-
-/// Runs the batch until the engine accepts it, as the runner would; returns its dead letters.
-async fn sync(engine: &mut SyncEngine, events: &[Event]) -> Vec<(usize, String)> {
-    let records: Vec<Record> = wacrm_testkit::bus::records(events).unwrap();
-    for _ in 0..30 {
-        match engine.handle(&records).await {
-            Ok(handled) => return handled.dead_letters,
-            Err(e) => {
-                eprintln!("retrying after: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    panic!("the batch never synced");
+        1_750_000_100 + i as i64,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,14 +64,13 @@ async fn ten_thousand_events_reach_a_receiver_that_fails_thirty_percent_of_calls
         ..ReceiverConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = start_engine(&receiver, &dir).await;
+    let (mut engine, _dir) = start_engine(&receiver).await;
     let events: Vec<Event> = (0..10_000)
         .map(|i| message(i, i % 100, Direction::Inbound))
         .collect();
     let started = Instant::now();
     for chunk in events.chunks(2000) {
-        assert_eq!(sync(&mut engine, chunk).await, vec![]);
+        assert_eq!(conformance::sync_batch(&mut engine, chunk).await, vec![]);
     }
     let elapsed = started.elapsed();
     assert!(
@@ -152,17 +110,19 @@ async fn statuses_arrive_as_events_with_stable_ids_and_a_dead_receiver_dead_lett
         ..ReceiverConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = start_engine(&receiver, &dir).await;
+    let (mut engine, _dir) = start_engine(&receiver).await;
     assert_eq!(
-        sync(&mut engine, &[message(7, 3, Direction::Outbound)]).await,
+        conformance::sync_batch(&mut engine, &[message(7, 3, Direction::Outbound)]).await,
         vec![]
     );
     let statuses = [
         status(7, 3, DeliveryState::Read),
         status(7, 3, DeliveryState::Delivered),
     ];
-    assert_eq!(sync(&mut engine, &statuses).await, vec![]);
+    assert_eq!(
+        conformance::sync_batch(&mut engine, &statuses).await,
+        vec![]
+    );
     let accepted = receiver.accepted();
     assert!(accepted.contains_key("wamid.7"), "{accepted:?}");
     let read = receiver.event("wamid.7:read").unwrap();
@@ -182,9 +142,8 @@ async fn statuses_arrive_as_events_with_stable_ids_and_a_dead_receiver_dead_lett
         ..ReceiverConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = start_engine(&down, &dir).await;
-    let dead = sync(&mut engine, &[message(8, 4, Direction::Inbound)]).await;
+    let (mut engine, _dir) = start_engine(&down).await;
+    let dead = conformance::sync_batch(&mut engine, &[message(8, 4, Direction::Inbound)]).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].1.contains("8 attempts"), "{dead:?}");
     assert_eq!(down.calls().0, 8, "one batch, eight attempts");
@@ -301,7 +260,7 @@ fn the_documented_python_and_node_verifiers_accept_a_delivery_and_refuse_a_forge
 struct SinkTarget {
     receiver: Receiver,
     /// What the target claims (the suite must catch a false claim).
-    delivery: wacrm_testkit::conformance::Delivery,
+    delivery: conformance::Delivery,
 }
 
 impl SinkTarget {
@@ -310,12 +269,12 @@ impl SinkTarget {
     }
 }
 
-impl wacrm_testkit::conformance::Target for SinkTarget {
+impl conformance::Target for SinkTarget {
     fn name(&self) -> &'static str {
         "webhook"
     }
 
-    fn delivery(&self) -> wacrm_testkit::conformance::Delivery {
+    fn delivery(&self) -> conformance::Delivery {
         self.delivery
     }
 
@@ -341,27 +300,23 @@ impl wacrm_testkit::conformance::Target for SinkTarget {
         (config.sync, Arc::new(sink))
     }
 
-    fn rate_limited(&self) -> wacrm_testkit::conformance::Canned {
-        wacrm_testkit::conformance::Canned::json(
+    fn rate_limited(&self) -> conformance::Canned {
+        conformance::Canned::json(
             429,
             &[("retry-after", "0")],
             serde_json::json!({"error": "slow down"}),
         )
     }
 
-    fn quota_exhausted(&self) -> Option<wacrm_testkit::conformance::Canned> {
+    fn quota_exhausted(&self) -> Option<conformance::Canned> {
         None
     }
 
-    fn rejected(&self) -> wacrm_testkit::conformance::Canned {
-        wacrm_testkit::conformance::Canned::json(
-            400,
-            &[],
-            serde_json::json!({"error": "invalid event"}),
-        )
+    fn rejected(&self) -> conformance::Canned {
+        conformance::Canned::json(400, &[], serde_json::json!({"error": "invalid event"}))
     }
 
-    fn messages(&self) -> std::collections::HashMap<String, Vec<wacrm_testkit::conformance::Held>> {
+    fn messages(&self) -> std::collections::HashMap<String, Vec<conformance::Held>> {
         let accepted = self.receiver.accepted();
         let rank = |s: &str| ["sent", "delivered", "read"].iter().position(|x| *x == s);
         let mut out = std::collections::HashMap::new();
@@ -378,7 +333,7 @@ impl wacrm_testkit::conformance::Target for SinkTarget {
                 .filter_map(|k| k.strip_prefix(&format!("{id}:")))
                 .max_by_key(|s| rank(s))
                 .map(str::to_owned);
-            let held = wacrm_testkit::conformance::Held {
+            let held = conformance::Held {
                 contact: event["data"]["contact"]
                     .as_str()
                     .unwrap_or_default()
@@ -419,9 +374,9 @@ async fn the_sink_passes_the_conformance_suite_at_least_once() {
     .await;
     let target = SinkTarget {
         receiver,
-        delivery: wacrm_testkit::conformance::Delivery::AtLeastOnce,
+        delivery: conformance::Delivery::AtLeastOnce,
     };
-    wacrm_testkit::conformance::run(&target).await;
+    conformance::run(&target).await;
 }
 
 /// The suite can fail: the sink, claiming exactly once, is caught repeating an event whose
@@ -436,7 +391,7 @@ async fn the_suite_catches_a_repeat_from_a_target_claiming_exactly_once() {
     .await;
     let target = SinkTarget {
         receiver,
-        delivery: wacrm_testkit::conformance::Delivery::ExactlyOnce,
+        delivery: conformance::Delivery::ExactlyOnce,
     };
-    wacrm_testkit::conformance::crash_between_write_and_ledger(&target).await;
+    conformance::crash_between_write_and_ledger(&target).await;
 }

@@ -69,6 +69,7 @@ pub fn adapters() -> Registry {
         .with(wacrm_hubspot::HubSpotKind)
         .with(wacrm_pipedrive::PipedriveKind)
         .with(wacrm_webhook::WebhookKind)
+        .with(wacrm_zoho::ZohoKind)
 }
 
 impl CrmSettings {

@@ -1,5 +1,6 @@
 //! HubSpot's OpenAPI documents, loaded once per process, and request validation against them.
 
+use crate::openapi::query;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -81,7 +82,7 @@ impl Specs {
         template: &str,
         method: &str,
     ) -> Vec<String> {
-        operation(self.get(doc).document(), template, method)
+        query::operation(self.get(doc).document(), template, method)
             .and_then(|op| op.get("x-hubspot-rate-limit-exemptions"))
             .and_then(Value::as_array)
             .map(|a| {
@@ -115,83 +116,6 @@ fn load() -> Option<Arc<Specs>> {
 pub(super) fn shared_specs() -> Option<Arc<Specs>> {
     static SPECS: OnceLock<Option<Arc<Specs>>> = OnceLock::new();
     SPECS.get_or_init(load).clone()
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
-fn operation<'a>(document: &'a Value, template: &str, method: &str) -> Option<&'a Value> {
-    document.pointer(&format!(
-        "/paths/{}/{}",
-        escape(template),
-        method.to_ascii_lowercase()
-    ))
-}
-
-/// Checks the query string against the operation's `in: query` parameters: each name must be
-/// declared, and booleans, integers and enumerations must parse.
-fn validate_query(
-    document: &Value,
-    template: &str,
-    method: &str,
-    query: &[(String, String)],
-) -> Vec<String> {
-    let Some(op) = operation(document, template, method) else {
-        return Vec::new();
-    };
-    let declared: Vec<&Value> = op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    p.get("$ref")
-                        .and_then(Value::as_str)
-                        .and_then(|r| r.strip_prefix('#'))
-                        .and_then(|r| document.pointer(r))
-                        .unwrap_or(p)
-                })
-                .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut errors = Vec::new();
-    for (name, value) in query {
-        let Some(param) = declared
-            .iter()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
-        else {
-            errors.push(format!(
-                "?{name}: parameters: the operation declares no query parameter {name:?}"
-            ));
-            continue;
-        };
-        let schema = param.get("schema").unwrap_or(&Value::Null);
-        let ok = match schema.get("type").and_then(Value::as_str) {
-            Some("boolean") => matches!(value.as_str(), "true" | "false"),
-            Some("integer") => value.parse::<i64>().is_ok(),
-            Some("number") => value.parse::<f64>().is_ok(),
-            _ => true,
-        };
-        if !ok {
-            errors.push(format!(
-                "?{name}: type: {value:?} is not a {}",
-                schema
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("value")
-            ));
-        }
-        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-            if !allowed.iter().any(|a| a.as_str() == Some(value.as_str())) {
-                errors.push(format!(
-                    "?{name}: enum: {value:?} is not one of {allowed:?}"
-                ));
-            }
-        }
-    }
-    errors
 }
 
 /// Splits and percent-decodes a query string.
@@ -231,6 +155,17 @@ fn decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The operation's query parameters checked ([`query::validate_query`]; `required` marks
+/// not checked).
+fn validate_query(
+    document: &Value,
+    template: &str,
+    method: &str,
+    query: &[(String, String)],
+) -> Vec<String> {
+    query::validate_query(document, template, method, query, query::Required::Ignored)
 }
 
 #[cfg(test)]
@@ -295,7 +230,7 @@ mod tests {
         for (op, method, doc, template, _) in OPERATIONS {
             let document = specs.get(*doc).document();
             assert!(
-                operation(document, template, method).is_some(),
+                query::operation(document, template, method).is_some(),
                 "{op:?}: {method} {template} is not in {}",
                 doc.file()
             );

@@ -22,6 +22,7 @@ pub mod generate;
 mod meta;
 mod meta_send;
 mod normalise;
+pub mod query;
 mod report;
 
 use std::collections::HashMap;

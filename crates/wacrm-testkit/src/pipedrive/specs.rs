@@ -1,6 +1,7 @@
 //! Pipedrive's OpenAPI documents, loaded once per process with their known defects patched,
 //! request validation against them, and the operations' token costs.
 
+use crate::openapi::query;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
@@ -87,7 +88,7 @@ impl Specs {
 
     /// The operation's `x-token-cost`, if the document states one.
     pub(super) fn token_cost(&self, api: Api, template: &str, method: &str) -> Option<u64> {
-        operation(self.get(api).document(), template, method)
+        query::operation(self.get(api).document(), template, method)
             .and_then(|op| op.get("x-token-cost"))
             .and_then(Value::as_u64)
     }
@@ -192,82 +193,15 @@ fn add_custom_fields(spec: &mut SpecValidator, method: &str, path: &str) -> Resu
     spec.patch_request_schema(path, method, schema)
 }
 
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
-fn operation<'a>(document: &'a Value, template: &str, method: &str) -> Option<&'a Value> {
-    document.pointer(&format!(
-        "/paths/{}/{}",
-        escape(template),
-        method.to_ascii_lowercase()
-    ))
-}
-
-/// Checks the query string against the operation's `in: query` parameters: each name must be
-/// declared, integers, numbers and booleans must parse, and enumerations (string or numeric)
-/// must hold. Ranges stated only in prose (`limit` ≤ 500) are the fake's own checks.
+/// The operation's query parameters checked ([`query::validate_query`]; `required` marks
+/// not checked).
 fn validate_query(
     document: &Value,
     template: &str,
     method: &str,
     query: &[(String, String)],
 ) -> Vec<String> {
-    let Some(op) = operation(document, template, method) else {
-        return Vec::new();
-    };
-    let declared: Vec<&Value> = op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut errors = Vec::new();
-    for (name, value) in query {
-        let Some(param) = declared
-            .iter()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
-        else {
-            errors.push(format!(
-                "?{name}: parameters: the operation declares no query parameter {name:?}"
-            ));
-            continue;
-        };
-        let schema = param.get("schema").unwrap_or(&Value::Null);
-        let kind = schema.get("type").and_then(Value::as_str);
-        let ok = match kind {
-            Some("boolean") => matches!(value.as_str(), "true" | "false"),
-            Some("integer") => value.parse::<i64>().is_ok(),
-            Some("number") => value.parse::<f64>().is_ok(),
-            _ => true,
-        };
-        if !ok {
-            errors.push(format!(
-                "?{name}: type: {value:?} is not of type {:?}",
-                kind.unwrap_or("value")
-            ));
-            continue;
-        }
-        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-            let number = value.parse::<f64>().ok();
-            let found = allowed.iter().any(|a| match a {
-                Value::String(s) => s == value,
-                Value::Number(n) => n.as_f64().is_some() && n.as_f64() == number,
-                _ => false,
-            });
-            if !found {
-                let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
-                errors.push(format!(
-                    "?{name}: enum: {value:?} is not one of {}",
-                    allowed.join(", ")
-                ));
-            }
-        }
-    }
-    errors
+    query::validate_query(document, template, method, query, query::Required::Ignored)
 }
 
 #[cfg(test)]
@@ -283,7 +217,7 @@ mod tests {
             return;
         };
         for (op, method, api, template, cost) in OPERATIONS {
-            let found = operation(specs.get(*api).document(), template, method);
+            let found = query::operation(specs.get(*api).document(), template, method);
             let Some(found) = found else {
                 panic!("{op:?}: {method} {template} is not in {}", api.file());
             };
