@@ -172,7 +172,8 @@ impl Window {
 /// What an adapter declares about its CRM's HTTP API.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// The API's base URL (paths are appended to it).
+    /// The API's base URL (paths are appended to it). With an OAuth token that names the
+    /// account's host ([`crate::oauth::OAuth2::with_instance_url_from`]), only its path is kept.
     pub base_url: String,
     /// How requests authenticate.
     pub auth: Auth,
@@ -189,6 +190,9 @@ pub struct HttpSettings {
 pub struct CrmHttp {
     client: reqwest::Client,
     base_url: String,
+    /// The base URL's path (`/services/data/v62.0`), kept when an OAuth token names the
+    /// account's host.
+    base_path: String,
     auth: Auth,
     connection: String,
     general: DefaultDirectRateLimiter,
@@ -218,9 +222,14 @@ impl CrmHttp {
         settings: HttpSettings,
         classify: Classifier,
     ) -> Result<Self, CrmError> {
+        let base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let base_path = reqwest::Url::parse(&base_url)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
         Ok(CrmHttp {
             client: client(settings.timeout)?,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            base_url,
+            base_path,
             auth: settings.auth,
             connection: connection.to_owned(),
             general: window_limiter(settings.limit.limit, settings.limit.per),
@@ -301,21 +310,28 @@ impl CrmHttp {
             attempt += 1;
             self.wait_for_budget(budget).await;
             let started = Instant::now();
-            let mut request = self
-                .client
-                .request(method.clone(), format!("{}{path}", self.base_url));
+            let mut request = match &self.auth {
+                Auth::OAuth2(oauth) => {
+                    let token = oauth.token(&self.client, &self.oauth).await?;
+                    // The account's own host when the token answer named one.
+                    let url = match &token.instance_url {
+                        Some(host) => format!("{host}{}{path}", self.base_path),
+                        None => format!("{}{path}", self.base_url),
+                    };
+                    self.client.request(method.clone(), url).header(
+                        reqwest::header::AUTHORIZATION,
+                        format!("{} {}", oauth.scheme, token.access),
+                    )
+                }
+                _ => self
+                    .client
+                    .request(method.clone(), format!("{}{path}", self.base_url)),
+            };
             request = match &self.auth {
                 Auth::Bearer(token) => request.bearer_auth(token),
                 Auth::Header { name, value } => request.header(name.as_str(), value.as_str()),
                 Auth::Query { name, value } => request.query(&[(name.as_str(), value.as_str())]),
-                Auth::OAuth2(oauth) => {
-                    let token = oauth.token(&self.client, &self.oauth).await?;
-                    request.header(
-                        reqwest::header::AUTHORIZATION,
-                        format!("{} {token}", oauth.scheme),
-                    )
-                }
-                Auth::None => request,
+                Auth::OAuth2(_) | Auth::None => request,
             };
             for (name, value) in headers(body.unwrap_or_default()) {
                 request = request.header(name, value);

@@ -1,6 +1,8 @@
 //! `CrmHttp` with OAuth 2: tokens fetched with the client-credentials and the refresh-token
 //! grants, reused until they expire, fetched again when the CRM refuses one, a rotated refresh
-//! token used from then on, and a refused grant fatal without a secret in its text.
+//! token used from then on (and after a restart, through its file), the account's host taken
+//! from the token answer, the JWT-bearer grant's signed assertion, and a refused grant fatal
+//! without a secret in its text.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use axum::{Form, Json, Router};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wacrm_crm::http::{default_classifier, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::oauth::{Grant, OAuth2};
+use wacrm_crm::oauth::{FileTokenStore, Grant, JwtBearer, OAuth2, RefreshTokenStore};
 use wacrm_crm::CrmError;
 
 #[derive(Default)]
@@ -27,6 +29,12 @@ struct Server {
     served: usize,
     /// Answer token requests 400 invalid_grant.
     refuse: bool,
+    /// Refresh tokens are single-use: only the last one issued (or `refresh-0`) is accepted.
+    rotating: bool,
+    /// The refresh token a rotating server accepts next.
+    live_refresh: Option<String>,
+    /// Name this host in the answer's `instance_url`.
+    instance_url: Option<String>,
 }
 
 type Shared = Arc<Mutex<Server>>;
@@ -36,23 +44,34 @@ async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> (StatusCode, Json<Value>) {
     let mut s = s.lock().unwrap();
-    s.token_requests.push(form);
+    s.token_requests.push(form.clone());
     if s.refuse {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "invalid_grant", "error_description": "refresh token revoked"})),
         );
     }
+    if s.rotating {
+        let live = s.live_refresh.clone().unwrap_or_else(|| "refresh-0".into());
+        if form.get("refresh_token") != Some(&live) {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"error": "invalid_grant", "error_description": "refresh token retired"}),
+                ),
+            );
+        }
+    }
     let n = s.token_requests.len();
     let access = format!("access-{n}");
     s.valid = Some(access.clone());
-    (
-        StatusCode::OK,
-        Json(
-            json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
-                    "refresh_token": format!("refresh-{n}")}),
-        ),
-    )
+    s.live_refresh = Some(format!("refresh-{n}"));
+    let mut answer = json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
+                            "refresh_token": format!("refresh-{n}")});
+    if let Some(host) = &s.instance_url {
+        answer["instance_url"] = json!(host);
+    }
+    (StatusCode::OK, Json(answer))
 }
 
 async fn api(State(s): State<Shared>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
@@ -79,6 +98,7 @@ async fn start() -> (String, Shared) {
     let app = Router::new()
         .route("/oauth/token", post(token))
         .route("/v1/persons", get(api))
+        .route("/services/data/v62.0/sobjects", get(api))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -87,16 +107,23 @@ async fn start() -> (String, Shared) {
 }
 
 fn client(url: &str, grant: Grant) -> CrmHttp {
-    let auth = Auth::OAuth2(OAuth2 {
-        token_url: format!("{url}/oauth/token"),
-        client_id: "client-1".into(),
-        client_secret: "very-secret".into(),
+    client_with(url, url, grant, |o| o.with_scope("contacts:full"))
+}
+
+fn client_with(
+    url: &str,
+    base_url: &str,
+    grant: Grant,
+    more: impl FnOnce(OAuth2) -> OAuth2,
+) -> CrmHttp {
+    let auth = Auth::OAuth2(more(OAuth2::new(
+        format!("{url}/oauth/token"),
+        "client-1",
+        "very-secret",
         grant,
-        scope: Some("contacts:full".into()),
-        scheme: "Bearer".into(),
-    });
+    )));
     let settings = HttpSettings {
-        base_url: url.to_owned(),
+        base_url: base_url.to_owned(),
         auth,
         limit: Window::new(100, Duration::from_secs(2)),
         search_limit: None,
@@ -176,4 +203,125 @@ async fn a_refused_grant_is_fatal_and_names_no_secret() {
         !text.contains("very-secret") && !text.contains("refresh-secret-0"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_restart_through_its_file() {
+    let (url, server) = start().await;
+    server.lock().unwrap().rotating = true;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm").join("main.oauth.json");
+    let with_file = |o: OAuth2| o.with_refresh_token_store(Arc::new(FileTokenStore::new(&path)));
+
+    let first = client_with(
+        &url,
+        &url,
+        Grant::RefreshToken("refresh-0".into()),
+        with_file,
+    );
+    get_persons(&first).await.unwrap();
+    drop(first);
+    // refresh-0 is retired now; a restart must not send it.
+    let restarted = client_with(
+        &url,
+        &url,
+        Grant::RefreshToken("refresh-0".into()),
+        with_file,
+    );
+    get_persons(&restarted).await.unwrap();
+    let sent: Vec<String> = server
+        .lock()
+        .unwrap()
+        .token_requests
+        .iter()
+        .map(|f| f["refresh_token"].clone())
+        .collect();
+    assert_eq!(sent, vec!["refresh-0", "refresh-1"]);
+
+    // Without the file the restart would have been dead: the configured token is retired.
+    let forgetful = client(&url, Grant::RefreshToken("refresh-0".into()));
+    let err = get_persons(&forgetful).await.unwrap_err();
+    assert!(matches!(err, CrmError::Fatal(_)), "{err}");
+
+    // The file holds the current token, not the configured one, and only its owner reads it.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("refresh-2") && !text.contains("refresh-0"),
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+}
+
+#[test]
+fn a_newly_configured_refresh_token_wins_over_the_saved_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::new(dir.path().join("t.json"));
+    assert_eq!(store.load("configured-a").unwrap(), None);
+    store.save("configured-a", "rotated-1").unwrap();
+    assert_eq!(
+        store.load("configured-a").unwrap().as_deref(),
+        Some("rotated-1")
+    );
+    // The operator authorised again and configured the new token.
+    assert_eq!(store.load("configured-b").unwrap(), None);
+}
+
+#[tokio::test]
+async fn requests_go_to_the_host_the_token_answer_names() {
+    let (url, server) = start().await;
+    server.lock().unwrap().instance_url = Some(url.clone());
+    // The configured host answers nothing: only its path is kept.
+    let http = client_with(
+        &url,
+        "http://127.0.0.1:9/services/data/v62.0",
+        Grant::ClientCredentials,
+        |o| o.with_instance_url_from("instance_url"),
+    );
+    http.send(Method::GET, "/sobjects", None, Budget::General, Retry::Safe)
+        .await
+        .unwrap();
+    assert_eq!(server.lock().unwrap().served, 1);
+}
+
+#[tokio::test]
+async fn a_token_answer_naming_a_clear_text_host_is_refused() {
+    let (url, server) = start().await;
+    server.lock().unwrap().instance_url = Some("ftp://example.invalid".into());
+    let http = client_with(&url, &url, Grant::ClientCredentials, |o| {
+        o.with_instance_url_from("instance_url")
+    });
+    let err = get_persons(&http).await.unwrap_err();
+    assert!(matches!(err, CrmError::Fatal(_)), "{err}");
+}
+
+#[tokio::test]
+async fn the_jwt_bearer_grant_sends_a_signed_assertion_and_no_secret() {
+    let (url, server) = start().await;
+    let grant = Grant::JwtBearer(JwtBearer {
+        subject: "integration@example.com".into(),
+        audience: "https://login.salesforce.com".into(),
+        private_key_pem: include_str!("data/test-jwt-key.pem").into(),
+    });
+    let http = client_with(&url, &url, grant, |o| o);
+    get_persons(&http).await.unwrap();
+    let form = server.lock().unwrap().token_requests[0].clone();
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    assert!(!form.contains_key("client_secret"));
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("data/test-jwt-key.pub.pem"))
+        .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["https://login.salesforce.com"]);
+    let claims = jsonwebtoken::decode::<Value>(&form["assertion"], &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["iss"], "client-1");
+    assert_eq!(claims["sub"], "integration@example.com");
 }

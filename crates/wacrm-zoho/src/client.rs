@@ -37,17 +37,18 @@ pub struct Zoho {
 pub fn http_settings(config: &ZohoConfig) -> HttpSettings {
     HttpSettings {
         base_url: config.api_domain.clone(),
-        auth: Auth::OAuth2(OAuth2 {
-            token_url: format!(
-                "{}/oauth/v2/token",
-                config.accounts_url.trim_end_matches('/')
-            ),
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
-            grant: Grant::RefreshToken(config.refresh_token.clone()),
-            scope: None,
-            scheme: "Zoho-oauthtoken".into(),
-        }),
+        auth: Auth::OAuth2(
+            OAuth2::new(
+                format!(
+                    "{}/oauth/v2/token",
+                    config.accounts_url.trim_end_matches('/')
+                ),
+                config.client_id.clone(),
+                config.client_secret.clone(),
+                Grant::RefreshToken(config.refresh_token.clone()),
+            )
+            .with_scheme("Zoho-oauthtoken"),
+        ),
         limit: Window::new(config.requests_per_s, Duration::from_secs(1)),
         search_limit: None,
         timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),
