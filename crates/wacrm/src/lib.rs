@@ -24,6 +24,7 @@ mod audit;
 mod crm;
 mod dead_letters;
 mod doctor;
+mod health;
 mod keys;
 mod replay;
 mod serve;
@@ -109,6 +110,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crm::CrmCommand,
     },
+    /// Exit 0 when the local `wacrm serve` answers ready (`/readyz`), 1 otherwise: a
+    /// container's HEALTHCHECK.
+    Health,
     /// List and re-drive dead letters.
     DeadLetters {
         /// The subcommand.
@@ -157,6 +161,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
         Command::Crm { command } => crm::run(settings, &registry, command).await,
         Command::Audit { command } => audit::run(settings, command).await,
+        Command::Health => health::run(&settings.server.listen).await,
         Command::Replay { connection, from } => {
             replay::run(settings, &registry, connection, from).await
         }

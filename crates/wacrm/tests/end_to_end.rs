@@ -467,3 +467,20 @@ async fn keys_name_their_numbers_and_are_audited_before_they_exist() {
         "a revocation that cannot be audited is not done"
     );
 }
+
+/// `wacrm health` (the container's HEALTHCHECK) passes against a ready service and fails once
+/// it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_command_tells_a_ready_service_from_a_stopped_one() {
+    let mut service = Service::new(Bus::Embedded);
+    service.start().await;
+    let ready = service.command().arg("health").output().unwrap();
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    service.terminate();
+    let gone = service.command().arg("health").output().unwrap();
+    assert!(!gone.status.success(), "health passed with no service");
+}
