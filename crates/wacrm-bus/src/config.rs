@@ -22,7 +22,8 @@ pub enum Backend {
 pub struct BusConfig {
     /// `embedded` (default) or `kafka`.
     pub backend: Backend,
-    /// Prefix of every topic name.
+    /// Prefix of every topic name; on Kafka, of every consumer group id too, unless it is the
+    /// default (`kafka::group_id`).
     pub topic_prefix: String,
     /// How long a publish may wait for durability before the webhook is answered 503.
     pub publish_timeout_ms: u64,
@@ -36,7 +37,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             backend: Backend::Embedded,
-            topic_prefix: "wacrm.".into(),
+            topic_prefix: crate::topics::DEFAULT_PREFIX.into(),
             publish_timeout_ms: 5_000,
             embedded: EmbeddedConfig::default(),
             kafka: KafkaConfig::default(),

@@ -88,6 +88,8 @@ type IdempotentProducer = FutureProducer<ProducerHealth>;
 /// The Kafka event bus.
 pub struct KafkaBus {
     config: KafkaConfig,
+    /// The deployment's topic prefix, which its group ids carry (see [`group_id`]).
+    group_prefix: String,
     producer: RwLock<(IdempotentProducer, ProducerHealth)>,
     replaced_at: std::sync::Mutex<std::time::Instant>,
     publish_timeout: Duration,
@@ -126,10 +128,18 @@ impl KafkaBus {
     pub fn open(config: &KafkaConfig, publish_timeout: Duration) -> Result<Self, BusError> {
         Ok(KafkaBus {
             config: config.clone(),
+            group_prefix: crate::topics::DEFAULT_PREFIX.to_owned(),
             producer: RwLock::new(create_producer(config, publish_timeout)?),
             replaced_at: std::sync::Mutex::new(std::time::Instant::now() - MIN_REPLACE_INTERVAL),
             publish_timeout,
         })
+    }
+
+    /// The bus of the deployment whose topics carry `topic_prefix`: its consumer groups are
+    /// its own ([`group_id`]).
+    pub fn with_group_prefix(mut self, topic_prefix: &str) -> Self {
+        self.group_prefix = topic_prefix.to_owned();
+        self
     }
 
     /// The current producer; one that lost every broker since it was made is replaced first.
@@ -251,7 +261,7 @@ impl EventBus for KafkaBus {
     ) -> Result<Box<dyn Subscription>, BusError> {
         let make = ConsumerFactory {
             config: self.config.clone(),
-            group: group.to_owned(),
+            group: group_id(&self.group_prefix, group),
             topics: topics.to_vec(),
         };
         Ok(Box::new(KafkaSubscription {
@@ -285,6 +295,20 @@ impl EventBus for KafkaBus {
         tokio::task::spawn_blocking(move || producer.flush(timeout).map_err(|e| classify(&e)))
             .await
             .map_err(|e| BusError::Fatal(e.to_string()))?
+    }
+}
+
+/// The Kafka group id of wacrm's consumer group `group` (`wacrm-store`, `wacrm-sender`, a CRM
+/// connection's) in the deployment whose topics carry `topic_prefix`. Two deployments on one
+/// cluster (production and staging, two businesses) have different prefixes, so they never
+/// share a group: one's rebalances, evictions and offset resets never reach the other. On the
+/// default prefix the bare name is kept, so a deployment that upgrades keeps its committed
+/// offsets.
+pub fn group_id(topic_prefix: &str, group: &str) -> String {
+    if topic_prefix == crate::topics::DEFAULT_PREFIX {
+        group.to_owned()
+    } else {
+        format!("{topic_prefix}{group}")
     }
 }
 

@@ -173,10 +173,13 @@ pub async fn open(config: &BusConfig) -> Result<Arc<dyn EventBus>, BusError> {
                 }
                 Err(e) => tracing::warn!(error = %e, "kafka topics could not be checked"),
             }
-            Ok(Arc::new(kafka::KafkaBus::open(
-                &config.kafka,
-                Duration::from_millis(config.publish_timeout_ms),
-            )?))
+            Ok(Arc::new(
+                kafka::KafkaBus::open(
+                    &config.kafka,
+                    Duration::from_millis(config.publish_timeout_ms),
+                )?
+                .with_group_prefix(&config.topic_prefix),
+            ))
         }
         #[allow(unreachable_patterns)]
         backend => Err(BusError::Fatal(format!(

@@ -41,8 +41,11 @@ impl Topics {
     }
 }
 
+/// The topic prefix of a deployment that sets none.
+pub const DEFAULT_PREFIX: &str = "wacrm.";
+
 impl Default for Topics {
     fn default() -> Self {
-        Topics::with_prefix("wacrm.")
+        Topics::with_prefix(DEFAULT_PREFIX)
     }
 }

@@ -446,3 +446,68 @@ fn the_probe_tells_a_frozen_broker_from_a_serving_one() {
         assert!(Instant::now() < deadline, "the broker stopped serving");
     }
 }
+
+/// Two deployments on one cluster (production and staging, two businesses), each with its own
+/// topic prefix, never share a consumer group: what one commits is kept under its own prefixed
+/// group id, and the bare name (which both would have used) holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_with_their_own_topic_prefix_have_their_own_groups() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let cfg = config(&broker, 1);
+    for prefix in ["dep-a.", "dep-b."] {
+        let (topics, _) = ten_records(&cfg, prefix, Duration::from_secs(10)).await;
+        // Opened as `wacrm serve` opens it, from the deployment's configuration.
+        let bus = wacrm_bus::open(&wacrm_bus::BusConfig {
+            backend: wacrm_bus::config::Backend::Kafka,
+            topic_prefix: prefix.to_owned(),
+            kafka: cfg.clone(),
+            ..wacrm_bus::BusConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut sub = bus
+            .subscribe("wacrm-store", std::slice::from_ref(&topics.conversations))
+            .await
+            .unwrap();
+        let got = drain(&mut sub, 10, Duration::from_secs(30)).await;
+        assert_eq!(got.len(), 10);
+        sub.commit(&got).await.unwrap();
+        sub.close().await.unwrap();
+    }
+    let committed = |group: &str, topic: &str| -> Option<i64> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        let offsets = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        match offsets.elements()[0].offset() {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        }
+    };
+    assert_eq!(
+        committed("dep-a.wacrm-store", "dep-a.conversations"),
+        Some(10)
+    );
+    assert_eq!(
+        committed("dep-b.wacrm-store", "dep-b.conversations"),
+        Some(10)
+    );
+    assert_eq!(committed("wacrm-store", "dep-a.conversations"), None);
+    assert_eq!(committed("wacrm-store", "dep-b.conversations"), None);
+    // The default prefix keeps the bare names: an upgraded deployment keeps its offsets.
+    assert_eq!(
+        wacrm_bus::kafka::group_id("wacrm.", "wacrm-store"),
+        "wacrm-store"
+    );
+}
