@@ -62,6 +62,10 @@ pub type HeadersFor<'a> = dyn Fn(&[u8]) -> Vec<(&'static str, String)> + Send + 
 /// Reads an error response: status, headers, JSON body (or `Null`).
 pub type Classifier = Arc<dyn Fn(u16, &HeaderMap, &Value) -> CrmError + Send + Sync>;
 
+/// Sees every answer's status and headers, successes included: for the headers in which a CRM
+/// reports how much of its allocation is used (Salesforce's `Sforce-Limit-Info`).
+pub type ResponseObserver = Arc<dyn Fn(u16, &HeaderMap) + Send + Sync>;
+
 /// The default reading of error responses.
 pub fn default_classifier(status: u16, headers: &HeaderMap, body: &Value) -> CrmError {
     let message = body
@@ -199,6 +203,7 @@ pub struct CrmHttp {
     search: Option<DefaultDirectRateLimiter>,
     classify: Classifier,
     oauth: crate::oauth::TokenCache,
+    observe: Option<ResponseObserver>,
     /// Attempts per request for 429s and transient failures.
     pub max_attempts: u32,
     /// First delay between attempts (doubling, with jitter, up to `max_backoff`).
@@ -238,6 +243,7 @@ impl CrmHttp {
                 .map(|w| window_limiter(w.limit, w.per)),
             classify,
             oauth: crate::oauth::TokenCache::default(),
+            observe: None,
             max_attempts: 6,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
@@ -249,6 +255,12 @@ impl CrmHttp {
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, CrmError> {
         self.client = client(timeout)?;
         Ok(self)
+    }
+
+    /// The same client, showing `observer` every answer's status and headers.
+    pub fn with_response_observer(mut self, observer: ResponseObserver) -> Self {
+        self.observe = Some(observer);
+        self
     }
 
     async fn wait_for_budget(&self, budget: Budget) {
@@ -348,6 +360,9 @@ impl CrmHttp {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
+                    if let Some(observe) = &self.observe {
+                        observe(status, &headers);
+                    }
                     match response.text().await {
                         Ok(text) => {
                             let json: Value = if text.is_empty() {

@@ -325,3 +325,16 @@ async fn the_jwt_bearer_grant_sends_a_signed_assertion_and_no_secret() {
     assert_eq!(claims["iss"], "client-1");
     assert_eq!(claims["sub"], "integration@example.com");
 }
+
+#[tokio::test]
+async fn a_response_observer_sees_every_answer_successes_included() {
+    let (url, _server) = start().await;
+    let seen: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let kept = seen.clone();
+    let http = client(&url, Grant::ClientCredentials).with_response_observer(Arc::new(
+        move |status, _headers: &reqwest::header::HeaderMap| kept.lock().unwrap().push(status),
+    ));
+    get_persons(&http).await.unwrap();
+    get_persons(&http).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![200, 200]);
+}
