@@ -23,6 +23,8 @@ mod loopback;
 pub mod memory;
 pub mod openapi;
 pub mod pipedrive;
+pub mod rdstation;
+pub mod salesforce;
 pub mod sink;
 pub mod webhooks;
 pub mod zoho;

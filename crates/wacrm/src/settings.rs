@@ -68,6 +68,8 @@ pub fn adapters() -> Registry {
     Registry::new()
         .with(wacrm_hubspot::HubSpotKind)
         .with(wacrm_pipedrive::PipedriveKind)
+        .with(wacrm_rdstation::RdStationKind)
+        .with(wacrm_salesforce::SalesforceKind)
         .with(wacrm_webhook::WebhookKind)
         .with(wacrm_zoho::ZohoKind)
 }
