@@ -19,6 +19,7 @@ pub mod bus;
 pub mod conformance;
 pub mod graph;
 pub mod hubspot;
+pub mod kommo;
 mod loopback;
 pub mod memory;
 pub mod openapi;

@@ -67,6 +67,7 @@ impl std::fmt::Debug for ConnectionSettings {
 pub fn adapters() -> Registry {
     Registry::new()
         .with(wacrm_hubspot::HubSpotKind)
+        .with(wacrm_kommo::KommoKind)
         .with(wacrm_pipedrive::PipedriveKind)
         .with(wacrm_rdstation::RdStationKind)
         .with(wacrm_salesforce::SalesforceKind)

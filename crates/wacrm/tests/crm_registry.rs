@@ -80,7 +80,9 @@ async fn an_unknown_kind_is_refused_naming_the_known_ones() {
     let text = stdout(&doctor);
     assert!(!doctor.status.success());
     assert!(
-        text.contains("FAIL crm odd:") && text.contains("notacrm") && text.contains("hubspot"),
+        text.contains("FAIL crm odd:")
+            && text.contains("notacrm")
+            && text.contains("hubspot, kommo, pipedrive, rdstation, salesforce, webhook, zoho"),
         "{text}"
     );
     let serve = service
@@ -133,4 +135,72 @@ async fn a_webhook_sink_configured_from_the_environment_receives_signed_events()
         receiver.violations()
     );
     service.terminate();
+}
+
+/// Salesforce, RD Station CRM and Kommo connections configured from the environment alone go
+/// through the registry of the real binary: `crm setup` and `doctor` reach each fake with the
+/// kind's own credentials (client credentials at the token's instance URL; a rotating refresh
+/// token kept in the default token file under the service's directory; a long-lived token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_rd_station_and_kommo_connections_come_from_the_environment() {
+    use wacrm_testkit::{kommo, rdstation, salesforce};
+    let sf = salesforce::SalesforceFake::start(salesforce::FakeConfig::default()).await;
+    let rd = rdstation::RdStationFake::start(rdstation::FakeConfig::default()).await;
+    let ko = kommo::KommoFake::start(kommo::FakeConfig::default()).await;
+    let (sfc, rdc, koc) = (sf.config(), rd.config(), ko.config());
+    let service = Service::new(Bus::Embedded).with_env(&[
+        ("WACRM_CRM__CONNECTIONS__SF__KIND", "salesforce".into()),
+        ("WACRM_CRM__CONNECTIONS__SF__CLIENT_ID", sfc.client_id),
+        (
+            "WACRM_CRM__CONNECTIONS__SF__CLIENT_SECRET",
+            sfc.client_secret,
+        ),
+        ("WACRM_CRM__CONNECTIONS__SF__LOGIN_URL", sf.base_url()),
+        ("WACRM_CRM__CONNECTIONS__RD__KIND", "rdstation".into()),
+        ("WACRM_CRM__CONNECTIONS__RD__CLIENT_ID", rdc.client_id),
+        (
+            "WACRM_CRM__CONNECTIONS__RD__CLIENT_SECRET",
+            rdc.client_secret,
+        ),
+        (
+            "WACRM_CRM__CONNECTIONS__RD__REFRESH_TOKEN",
+            rdc.refresh_token,
+        ),
+        (
+            "WACRM_CRM__CONNECTIONS__RD__BASE_URL",
+            format!("{}/crm/v2", rd.base_url()),
+        ),
+        ("WACRM_CRM__CONNECTIONS__RD__TOKEN_URL", rd.token_url()),
+        ("WACRM_CRM__CONNECTIONS__KO__KIND", "kommo".into()),
+        ("WACRM_CRM__CONNECTIONS__KO__TOKEN", koc.token),
+        ("WACRM_CRM__CONNECTIONS__KO__BASE_URL", ko.base_url()),
+    ]);
+    assert!(service
+        .command()
+        .arg("migrate")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    for connection in ["sf", "rd", "ko"] {
+        let setup = service
+            .command()
+            .args(["crm", "setup", "--connection", connection])
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "{connection}: {}{}",
+            stdout(&setup),
+            stderr(&setup)
+        );
+    }
+    let doctor = service.command().arg("doctor").output().unwrap();
+    let text = stdout(&doctor);
+    for connection in ["sf", "rd", "ko"] {
+        assert!(text.contains(&format!("ok   crm {connection}:")), "{text}");
+    }
+    // RD Station rotated the refresh token: the current one is in the default token file.
+    let saved = std::fs::read_to_string(service.path().join("data/crm/rd.oauth.json")).unwrap();
+    assert!(saved.contains("refresh_token"), "{saved}");
 }
