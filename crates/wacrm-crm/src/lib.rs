@@ -9,13 +9,16 @@
 //!   safe to repeat;
 //! - [`connection`]: [`ConnectionConfig`], the settings every connection has whatever its CRM
 //!   (name, business numbers, data minimisation, reconciliation delay);
-//! - [`registry`]: [`registry::Registry`], the one list of adapter kinds a build knows.
+//! - [`registry`]: [`registry::Registry`], the one list of adapter kinds a build knows;
+//! - [`transcript`] and [`batch`]: messages as the lines of a CRM note, and a batch fanned out
+//!   over one request per note and gathered back in order, for CRMs without batch writes.
 //!
 //! The sync engine (`wacrm-sync`) consumes the bus and drives an adapter through this API; an
 //! adapter crate depends on this crate only, so it never compiles the bus, the store or a Kafka
 //! client.
 
 pub mod adapter;
+pub mod batch;
 pub mod connection;
 pub mod http;
 pub mod oauth;

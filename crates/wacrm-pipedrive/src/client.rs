@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::transcript;
+use wacrm_crm::{batch, transcript};
 use wacrm_crm::{
     AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
     StatusSync,
@@ -481,20 +481,7 @@ impl CrmAdapter for Pipedrive {
                 self.note_of(contact, indices, lines)
             })
             .collect();
-        let outcomes: Vec<_> = futures::stream::iter(calls)
-            .buffered(CONCURRENT)
-            .collect()
-            .await;
-        let mut out: Vec<ItemResult<String>> = messages
-            .iter()
-            .map(|_| Err(CrmError::Transient("not sent".into())))
-            .collect();
-        for (indices, results) in outcomes {
-            for (i, result) in indices.into_iter().zip(results) {
-                out[i] = result;
-            }
-        }
-        Ok(out)
+        Ok(batch::per_position(messages.len(), calls, CONCURRENT).await)
     }
 
     /// Each note once: read, its lines' statuses set, written back.
@@ -502,36 +489,14 @@ impl CrmAdapter for Pipedrive {
         &self,
         statuses: &[StatusSync],
     ) -> Result<Vec<ItemResult<()>>, CrmError> {
-        let mut by_note: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, s) in statuses.iter().enumerate() {
-            match by_note.iter_mut().find(|(n, _)| *n == s.crm_id) {
-                Some((_, indices)) => indices.push(i),
-                None => by_note.push((&s.crm_id, vec![i])),
-            }
-        }
-        let calls: Vec<_> = by_note
+        let calls: Vec<_> = batch::positions_by(statuses, |s| s.crm_id.as_str())
             .into_iter()
             .map(|(note, indices)| {
                 let mine: Vec<StatusSync> = indices.iter().map(|i| statuses[*i].clone()).collect();
                 self.statuses_of(note.to_owned(), indices, mine)
             })
             .collect();
-        let outcomes: Vec<_> = futures::stream::iter(calls)
-            .buffered(CONCURRENT)
-            .collect()
-            .await;
-        let mut out: Vec<ItemResult<()>> = statuses.iter().map(|_| Ok(())).collect();
-        for (indices, outcome) in outcomes {
-            if let Err(e) = outcome {
-                if e.class() != wacrm_core::ErrorClass::DeadLetter {
-                    return Err(e);
-                }
-                for i in indices {
-                    out[i] = Err(e.clone());
-                }
-            }
-        }
-        Ok(out)
+        batch::per_group(statuses.len(), calls, CONCURRENT).await
     }
 
     /// The notes holding these wamids, among the connection user's newest notes.

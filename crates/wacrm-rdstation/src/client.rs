@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, OnceCell};
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::oauth::{FileTokenStore, Grant, OAuth2};
-use wacrm_crm::transcript;
+use wacrm_crm::{batch, transcript};
 use wacrm_crm::{
     AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
     StatusSync,
@@ -633,20 +633,7 @@ impl CrmAdapter for RdStation {
                 self.task_of(deal, indices, lines)
             })
             .collect();
-        let outcomes: Vec<_> = futures::stream::iter(calls)
-            .buffered(CONCURRENT)
-            .collect()
-            .await;
-        let mut out: Vec<ItemResult<String>> = messages
-            .iter()
-            .map(|_| Err(CrmError::Transient("not sent".into())))
-            .collect();
-        for (indices, results) in outcomes {
-            for (i, result) in indices.into_iter().zip(results) {
-                out[i] = result;
-            }
-        }
-        Ok(out)
+        Ok(batch::per_position(messages.len(), calls, CONCURRENT).await)
     }
 
     /// Each task once: read, its lines' statuses set, written back.
@@ -654,36 +641,14 @@ impl CrmAdapter for RdStation {
         &self,
         statuses: &[StatusSync],
     ) -> Result<Vec<ItemResult<()>>, CrmError> {
-        let mut by_task: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, s) in statuses.iter().enumerate() {
-            match by_task.iter_mut().find(|(t, _)| *t == s.crm_id) {
-                Some((_, indices)) => indices.push(i),
-                None => by_task.push((&s.crm_id, vec![i])),
-            }
-        }
-        let calls: Vec<_> = by_task
+        let calls: Vec<_> = batch::positions_by(statuses, |s| s.crm_id.as_str())
             .into_iter()
             .map(|(task, indices)| {
                 let mine: Vec<StatusSync> = indices.iter().map(|i| statuses[*i].clone()).collect();
                 self.statuses_of(task.to_owned(), indices, mine)
             })
             .collect();
-        let outcomes: Vec<_> = futures::stream::iter(calls)
-            .buffered(CONCURRENT)
-            .collect()
-            .await;
-        let mut out: Vec<ItemResult<()>> = statuses.iter().map(|_| Ok(())).collect();
-        for (indices, outcome) in outcomes {
-            if let Err(e) = outcome {
-                if e.class() != wacrm_core::ErrorClass::DeadLetter {
-                    return Err(e);
-                }
-                for i in indices {
-                    out[i] = Err(e.clone());
-                }
-            }
-        }
-        Ok(out)
+        batch::per_group(statuses.len(), calls, CONCURRENT).await
     }
 
     /// The tasks holding these wamids, among the account's most recently changed WhatsApp
