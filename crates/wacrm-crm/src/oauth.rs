@@ -42,6 +42,8 @@ pub struct OAuth2 {
     pub instance_url_from: Option<String>,
     /// Where a refresh token the CRM rotates is kept across restarts.
     pub refresh_token_store: Option<Arc<dyn RefreshTokenStore>>,
+    /// More fields every token request carries (amoCRM/Kommo want the app's `redirect_uri`).
+    pub extra_form: Vec<(String, String)>,
 }
 
 impl PartialEq for OAuth2 {
@@ -53,6 +55,7 @@ impl PartialEq for OAuth2 {
             && self.scope == other.scope
             && self.scheme == other.scheme
             && self.instance_url_from == other.instance_url_from
+            && self.extra_form == other.extra_form
             && match (&self.refresh_token_store, &other.refresh_token_store) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -80,6 +83,7 @@ impl OAuth2 {
             scheme: "Bearer".into(),
             instance_url_from: None,
             refresh_token_store: None,
+            extra_form: Vec::new(),
         }
     }
 
@@ -99,6 +103,12 @@ impl OAuth2 {
     /// path of the configured base URL.
     pub fn with_instance_url_from(mut self, field: impl Into<String>) -> Self {
         self.instance_url_from = Some(field.into());
+        self
+    }
+
+    /// Every token request also carries `name=value` (Kommo: `redirect_uri`).
+    pub fn with_form_field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_form.push((name.into(), value.into()));
         self
     }
 
@@ -359,6 +369,10 @@ impl OAuth2 {
                 form.push(("assertion", jwt.assertion(&self.client_id)?));
             }
         }
+        let form: Vec<(&str, String)> = form
+            .into_iter()
+            .chain(self.extra_form.iter().map(|(n, v)| (n.as_str(), v.clone())))
+            .collect();
         let response = client
             .post(&self.token_url)
             .form(&form)

@@ -165,6 +165,18 @@ async fn client_credentials_fetch_one_token_and_reuse_it() {
 }
 
 #[tokio::test]
+async fn extra_form_fields_ride_on_every_token_request() {
+    let (url, server) = start().await;
+    let http = client_with(&url, &url, Grant::RefreshToken("refresh-0".into()), |o| {
+        o.with_form_field("redirect_uri", "https://example.com/back")
+    });
+    get_persons(&http).await.unwrap();
+    let form = server.lock().unwrap().token_requests[0].clone();
+    assert_eq!(form["redirect_uri"], "https://example.com/back");
+    assert_eq!(form["grant_type"], "refresh_token");
+}
+
+#[tokio::test]
 async fn a_refused_token_is_renewed_with_the_rotated_refresh_token() {
     let (url, server) = start().await;
     let http = client(&url, Grant::RefreshToken("refresh-0".into()));

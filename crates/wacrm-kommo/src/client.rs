@@ -122,15 +122,17 @@ pub fn http_settings(config: &KommoConfig) -> Result<HttpSettings, CrmError> {
         } else {
             PathBuf::from(&config.token_file)
         };
-        Auth::OAuth2(
-            OAuth2::new(
-                token_url,
-                config.client_id.clone(),
-                config.client_secret.clone(),
-                Grant::RefreshToken(config.refresh_token.clone()),
-            )
-            .with_refresh_token_store(Arc::new(FileTokenStore::new(file))),
+        let mut oauth = OAuth2::new(
+            token_url,
+            config.client_id.clone(),
+            config.client_secret.clone(),
+            Grant::RefreshToken(config.refresh_token.clone()),
         )
+        .with_refresh_token_store(Arc::new(FileTokenStore::new(file)));
+        if !config.redirect_uri.is_empty() {
+            oauth = oauth.with_form_field("redirect_uri", config.redirect_uri.clone());
+        }
+        Auth::OAuth2(oauth)
     } else if config.token.is_empty() {
         return Err(CrmError::Fatal(format!(
             "[crm.connections.{name}] needs token (a private integration's long-lived token) \

@@ -31,6 +31,9 @@ pub struct KommoConfig {
     /// The OAuth token endpoint; empty means `<account address>/oauth2/access_token`
     /// (unverified against a live account).
     pub token_url: String,
+    /// The integration's redirect URI, sent with every token request as amoCRM's OAuth page
+    /// asks (`…__REDIRECT_URI`). Empty: not sent.
+    pub redirect_uri: String,
     /// The name of the contact custom field holding the WhatsApp id (`crm setup` creates it).
     pub whatsapp_field: String,
     /// The code of that field (`crm setup` gives it; it is looked up by code first, by name
@@ -59,6 +62,7 @@ impl Default for KommoConfig {
             refresh_token: String::new(),
             token_file: String::new(),
             token_url: String::new(),
+            redirect_uri: String::new(),
             whatsapp_field: "WhatsApp ID".into(),
             whatsapp_field_code: "WHATSAPP_ID".into(),
             requests_per_second: 7,
@@ -99,6 +103,7 @@ impl std::fmt::Debug for KommoConfig {
             .field("refresh_token", &set(&self.refresh_token))
             .field("token_file", &self.token_file)
             .field("token_url", &self.token_url)
+            .field("redirect_uri", &self.redirect_uri)
             .field("whatsapp_field", &self.whatsapp_field)
             .field("whatsapp_field_code", &self.whatsapp_field_code)
             .field("requests_per_second", &self.requests_per_second)

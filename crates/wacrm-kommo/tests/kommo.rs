@@ -284,6 +284,7 @@ async fn oauth_keeps_the_rotated_refresh_token_across_restarts() {
         c.client_secret = fake.config().client_secret;
         c.refresh_token = "first-refresh-token".into();
         c.token_file = dir.path().join("kommo.json").display().to_string();
+        c.redirect_uri = "https://example.com/kommo/back".into();
         c
     };
     let adapter = Kommo::new(oauth()).unwrap();
