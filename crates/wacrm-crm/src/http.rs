@@ -139,7 +139,7 @@ pub enum Auth {
     },
     /// OAuth 2: an access token from the CRM's token endpoint (client credentials, or a
     /// refresh token), renewed before it expires and after the CRM refuses it.
-    OAuth2(crate::oauth::OAuth2),
+    OAuth2(Box<crate::oauth::OAuth2>),
     /// Nothing (a CRM reached through an authenticating proxy, or a test).
     None,
 }

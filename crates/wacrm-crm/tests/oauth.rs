@@ -116,12 +116,12 @@ fn client_with(
     grant: Grant,
     more: impl FnOnce(OAuth2) -> OAuth2,
 ) -> CrmHttp {
-    let auth = Auth::OAuth2(more(OAuth2::new(
+    let auth = Auth::OAuth2(Box::new(more(OAuth2::new(
         format!("{url}/oauth/token"),
         "client-1",
         "very-secret",
         grant,
-    )));
+    ))));
     let settings = HttpSettings {
         base_url: base_url.to_owned(),
         auth,

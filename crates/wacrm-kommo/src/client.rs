@@ -132,7 +132,7 @@ pub fn http_settings(config: &KommoConfig) -> Result<HttpSettings, CrmError> {
         if !config.redirect_uri.is_empty() {
             oauth = oauth.with_form_field("redirect_uri", config.redirect_uri.clone());
         }
-        Auth::OAuth2(oauth)
+        Auth::OAuth2(Box::new(oauth))
     } else if config.token.is_empty() {
         return Err(CrmError::Fatal(format!(
             "[crm.connections.{name}] needs token (a private integration's long-lived token) \

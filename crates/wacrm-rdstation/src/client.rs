@@ -60,7 +60,7 @@ pub fn http_settings(config: &RdStationConfig) -> HttpSettings {
     .with_refresh_token_store(Arc::new(FileTokenStore::new(config.token_path())));
     HttpSettings {
         base_url: config.base_url.clone(),
-        auth: Auth::OAuth2(oauth),
+        auth: Auth::OAuth2(Box::new(oauth)),
         limit: Window::new(config.requests_per_minute.max(2), Duration::from_secs(60)),
         search_limit: None,
         timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),

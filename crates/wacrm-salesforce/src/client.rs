@@ -118,7 +118,7 @@ pub fn http_settings(config: &SalesforceConfig) -> Result<HttpSettings, CrmError
     };
     Ok(HttpSettings {
         base_url: format!("{host}/services/data/{version}"),
-        auth: Auth::OAuth2(oauth),
+        auth: Auth::OAuth2(Box::new(oauth)),
         limit: Window::new(config.requests_per_s.max(1), Duration::from_secs(1)),
         search_limit: None,
         timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),

@@ -37,7 +37,7 @@ pub struct Zoho {
 pub fn http_settings(config: &ZohoConfig) -> HttpSettings {
     HttpSettings {
         base_url: config.api_domain.clone(),
-        auth: Auth::OAuth2(
+        auth: Auth::OAuth2(Box::new(
             OAuth2::new(
                 format!(
                     "{}/oauth/v2/token",
@@ -48,7 +48,7 @@ pub fn http_settings(config: &ZohoConfig) -> HttpSettings {
                 Grant::RefreshToken(config.refresh_token.clone()),
             )
             .with_scheme("Zoho-oauthtoken"),
-        ),
+        )),
         limit: Window::new(config.requests_per_s, Duration::from_secs(1)),
         search_limit: None,
         timeout: Duration::from_millis(config.sync.request_timeout_ms.max(1)),
