@@ -21,7 +21,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, TransactionTrait,
+    DbErr, Statement, TransactionTrait,
 };
 
 /// SQLite page cache per pooled store connection, in KiB (SQLite's default is 2,000): with the
@@ -228,9 +228,29 @@ pub(crate) fn fixed_shape_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T
     })
 }
 
-/// Applies every pending migration.
+/// The PostgreSQL advisory lock that serialises migrations ("wacrm-mi" as a number).
+const MIGRATION_LOCK: i64 = 0x7761_6372_6d2d_6d69;
+
+/// Applies every pending migration. On PostgreSQL, instances that start together take turns:
+/// the migrations run in one transaction holding an advisory lock, so one instance applies
+/// them while the others wait for it and then find nothing to do (without it they race to
+/// create the same tables and all but one fail to start). A crash mid-way rolls the whole
+/// run back. SQLite is one process's file.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
-    migration::Migrator::up(db, None).await?;
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK.into()],
+            ))
+            .await?;
+            migration::Migrator::up(&txn, None).await?;
+            txn.commit().await?;
+        }
+        _ => migration::Migrator::up(db, None).await?,
+    }
     Ok(())
 }
 

@@ -69,6 +69,19 @@ pub async fn sqlite() -> TestDb {
 
 /// A fresh PostgreSQL database, when `WACRM_TEST_POSTGRES_URL` names a server.
 async fn postgres() -> Option<TestDb> {
+    let url = empty_postgres().await?;
+    Some(TestDb {
+        name: "postgres",
+        db: connected(url).await,
+        through_pool: true,
+        _dir: None,
+    })
+}
+
+/// The URL of a new, empty (unmigrated) PostgreSQL database, when `WACRM_TEST_POSTGRES_URL`
+/// names a server.
+#[allow(dead_code)]
+pub async fn empty_postgres() -> Option<String> {
     let Ok(admin_url) = std::env::var("WACRM_TEST_POSTGRES_URL") else {
         eprintln!("WACRM_TEST_POSTGRES_URL not set: running the store tests on SQLite only");
         return None;
@@ -85,12 +98,7 @@ async fn postgres() -> Option<TestDb> {
         .await
         .unwrap();
     let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    Some(TestDb {
-        name: "postgres",
-        db: connected(format!("{base}/{name}")).await,
-        through_pool: true,
-        _dir: None,
-    })
+    Some(format!("{base}/{name}"))
 }
 
 /// Test databases live as long as the server (a test cannot drop its own on the way out: drop
