@@ -38,10 +38,21 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set_log_level(RDKafkaLogLevel::Warning);
-        for (k, v) in &self.properties {
+        for (k, v) in self.librdkafka_properties() {
             c.set(k, v);
         }
         c
+    }
+
+    /// The extra properties under librdkafka's names. Environment variable names cannot hold
+    /// dots, so `WACRM_BUS__KAFKA__PROPERTIES__SASL_PASSWORD` arrives as `sasl_password`:
+    /// underscores become dots (no librdkafka property has an underscore in its name) and
+    /// names are lower-cased.
+    pub fn librdkafka_properties(&self) -> Vec<(String, &str)> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase().replace('_', "."), v.as_str()))
+            .collect()
     }
 
     fn request_timeout(&self) -> Duration {

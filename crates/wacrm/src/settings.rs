@@ -183,6 +183,22 @@ mod tests {
         assert_eq!(built.config.max_batch, 190);
     }
 
+    /// Kafka property names have dots, which environment variable names cannot: the
+    /// environment spells them with underscores, and the client still gets the dotted name.
+    #[test]
+    fn kafka_properties_come_from_the_environment_with_underscores_for_dots() {
+        let env = [
+            ("WACRM_BUS__KAFKA__PROPERTIES__MESSAGE_MAX_BYTES", "2000000"),
+            ("WACRM_BUS__KAFKA__PROPERTIES__CLIENT_RACK", "rack-a"),
+        ];
+        let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
+        let bus = wacrm_bus::kafka::KafkaBus::open(
+            &settings.bus.kafka,
+            std::time::Duration::from_secs(1),
+        );
+        assert!(bus.is_ok(), "{:?}", bus.err());
+    }
+
     #[test]
     fn a_numeric_looking_secret_stays_a_string_and_an_unknown_kind_is_named() {
         let env = [
