@@ -3,7 +3,9 @@
 //! The log is written to the store first (an API call that cannot be audited is refused); this
 //! relay then publishes each entry as `wacrm.audit.recorded.v1` and advances a cursor. A crash
 //! between publishing and advancing publishes the same entries again, with the same event ids
-//! (derived from `seq` and hash), so consumers drop the repeats; nothing is skipped.
+//! (derived from `seq` and hash), so consumers drop the repeats; nothing is skipped. Several
+//! instances on one PostgreSQL store relay one at a time (an advisory lock per pass), so
+//! overlapping passes do not publish the same entries twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use wacrm_bus::{EventBus, Topics};
 use wacrm_core::event::AuditRecord;
 use wacrm_core::Event;
 use wacrm_store::audit::{self, Filter};
+use wacrm_store::singleton;
 use wacrm_store::Db;
 
 /// Why a relay pass stopped.
@@ -27,8 +30,26 @@ pub enum RelayError {
     Bus(String),
 }
 
-/// Publishes entries not yet published, up to 500; how many it published.
+/// Publishes entries not yet published, up to 500; how many it published. With several
+/// instances on one PostgreSQL store, one relays at a time (`wacrm_store::singleton`): an
+/// instance that finds another relaying publishes nothing this pass.
 pub async fn relay_once(
+    db: &Db,
+    bus: &dyn EventBus,
+    topics: &Topics,
+    source: &str,
+) -> Result<usize, RelayError> {
+    let mut outcome: Result<usize, RelayError> = Ok(0);
+    singleton::exclusive(db, singleton::AUDIT_RELAY, || async {
+        outcome = relay_pass(db, bus, topics, source).await;
+        Ok(())
+    })
+    .await?;
+    outcome
+}
+
+/// One pass, by the one instance relaying.
+async fn relay_pass(
     db: &Db,
     bus: &dyn EventBus,
     topics: &Topics,
