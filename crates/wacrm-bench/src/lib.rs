@@ -4,12 +4,14 @@
 //! - [`driver`]: open-loop (fixed arrival rate) and closed-loop load with latency histograms.
 //! - [`baseline`]: the minimal hyper server that measures the machine's ceiling.
 //! - [`procstat`]: a server's RSS and CPU from `/proc`.
+//! - [`meter`]: a proxy timing and counting the requests to a CRM fake that keeps no clock.
 //!
 //! The `wacrm-load` binary puts them together; the criterion benches measure the hot path's
 //! parts.
 
 pub mod baseline;
 pub mod driver;
+pub mod meter;
 pub mod payloads;
 pub mod procstat;
 

@@ -8,7 +8,10 @@
 //!   webhook-to-CRM latency percentiles, CRM calls per 1,000 messages, synced messages/s, and
 //!   whether the CRM's limit was ever exceeded. `--crm pipedrive`: the same through the
 //!   Pipedrive fake (its 2-second burst limit and token budget): calls and tokens per 1,000
-//!   messages, duplicates, and whether the limit was ever exceeded.
+//!   messages, duplicates, and whether the limit was ever exceeded. `--crm salesforce`,
+//!   `rdstation`, `zoho`, `kommo`: the same through those CRMs' fakes (one generic path,
+//!   `E2eFake`): messages held, held twice, calls per 1,000 messages, the busiest window
+//!   against the CRM's documented limit, and requests off the spec.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 use wacrm_bench::driver::{drive, Pace, Pool, Report};
+use wacrm_bench::meter::Meter;
 use wacrm_bench::payloads::{Generator, Mix};
 use wacrm_bench::{baseline, procstat};
 
@@ -118,7 +122,9 @@ enum Cmd {
     E2e {
         #[command(flatten)]
         server: Server,
-        /// The CRM: `hubspot` (limit per 10 s, latency) or `pipedrive` (limit per 2 s).
+        /// The CRM: `hubspot` (limit per 10 s, latency), `pipedrive` (limit per 2 s),
+        /// `salesforce` (concurrent requests), `rdstation` (requests per minute), `zoho`
+        /// (concurrent requests) or `kommo` (requests per second).
         #[arg(long, value_enum, default_value_t = Crm::Hubspot)]
         crm: Crm,
         /// Messages per second sent.
@@ -130,11 +136,17 @@ enum Cmd {
         /// Distinct contacts.
         #[arg(long, default_value_t = 100)]
         contacts: usize,
-        /// The fake CRM's latency per request, ms.
+        /// The fake CRM's latency per request, ms (HubSpot only).
         #[arg(long, default_value_t = 50)]
         crm_latency_ms: u64,
         /// The fake CRM's limit: per rolling 10 s for HubSpot (100, or 190 on higher tiers;
-        /// default 190), per rolling 2 s for Pipedrive (Lite 20 … Ultimate 120; default 20).
+        /// default 190), per rolling 2 s for Pipedrive (Lite 20 … Ultimate 120; default 20),
+        /// concurrent requests for Salesforce (25 per org; default 25, the fake enforces it)
+        /// and Zoho (5 on Free … 25 on Ultimate; default 5, measured by a proxy), per rolling
+        /// minute for RD Station (120; default 120) and per rolling second for Kommo (7;
+        /// default 7), which their fakes enforce and the connection is configured with. RD
+        /// Station at 120 a minute takes minutes: raise `--timeout` for runs of more than a
+        /// few hundred calls.
         #[arg(long)]
         crm_limit: Option<u32>,
         /// Longest wait for the CRM to catch up, seconds.
@@ -158,6 +170,11 @@ enum Cmd {
 enum Crm {
     Hubspot,
     Pipedrive,
+    Salesforce,
+    #[value(name = "rdstation")]
+    RdStation,
+    Zoho,
+    Kommo,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -693,6 +710,429 @@ async fn e2e_pipedrive(
     Ok(())
 }
 
+/// The busiest stretch of a run, held against the CRM's documented limit.
+struct Busiest {
+    /// What was measured, e.g. `busiest minute: 118 calls`.
+    measured: String,
+    /// The limit it is held against, e.g. `120 a minute`.
+    limit: String,
+    /// Whether the run went over it (or the fake refused a request for it).
+    exceeded: bool,
+}
+
+/// A CRM fake `e2e` syncs to, behind what the generic run needs of it: the connection's
+/// environment, what the fake holds and how the CRM's limits fared.
+trait E2eFake {
+    /// The CRM's name, for the printed lines.
+    fn name(&self) -> &'static str;
+    /// `KEY=VALUE` environment giving `wacrm` a connection `main` to the fake.
+    fn env(&self) -> Vec<String>;
+    /// Forgets the requests so far (setup's), so that only the sync is counted.
+    fn clear_requests(&self);
+    /// The wamid of every message the fake holds, once per copy.
+    fn held_wamids(&self) -> Vec<String>;
+    /// Where the messages are held, e.g. `in 100 notes on 100 contacts`.
+    fn holding(&self) -> String;
+    /// API calls since [`E2eFake::clear_requests`] (token endpoints not included: they are
+    /// not API calls and cost no allocation).
+    fn calls(&self) -> usize;
+    /// The busiest stretch since [`E2eFake::clear_requests`] against the documented limit.
+    fn busiest(&self) -> Busiest;
+    /// Requests the fake found off the CRM's documents.
+    fn violations(&self) -> usize;
+}
+
+/// The connection variable `KEY` of connection `main`.
+fn main_env(key: &str, value: impl std::fmt::Display) -> String {
+    format!("WACRM_CRM__CONNECTIONS__MAIN__{key}={value}")
+}
+
+/// `e2e --crm salesforce`: messages are records of `WhatsApp_Message__c`.
+struct SalesforceE2e {
+    fake: wacrm_testkit::salesforce::SalesforceFake,
+    /// Concurrent requests allowed (Salesforce: 25 long requests per org).
+    limit: usize,
+}
+
+impl E2eFake for SalesforceE2e {
+    fn name(&self) -> &'static str {
+        "Salesforce"
+    }
+
+    fn env(&self) -> Vec<String> {
+        let config = self.fake.config();
+        vec![
+            main_env("KIND", "salesforce"),
+            main_env("CLIENT_ID", config.client_id),
+            main_env("CLIENT_SECRET", config.client_secret),
+            // The fake's one URL is the login host and the token answer's `instance_url`.
+            main_env("LOGIN_URL", self.fake.base_url()),
+        ]
+    }
+
+    fn clear_requests(&self) {
+        self.fake.clear_requests();
+    }
+
+    fn held_wamids(&self) -> Vec<String> {
+        self.fake
+            .records("WhatsApp_Message__c")
+            .iter()
+            .filter_map(|r| r.get("Wamid__c").and_then(|w| w.as_str()))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn holding(&self) -> String {
+        format!(
+            "in {} message records on {} contacts",
+            self.fake.records("WhatsApp_Message__c").len(),
+            self.fake.records("Contact").len()
+        )
+    }
+
+    fn calls(&self) -> usize {
+        self.fake.requests().len()
+    }
+
+    fn busiest(&self) -> Busiest {
+        let config = self.fake.config();
+        let in_flight = self.fake.max_in_flight();
+        Busiest {
+            measured: format!(
+                "busiest second: {} calls, most in flight: {in_flight}",
+                self.fake.busiest_second()
+            ),
+            limit: format!("{} in flight", self.limit),
+            // Salesforce documents no per-second limit: concurrency and the daily allocation.
+            exceeded: in_flight > self.limit || self.fake.api_used() > config.daily_api_requests,
+        }
+    }
+
+    fn violations(&self) -> usize {
+        self.fake.violations().len()
+    }
+}
+
+/// `e2e --crm rdstation`: messages are lines of completed tasks on deals.
+struct RdStationE2e {
+    fake: wacrm_testkit::rdstation::RdStationFake,
+}
+
+impl E2eFake for RdStationE2e {
+    fn name(&self) -> &'static str {
+        "RD Station"
+    }
+
+    fn env(&self) -> Vec<String> {
+        let config = self.fake.config();
+        vec![
+            main_env("KIND", "rdstation"),
+            main_env("CLIENT_ID", config.client_id),
+            main_env("CLIENT_SECRET", config.client_secret),
+            // Rotated on first use; the new one is kept in the default token file, under the
+            // service's own directory, where `crm setup` and `serve` both find it.
+            main_env("REFRESH_TOKEN", config.refresh_token),
+            main_env("BASE_URL", format!("{}/crm/v2", self.fake.base_url())),
+            main_env("TOKEN_URL", self.fake.token_url()),
+            main_env("REQUESTS_PER_MINUTE", config.requests_per_minute),
+        ]
+    }
+
+    fn clear_requests(&self) {
+        self.fake.clear_requests();
+    }
+
+    fn held_wamids(&self) -> Vec<String> {
+        self.fake
+            .tasks()
+            .iter()
+            .filter_map(|t| t["description"].as_str())
+            .flat_map(wacrm_rdstation::mapping::wamids_in)
+            .collect()
+    }
+
+    fn holding(&self) -> String {
+        format!(
+            "in {} tasks on {} deals, {} contacts",
+            self.fake.tasks().len(),
+            self.fake.deals().len(),
+            self.fake.contacts().len()
+        )
+    }
+
+    fn calls(&self) -> usize {
+        self.fake.requests().len()
+    }
+
+    fn busiest(&self) -> Busiest {
+        let limit = self.fake.config().requests_per_minute;
+        let busiest = self
+            .fake
+            .max_requests_in_any_window(Duration::from_secs(60));
+        let refused = self.fake.rate_violations();
+        Busiest {
+            measured: format!("busiest minute: {busiest} calls, {refused} refused (429)"),
+            limit: format!("{limit} a minute"),
+            exceeded: busiest > limit as usize || refused > 0,
+        }
+    }
+
+    fn violations(&self) -> usize {
+        self.fake.violations().len()
+    }
+}
+
+/// `e2e --crm zoho`: messages are lines of notes on contacts. The fake keeps no clock, so the
+/// API calls go through a [`Meter`] that times them and counts them in flight.
+struct ZohoE2e {
+    fake: wacrm_testkit::zoho::ZohoFake,
+    meter: Meter,
+    /// Concurrent requests allowed (Zoho: 5 on Free … 25 on Ultimate, per org and app).
+    limit: usize,
+}
+
+impl E2eFake for ZohoE2e {
+    fn name(&self) -> &'static str {
+        "Zoho"
+    }
+
+    fn env(&self) -> Vec<String> {
+        let config = self.fake.config();
+        vec![
+            main_env("KIND", "zoho"),
+            main_env("CLIENT_ID", config.client_id),
+            main_env("CLIENT_SECRET", config.client_secret),
+            main_env("REFRESH_TOKEN", config.refresh_token),
+            // Tokens straight from the fake; API calls through the meter.
+            main_env("ACCOUNTS_URL", self.fake.base_url()),
+            main_env("API_DOMAIN", self.meter.base_url()),
+        ]
+    }
+
+    fn clear_requests(&self) {
+        self.fake.clear_requests();
+        self.meter.clear();
+    }
+
+    fn held_wamids(&self) -> Vec<String> {
+        self.fake
+            .notes()
+            .iter()
+            .flat_map(|n| wacrm_crm::transcript::wamids_in(&n.content))
+            .collect()
+    }
+
+    fn holding(&self) -> String {
+        format!(
+            "in {} notes on {} contacts",
+            self.fake.notes().len(),
+            self.fake.contacts().len()
+        )
+    }
+
+    fn calls(&self) -> usize {
+        self.fake.requests().len()
+    }
+
+    fn busiest(&self) -> Busiest {
+        let in_flight = self.meter.max_in_flight();
+        Busiest {
+            measured: format!(
+                "busiest second: {} calls, most in flight: {in_flight}",
+                self.meter.busiest(Duration::from_secs(1))
+            ),
+            limit: format!("{} in flight", self.limit),
+            // Zoho documents credits per day and concurrency, no request rate.
+            exceeded: in_flight > self.limit,
+        }
+    }
+
+    fn violations(&self) -> usize {
+        self.fake.violations().len()
+    }
+}
+
+/// `e2e --crm kommo`: messages are lines of common notes on contacts.
+struct KommoE2e {
+    fake: wacrm_testkit::kommo::KommoFake,
+}
+
+impl E2eFake for KommoE2e {
+    fn name(&self) -> &'static str {
+        "Kommo"
+    }
+
+    fn env(&self) -> Vec<String> {
+        let config = self.fake.config();
+        vec![
+            main_env("KIND", "kommo"),
+            // The long-lived token: Kommo's recommended credential.
+            main_env("TOKEN", config.token),
+            main_env("BASE_URL", self.fake.base_url()),
+            main_env("REQUESTS_PER_SECOND", config.requests_per_second),
+        ]
+    }
+
+    fn clear_requests(&self) {
+        self.fake.clear_requests();
+    }
+
+    fn held_wamids(&self) -> Vec<String> {
+        self.fake
+            .notes()
+            .iter()
+            .flat_map(|n| wacrm_kommo::mapping::wamids_in(&n.text))
+            .collect()
+    }
+
+    fn holding(&self) -> String {
+        format!(
+            "in {} notes on {} contacts",
+            self.fake.notes().len(),
+            self.fake.contacts().len()
+        )
+    }
+
+    fn calls(&self) -> usize {
+        self.fake.requests().len()
+    }
+
+    fn busiest(&self) -> Busiest {
+        let limit = self.fake.config().requests_per_second;
+        let busiest = self.fake.max_requests_in_any_window(Duration::from_secs(1));
+        let refused = self.fake.rate_violations();
+        Busiest {
+            measured: format!("busiest second: {busiest} calls, {refused} refused (429)"),
+            limit: format!("{limit} a second"),
+            exceeded: busiest > limit as usize || refused > 0,
+        }
+    }
+
+    fn violations(&self) -> usize {
+        self.fake.violations().len()
+    }
+}
+
+/// Starts the fake of `crm` (one of the generic ones) with `limit` (see `--crm-limit`).
+async fn start_fake(crm: Crm, limit: Option<u32>) -> anyhow::Result<Box<dyn E2eFake>> {
+    Ok(match crm {
+        Crm::Salesforce => {
+            use wacrm_testkit::salesforce::{FakeConfig, SalesforceFake};
+            let limit = limit.unwrap_or(25) as usize;
+            let config = FakeConfig {
+                max_concurrent_requests: limit,
+                ..FakeConfig::default()
+            };
+            Box::new(SalesforceE2e {
+                fake: SalesforceFake::start(config).await,
+                limit,
+            })
+        }
+        Crm::RdStation => {
+            use wacrm_testkit::rdstation::{FakeConfig, RdStationFake};
+            let config = FakeConfig {
+                requests_per_minute: limit.unwrap_or(120),
+                ..FakeConfig::default()
+            };
+            Box::new(RdStationE2e {
+                fake: RdStationFake::start(config).await,
+            })
+        }
+        Crm::Zoho => {
+            use wacrm_testkit::zoho::{FakeConfig, ZohoFake};
+            let fake = ZohoFake::start(FakeConfig::default()).await;
+            let meter = Meter::start(&fake.base_url()).await?;
+            Box::new(ZohoE2e {
+                fake,
+                meter,
+                limit: limit.unwrap_or(5) as usize,
+            })
+        }
+        Crm::Kommo => {
+            use wacrm_testkit::kommo::{FakeConfig, KommoFake};
+            let config = FakeConfig {
+                requests_per_second: limit.unwrap_or(7),
+                ..FakeConfig::default()
+            };
+            Box::new(KommoE2e {
+                fake: KommoFake::start(config).await,
+            })
+        }
+        Crm::Hubspot | Crm::Pipedrive => bail!("HubSpot and Pipedrive have runs of their own"),
+    })
+}
+
+/// `e2e` through a generic fake: webhooks → bus → sync engine → the fake; messages held,
+/// held twice, calls per 1,000 messages, the busiest stretch against the CRM's limit and
+/// requests off the spec.
+async fn e2e_crm(
+    server: Server,
+    fake: &dyn E2eFake,
+    rate: f64,
+    messages: usize,
+    contacts: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut server = server;
+    server.env.extend(fake.env());
+    let c = client()?;
+    let wacrm = start_wacrm(&server, &c, &[&["crm", "setup", "--connection", "main"]]).await?;
+    fake.clear_requests();
+    println!(
+        "e2e: {messages} messages from {contacts} contacts at {rate} msg/s; {}",
+        fake.name()
+    );
+    let started = Instant::now();
+    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
+    let expected = report.ok as usize;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let synced = fake.held_wamids().len();
+        if synced >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("timed out: {synced} of {expected} synced");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Calls may follow the last message's write (RD Station completes a task after creating
+    // it): count them once the CRM has had none for 3 s.
+    let mut calls = fake.calls();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = fake.calls();
+        if now != calls {
+            calls = now;
+            quiet_since = Instant::now();
+        }
+    }
+    let mut held = fake.held_wamids();
+    let total = held.len();
+    held.sort_unstable();
+    held.dedup();
+    let busiest = fake.busiest();
+    println!(
+        "crm: {} messages held {} ({} held twice); {:.1} {} calls per 1,000 messages; {:.0} msg/s synced; {} (limit {}: {}); requests off the spec: {}",
+        held.len(),
+        fake.holding(),
+        total - held.len(),
+        calls as f64 * 1000.0 / held.len().max(1) as f64,
+        fake.name(),
+        held.len() as f64 / elapsed,
+        busiest.measured,
+        busiest.limit,
+        if busiest.exceeded { "EXCEEDED" } else { "never exceeded" },
+        fake.violations(),
+    );
+    drop(wacrm);
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn e2e(
     server: Server,
@@ -869,6 +1309,27 @@ fn main() -> anyhow::Result<()> {
                     messages,
                     contacts,
                     crm_limit.unwrap_or(20),
+                    Duration::from_secs(timeout),
+                )
+                .await
+            }
+            Cmd::E2e {
+                server,
+                crm: crm @ (Crm::Salesforce | Crm::RdStation | Crm::Zoho | Crm::Kommo),
+                rate,
+                messages,
+                contacts,
+                crm_limit,
+                timeout,
+                ..
+            } => {
+                let fake = start_fake(crm, crm_limit).await?;
+                e2e_crm(
+                    server,
+                    fake.as_ref(),
+                    rate,
+                    messages,
+                    contacts,
                     Duration::from_secs(timeout),
                 )
                 .await
