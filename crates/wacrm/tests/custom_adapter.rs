@@ -82,7 +82,9 @@ async fn an_integrators_binary_runs_the_whole_service_with_its_own_adapter() {
         .output()
         .unwrap();
     assert!(
-        stdout(&unknown).contains("known: hubspot, notebook"),
+        stdout(&unknown).contains(
+            "known: hubspot, kommo, notebook, pipedrive, rdstation, salesforce, webhook, zoho"
+        ),
         "{}",
         stdout(&unknown)
     );
