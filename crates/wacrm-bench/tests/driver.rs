@@ -75,8 +75,10 @@ async fn a_request_over_the_in_flight_budget_is_an_overload_not_a_delay() {
 }
 
 /// The `wacrm` binary of this build, beside `wacrm-load`. Cargo builds only this package's
-/// binaries for its tests, so it is built here (a no-op when `cargo test --workspace` built
-/// it already), once for all the tests.
+/// binaries for its tests, so the workspace's test build is asked for here, once for all the
+/// tests: after `cargo test --workspace` (CI, the README's command) it is a no-op that builds
+/// nothing, and the binary it names is the one that command built, with the same features. (A
+/// `cargo build -p wacrm` would resolve features for `wacrm` alone and rebuild some 70 crates.)
 fn wacrm_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -85,23 +87,19 @@ fn wacrm_binary() -> PathBuf {
                 .parent()
                 .unwrap()
                 .to_owned();
-            let profile = match dir.file_name().and_then(|n| n.to_str()) {
-                Some("debug") | None => "dev".to_owned(),
-                Some(other) => other.to_owned(),
-            };
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "wacrm",
-                    "--bin",
-                    "wacrm",
-                    "--profile",
-                    &profile,
-                ])
-                .status()
-                .unwrap();
+            let mut build = Command::new(cargo);
+            build.args(["test", "--workspace", "--no-run"]);
+            match dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => {}
+                Some("release") => {
+                    build.arg("--release");
+                }
+                Some(other) => {
+                    build.args(["--profile", other]);
+                }
+            }
+            let status = build.status().unwrap();
             assert!(status.success(), "building wacrm failed");
             dir.join("wacrm")
         })
