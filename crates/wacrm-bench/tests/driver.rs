@@ -90,6 +90,14 @@ fn wacrm_binary() -> PathBuf {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["test", "--workspace", "--no-run"]);
+            // Cargo gives this test its package's variables (`CARGO_PKG_NAME`, …); build
+            // scripts that read them (ring's) would see another package and build again.
+            for (name, _) in std::env::vars() {
+                if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR"
+                {
+                    build.env_remove(name);
+                }
+            }
             match dir.file_name().and_then(|n| n.to_str()) {
                 Some("debug") | None => {}
                 Some("release") => {

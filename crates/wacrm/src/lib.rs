@@ -8,14 +8,16 @@
 //! # impl wacrm_crm::AdapterKind for MyCrmKind {
 //! #     fn kind(&self) -> &'static str { "mycrm" }
 //! #     fn build(&self, _: &str, _: &mut dyn erased_serde::Deserializer<'static>)
-//! #         -> Result<wacrm_crm::Built, wacrm_crm::CrmError> { unimplemented!() }
+//! #         -> Result<wacrm_crm::Built, wacrm_crm::CrmError> {
+//! #         Err(wacrm_crm::CrmError::Fatal("see examples/custom_adapter.rs".into()))
+//! #     }
 //! # }
 //! fn main() -> anyhow::Result<()> {
 //!     wacrm::main_with(wacrm::adapters().with(MyCrmKind))
 //! }
 //! ```
 //!
-//! `serve`, `migrate`, `keys`, `doctor`, `replay`, `crm setup`, `audit` and `dead-letters` then
+//! `serve`, `migrate`, `keys`, `doctor`, `replay`, `crm setup`, `audit`, `dead-letters` and `health` then
 //! know the `mycrm` kind (`[crm.connections.<name>] kind = "mycrm"`). `examples/custom_adapter.rs`
 //! is such a binary. This crate is the application, so its entry points return `anyhow` errors,
 //! as a `main` does.
