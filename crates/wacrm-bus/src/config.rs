@@ -71,8 +71,8 @@ impl Default for EmbeddedConfig {
     }
 }
 
-/// `[bus.kafka]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[bus.kafka]`. Its `Debug` shows the properties that hold secrets as `***`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -113,6 +113,139 @@ impl Default for KafkaConfig {
             create_topics: false,
             idempotence: true,
             properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    // The properties carry the SASL password and may carry keys: their names are shown, the
+    // values of secret ones are not.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) { "***" } else { v };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("create_topics", &self.create_topics)
+            .field("idempotence", &self.idempotence)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Whether the librdkafka property `name` (dotted, or as the environment spells it:
+/// `SASL_PASSWORD`) may hold a secret, whose value must not reach a log. librdkafka's own list
+/// of sensitive properties (passwords, private keys and their passphrases, the OAUTHBEARER
+/// configuration and client secret, the SASL user name, inline PEM) and, for names it may
+/// add, anything named like a password, secret, key or token.
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('_', ".");
+    [
+        "password",
+        "secret",
+        "passphrase",
+        "key",
+        "token",
+        "sasl.username",
+        "sasl.oauthbearer.config",
+        ".pem",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_properties(pairs: &[(&str, &str)]) -> KafkaConfig {
+        KafkaConfig {
+            properties: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_a_kafka_secret_but_names_every_property() {
+        let config = BusConfig {
+            kafka: with_properties(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.username", "svc-user-7"),
+                ("sasl.password", "pw-dotted-1"),
+                // As the environment delivers `WACRM_BUS__KAFKA__PROPERTIES__SASL_PASSWORD`.
+                ("sasl_password", "pw-env-2"),
+                ("SSL_KEY_PASSWORD", "pw-upper-3"),
+                ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----pem-4"),
+                ("ssl.ca.location", "/etc/wacrm/kafka-ca.pem"),
+            ]),
+            ..BusConfig::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in [
+            "svc-user-7",
+            "pw-dotted-1",
+            "pw-env-2",
+            "pw-upper-3",
+            "pem-4",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for visible in [
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            "/etc/wacrm/kafka-ca.pem",
+            "sasl.password",
+            "sasl_password",
+        ] {
+            assert!(shown.contains(visible), "{visible} not in {shown}");
+        }
+    }
+
+    /// Every property librdkafka itself marks sensitive (`_RK_SENSITIVE` in its configuration
+    /// table, 2.12) is a secret here too; the usual ones around them are not.
+    #[test]
+    fn librdkafkas_sensitive_properties_are_secrets() {
+        for name in [
+            "ssl.key.location",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl_key",
+            "ssl.ca.pem",
+            "ssl.keystore.password",
+            "sasl.username",
+            "sasl.password",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.assertion.private.key.file",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
+        ] {
+            assert!(is_secret_property(name), "{name}");
+        }
+        for name in [
+            "security.protocol",
+            "sasl.mechanisms",
+            "sasl.mechanism",
+            "ssl.ca.location",
+            "ssl.endpoint.identification.algorithm",
+            "message.max.bytes",
+            "client.rack",
+        ] {
+            assert!(!is_secret_property(name), "{name}");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod message;
 pub mod optout;
 pub mod outbound;
 pub mod phone;
+pub mod rate;
 pub mod redact;
 pub mod status;
 

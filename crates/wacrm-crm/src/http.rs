@@ -3,7 +3,10 @@
 //!
 //! - Rate limits (`governor`): a GCRA limiter per connection, shaped so that no rolling window
 //!   ever holds more than the configured number of requests (burst + rate × window ≤ limit, with
-//!   a 5 % margin), and a second, lower one for search requests.
+//!   a 5 % margin), and a second, lower one for search requests. Instances that share a
+//!   PostgreSQL store share these limits: the service installs the store's limiter
+//!   ([`share_limits`]) and every client then reserves its slots there, so a connection's calls
+//!   stay within the CRM's limit whichever instance makes them (docs/scaling.md).
 //! - 429: wait what the CRM said (`Retry-After`, or the adapter's reading of its headers) and
 //!   send again (the CRM did nothing); a daily quota is returned as
 //!   [`CrmError::QuotaExhausted`] at once, so the engine parks the connection instead of
@@ -24,7 +27,7 @@
 //! carry the request's URL (a query token would be in it).
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -32,8 +35,29 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::Value;
+use wacrm_core::rate::{Rate, SharedLimiter};
 
 use crate::adapter::CrmError;
+
+/// The limiter clients made from now on share with other instances (see [`share_limits`]).
+static SHARED_LIMITER: RwLock<Option<Arc<dyn SharedLimiter>>> = RwLock::new(None);
+
+/// Makes every [`CrmHttp`] created from now on in this process reserve its rate-limit slots
+/// through `limiter` (`None`: in-process limits again). The service installs its PostgreSQL
+/// store's limiter before it builds the adapters, so integrators' adapters share their limits
+/// across instances without doing anything; [`CrmHttp::with_shared_limiter`] sets one client's.
+pub fn share_limits(limiter: Option<Arc<dyn SharedLimiter>>) {
+    *SHARED_LIMITER
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = limiter;
+}
+
+fn installed_limiter() -> Option<Arc<dyn SharedLimiter>> {
+    SHARED_LIMITER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
 
 /// Which rate budget a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +121,18 @@ fn window_limiter(limit: u32, window: Duration) -> DefaultDirectRateLimiter {
     RateLimiter::direct(window_quota(limit, window))
 }
 
-/// The GCRA quota behind [`window_limiter`]: a 5 % margin below `limit`, and a small burst —
-/// a burst is paid for with a lower steady rate (burst + rate × window ≤ limit), and under load
-/// the steady rate is what moves messages.
+/// The GCRA quota behind [`window_limiter`] (see [`window_rate`]).
 fn window_quota(limit: u32, window: Duration) -> Quota {
+    let rate = window_rate(limit, window);
+    Quota::with_period(rate.interval)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN))
+}
+
+/// The GCRA rate that never lets more than `limit` requests into any rolling `window`: a 5 %
+/// margin below `limit`, and a small burst — a burst is paid for with a lower steady rate
+/// (burst + rate × window ≤ limit), and under load the steady rate is what moves messages.
+fn window_rate(limit: u32, window: Duration) -> Rate {
     let limit = limit.max(2);
     let effective = limit - (limit / 20).max(1);
     let burst = (effective / 50).max(1);
@@ -111,10 +143,10 @@ fn window_quota(limit: u32, window: Duration) -> Quota {
     } else {
         steady
     };
-    let period = window / steady;
-    Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+    Rate {
+        interval: window / steady,
+        burst,
+    }
 }
 
 /// How requests to a CRM authenticate.
@@ -190,6 +222,32 @@ pub struct HttpSettings {
     pub timeout: Duration,
 }
 
+/// A connection's limits as keys and rates of a [`SharedLimiter`].
+struct SharedLimits {
+    limiter: Arc<dyn SharedLimiter>,
+    general: (String, Rate),
+    search: Option<(String, Rate)>,
+}
+
+impl SharedLimits {
+    fn new(limiter: Arc<dyn SharedLimiter>, connection: &str, settings: &Limits) -> Self {
+        SharedLimits {
+            limiter,
+            general: (format!("crm:{connection}:general"), settings.general),
+            search: settings
+                .search
+                .map(|rate| (format!("crm:{connection}:search"), rate)),
+        }
+    }
+}
+
+/// A connection's limits as GCRA rates.
+#[derive(Clone, Copy)]
+struct Limits {
+    general: Rate,
+    search: Option<Rate>,
+}
+
 /// An HTTP client bound to one CRM connection.
 pub struct CrmHttp {
     client: reqwest::Client,
@@ -201,6 +259,9 @@ pub struct CrmHttp {
     connection: String,
     general: DefaultDirectRateLimiter,
     search: Option<DefaultDirectRateLimiter>,
+    /// The same limits as slots of a limiter shared with other instances, when there is one.
+    shared: Option<SharedLimits>,
+    limits: Limits,
     classify: Classifier,
     oauth: crate::oauth::TokenCache,
     observe: Option<ResponseObserver>,
@@ -222,6 +283,7 @@ fn client(timeout: Duration) -> Result<reqwest::Client, CrmError> {
 
 impl CrmHttp {
     /// A client for the connection named `connection`, as its adapter declares the CRM's API.
+    /// Its limits are shared through the limiter installed by [`share_limits`], if any.
     pub fn new(
         connection: &str,
         settings: HttpSettings,
@@ -231,6 +293,10 @@ impl CrmHttp {
         let base_path = reqwest::Url::parse(&base_url)
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        let limits = Limits {
+            general: window_rate(settings.limit.limit, settings.limit.per),
+            search: settings.search_limit.map(|w| window_rate(w.limit, w.per)),
+        };
         Ok(CrmHttp {
             client: client(settings.timeout)?,
             base_url,
@@ -241,6 +307,8 @@ impl CrmHttp {
             search: settings
                 .search_limit
                 .map(|w| window_limiter(w.limit, w.per)),
+            shared: installed_limiter().map(|l| SharedLimits::new(l, connection, &limits)),
+            limits,
             classify,
             oauth: crate::oauth::TokenCache::default(),
             observe: None,
@@ -263,14 +331,49 @@ impl CrmHttp {
         self
     }
 
-    async fn wait_for_budget(&self, budget: Budget) {
+    /// The same client with its limits shared through `limiter` (`None`: in process), whatever
+    /// [`share_limits`] installed.
+    pub fn with_shared_limiter(mut self, limiter: Option<Arc<dyn SharedLimiter>>) -> Self {
+        self.shared = limiter.map(|l| SharedLimits::new(l, &self.connection, &self.limits));
+        self
+    }
+
+    /// Whether this client's limits are shared with other instances.
+    pub fn shares_limits(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    async fn wait_for_budget(&self, budget: Budget) -> Result<(), CrmError> {
         let started = Instant::now();
-        if let (Budget::Search, Some(search)) = (budget, &self.search) {
-            search.until_ready().await;
+        if let Some(shared) = &self.shared {
+            // A slot taken and then not used (the wait was cut short) is lost: the limit errs
+            // toward fewer calls. A limiter that cannot be asked grants nothing.
+            let unavailable =
+                |e: wacrm_core::rate::LimiterUnavailable| CrmError::Transient(e.to_string());
+            if let (Budget::Search, Some((key, rate))) = (budget, &shared.search) {
+                let wait = shared
+                    .limiter
+                    .reserve(key, *rate)
+                    .await
+                    .map_err(unavailable)?;
+                tokio::time::sleep(wait).await;
+            }
+            let (key, rate) = &shared.general;
+            let wait = shared
+                .limiter
+                .reserve(key, *rate)
+                .await
+                .map_err(unavailable)?;
+            tokio::time::sleep(wait).await;
+        } else {
+            if let (Budget::Search, Some(search)) = (budget, &self.search) {
+                search.until_ready().await;
+            }
+            self.general.until_ready().await;
         }
-        self.general.until_ready().await;
         metrics::histogram!("wacrm_crm_rate_limit_wait_seconds", "connection" => self.connection.clone())
             .record(started.elapsed());
+        Ok(())
     }
 
     /// Sends a request and returns the JSON answer (`Null` for an empty body). `retry` says
@@ -320,7 +423,7 @@ impl CrmHttp {
         let mut renewed_token = false;
         loop {
             attempt += 1;
-            self.wait_for_budget(budget).await;
+            self.wait_for_budget(budget).await?;
             let started = Instant::now();
             let mut request = match &self.auth {
                 Auth::OAuth2(oauth) => {

@@ -42,6 +42,7 @@ use wacrm_bus::{EventBus, Record, Topics};
 use wacrm_core::message::Sender as Employee;
 use wacrm_core::optout::opted_out_by_error;
 use wacrm_core::outbound::{FailureKind, ReadRequest, SendFailure, SendRequest};
+use wacrm_core::rate::LimiterUnavailable;
 use wacrm_core::{Event, EventPayload, MetaError};
 use wacrm_store::outbound::{self as requests, state, Claim, NewRequest, OutboundRow};
 use wacrm_store::{Db, StoreError};
@@ -112,7 +113,8 @@ impl From<StoreError> for Stop {
 }
 
 impl Sender {
-    /// A sender for the configured Graph API, writing to `db` and publishing on `bus`.
+    /// A sender for the configured Graph API, writing to `db` and publishing on `bus`. On a
+    /// PostgreSQL store its rate limits are shared with every instance on that store.
     pub fn new(
         config: WhatsAppConfig,
         db: Db,
@@ -125,7 +127,12 @@ impl Sender {
         Ok(Sender {
             inner: Arc::new(Inner {
                 graph: GraphClient::new(config.clone())?,
-                throttle: Throttle::new(&config),
+                // Instances sharing a PostgreSQL store share its limiter: a number's limit holds
+                // whichever instance sends (docs/scaling.md).
+                throttle: match wacrm_store::rate::PgLimiter::new(&db) {
+                    Some(shared) => Throttle::shared(&config, Arc::new(shared)),
+                    None => Throttle::new(&config),
+                },
                 config,
                 db,
                 bus,
@@ -481,7 +488,7 @@ impl Inner {
     ) -> Result<Attempted, Stop>
     where
         W: Fn() -> WFut,
-        WFut: std::future::Future<Output = ()>,
+        WFut: std::future::Future<Output = Result<(), LimiterUnavailable>>,
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<String, GraphError>>,
     {
@@ -499,8 +506,19 @@ impl Inner {
                     return Err(Stop::Shutdown);
                 }
                 ready = tokio::time::timeout_at(budget_ends, ready()) => {
-                    if ready.is_err() {
-                        // Nothing was sent: hand the request back and park.
+                    let unavailable = match ready {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e),
+                        Err(_) => {
+                            // Nothing was sent: hand the request back and park.
+                            requests::release(&self.db, request_id).await?;
+                            self.remember_retries(request_id, started, tries);
+                            return Err(Stop::Park(PARK_FOR_RATE_LIMIT));
+                        }
+                    };
+                    if let Some(e) = unavailable {
+                        // No slot was granted: nothing may be sent. Hand it back and try later.
+                        tracing::warn!(error = %e, "send waits for the shared rate limiter");
                         requests::release(&self.db, request_id).await?;
                         self.remember_retries(request_id, started, tries);
                         return Err(Stop::Park(PARK_FOR_RATE_LIMIT));

@@ -14,6 +14,7 @@ pub mod migration;
 pub mod outbound;
 pub mod projection;
 pub mod queries;
+pub mod rate;
 pub mod singleton;
 pub mod sync;
 

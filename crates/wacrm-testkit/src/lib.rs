@@ -24,6 +24,7 @@ mod loopback;
 pub mod memory;
 pub mod openapi;
 pub mod pipedrive;
+pub mod postgres;
 pub mod rdstation;
 pub mod salesforce;
 pub mod sink;

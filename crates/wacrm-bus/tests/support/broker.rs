@@ -1,12 +1,15 @@
 //! A real Kafka-protocol broker for integration tests: `tansu` on a free loopback port with
 //! SQLite storage (so data survives its restarts), or in memory for suites that kill clients
-//! mid-request, or on SQLite behind a [`reply_keeper`] that answers for clients that left. Found through `WACRM_TANSU_BIN`, `PATH` or
+//! mid-request, or on SQLite behind a [`reply_keeper`] that answers for clients that left
+//! (itself behind a front of the suite's own, such as a TLS terminator, when asked). Found
+//! through `WACRM_TANSU_BIN`, `PATH` or
 //! `~/.cargo/bin`; when it is missing the Kafka suites skip with a message, except under CI
 //! (`CI` or `WACRM_REQUIRE_KAFKA` set), where they fail. `WACRM_TANSU_LOG` is passed to tansu
 //! as `RUST_LOG` (default `warn`; its debug logs run to hundreds of MB a minute).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::TcpStream;
+use std::any::Any;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,14 +18,18 @@ pub struct Broker {
     dir: tempfile::TempDir,
     /// The port clients connect to (and the one tansu advertises).
     pub port: u16,
-    /// The port tansu listens on: `port`, or the one behind the [`reply_keeper`].
+    /// The port tansu listens on: `port`, or the one behind the [`reply_keeper`] or front.
     broker_port: u16,
     child: Option<Child>,
     /// The switch of the [`reply_keeper`] in front, when there is one.
     keeper: Option<std::sync::Arc<reply_keeper::Switch>>,
+    /// What a [`Broker::start_behind`] front returned: kept (serving) as long as the broker.
+    front: Option<Box<dyn Any + Send>>,
     bin: PathBuf,
     storage: &'static str,
     started: bool,
+    /// Whether tansu requires SASL (`--authentication`): see [`Broker::require_sasl`].
+    sasl: bool,
 }
 
 /// SQLite storage: survives restarts, but tansu 0.6 serves all of it from one task that ends
@@ -32,6 +39,17 @@ pub struct Broker {
 const SQLITE: &str = "sqlite://broker.db";
 /// In-memory storage: lost on restart, but without that single task.
 const MEMORY: &str = "memory://tansu/";
+
+/// What stands between clients and tansu, on the port tansu advertises.
+enum Front {
+    /// Nothing: clients connect to tansu itself.
+    Direct,
+    /// A [`reply_keeper`].
+    ReplyKeeper,
+    /// What this function starts serving on the clients' listener, given the port to pass
+    /// the bytes on to (a [`reply_keeper`]'s, in front of tansu).
+    Custom(Box<dyn FnOnce(TcpListener, u16) -> Box<dyn Any + Send>>),
+}
 
 fn find_tansu() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("WACRM_TANSU_BIN") {
@@ -58,30 +76,42 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker, or `None` (after saying why) when tansu is not installed outside CI.
     pub fn start() -> Option<Broker> {
-        Broker::start_with_keeper(SQLITE, false)
+        Broker::start_fronted(SQLITE, Front::Direct)
     }
 
     /// A broker whose storage is in memory, for suites that never restart it but kill its
     /// clients mid-request (see [`SQLITE`]).
     pub fn start_in_memory() -> Option<Broker> {
-        Broker::start_with_keeper(MEMORY, false)
+        Broker::start_fronted(MEMORY, Front::Direct)
     }
 
     /// A broker with SQLite storage behind a [`reply_keeper`], for suites whose clients die
     /// or time out with requests in flight (a crashed service, a broker outage): tansu then
     /// still delivers every reply it owes, so its storage task keeps serving.
     pub fn start_behind_reply_keeper() -> Option<Broker> {
-        Broker::start_with_keeper(SQLITE, true)
+        Broker::start_fronted(SQLITE, Front::ReplyKeeper)
     }
 
     /// A broker whose storage is in memory behind a [`reply_keeper`] whose switch can cut every
     /// client off (see [`Broker::cut_clients_off`]): a broker outage as its clients see it, while
     /// the broker keeps its log and its groups' committed offsets.
     pub fn start_cuttable() -> Option<Broker> {
-        Broker::start_with_keeper(MEMORY, true)
+        Broker::start_fronted(MEMORY, Front::ReplyKeeper)
     }
 
-    fn start_with_keeper(storage: &'static str, keeper: bool) -> Option<Broker> {
+    /// A broker with SQLite storage (so it can be restarted, see [`Broker::require_sasl`])
+    /// behind a [`reply_keeper`], whose clients reach it only through `front`: given the
+    /// loopback listener clients connect to (the port tansu advertises, so clients that follow
+    /// the metadata stay on it) and the keeper's port, it starts serving the listener and
+    /// returns a handle kept until the broker is dropped (`tls_front` puts TLS in front this
+    /// way: `Broker::start_behind_tls`).
+    pub fn start_behind(
+        front: impl FnOnce(TcpListener, u16) -> Box<dyn Any + Send> + 'static,
+    ) -> Option<Broker> {
+        Broker::start_fronted(SQLITE, Front::Custom(Box::new(front)))
+    }
+
+    fn start_fronted(storage: &'static str, front: Front) -> Option<Broker> {
         let Some(bin) = find_tansu() else {
             let required = std::env::var_os("CI").is_some()
                 || std::env::var_os("WACRM_REQUIRE_KAFKA").is_some();
@@ -90,12 +120,23 @@ impl Broker {
             return None;
         };
         let broker_port = free_port();
-        let (port, keeper) = if keeper {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let clients = || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
-            (port, Some(reply_keeper::spawn(listener, broker_port)))
-        } else {
-            (broker_port, None)
+            (listener, port)
+        };
+        let (port, keeper, front) = match front {
+            Front::Direct => (broker_port, None, None),
+            Front::ReplyKeeper => {
+                let (listener, port) = clients();
+                (port, Some(reply_keeper::spawn(listener, broker_port)), None)
+            }
+            Front::Custom(start) => {
+                let (listener, port) = clients();
+                let (keeper_listener, keeper_port) = clients();
+                let keeper = reply_keeper::spawn(keeper_listener, broker_port);
+                (port, Some(keeper), Some(start(listener, keeper_port)))
+            }
         };
         let mut broker = Broker {
             dir: tempfile::tempdir().unwrap(),
@@ -103,9 +144,11 @@ impl Broker {
             broker_port,
             child: None,
             keeper,
+            front,
             bin,
             storage,
             started: false,
+            sasl: false,
         };
         broker.restart();
         Some(broker)
@@ -113,6 +156,25 @@ impl Broker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port tansu itself listens on (plaintext, whatever stands in front of it).
+    pub fn plaintext_port(&self) -> u16 {
+        self.broker_port
+    }
+
+    /// Restarts the broker requiring SASL from every client (tansu's `--authentication`):
+    /// SCRAM-SHA-256 or SCRAM-SHA-512 against the credentials it stores (tansu 0.6 offers no
+    /// other mechanism). Store them first, while no SASL is required: tansu answers nothing but
+    /// the SASL handshake before a client authenticated. Needs SQLite storage, which keeps them.
+    pub fn require_sasl(&mut self) {
+        assert!(
+            self.storage == SQLITE,
+            "an in-memory broker keeps no credentials"
+        );
+        self.stop();
+        self.sasl = true;
+        self.restart();
     }
 
     /// Starts (again) on the same port and storage.
@@ -124,17 +186,21 @@ impl Broker {
         self.started = true;
         let listen = format!("tcp://127.0.0.1:{}", self.broker_port);
         let advertised = format!("tcp://127.0.0.1:{}", self.port);
+        let mut args = vec![
+            "broker",
+            "--listener-url",
+            &listen,
+            "--advertised-listener-url",
+            &advertised,
+            "--storage-engine",
+            self.storage,
+        ];
+        if self.sasl {
+            args.push("--authentication");
+        }
         let child = Command::new(&self.bin)
             .current_dir(self.dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &listen,
-                "--advertised-listener-url",
-                &advertised,
-                "--storage-engine",
-                self.storage,
-            ])
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("WACRM_TANSU_LOG").unwrap_or_else(|_| "warn".into()),

@@ -9,6 +9,7 @@ mod m20261122_000004_audit_log;
 mod m20261122_000005_outbound;
 mod m20261123_000001_crm_secrets;
 mod m20261202_000002_key_scoping;
+mod m20261203_000001_rate_limits;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_outbound::Migration),
             Box::new(m20261123_000001_crm_secrets::Migration),
             Box::new(m20261202_000002_key_scoping::Migration),
+            Box::new(m20261203_000001_rate_limits::Migration),
         ]
     }
 }

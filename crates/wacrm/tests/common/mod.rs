@@ -21,13 +21,15 @@ const NOT_STORED_LOOKS: usize = 20;
 pub enum Bus {
     Embedded,
     Kafka(Broker),
+    /// A broker several services share, owned by the test (its bootstrap address).
+    SharedKafka(String),
 }
 
 impl Bus {
     pub fn name(&self) -> &'static str {
         match self {
             Bus::Embedded => "embedded",
-            Bus::Kafka(_) => "kafka",
+            Bus::Kafka(_) | Bus::SharedKafka(_) => "kafka",
         }
     }
 }
@@ -89,10 +91,15 @@ impl Service {
             ("WACRM_WHATSAPP__APP_SECRET".to_owned(), SECRET.to_owned()),
             ("WACRM_LOG".to_owned(), "warn".to_owned()),
         ];
-        if let Bus::Kafka(broker) = &bus {
+        let bootstrap = match &bus {
+            Bus::Embedded => None,
+            Bus::Kafka(broker) => Some(broker.bootstrap()),
+            Bus::SharedKafka(bootstrap) => Some(bootstrap.clone()),
+        };
+        if let Some(bootstrap) = bootstrap {
             env.extend([
                 ("WACRM_BUS__BACKEND".to_owned(), "kafka".to_owned()),
-                ("WACRM_BUS__KAFKA__BROKERS".to_owned(), broker.bootstrap()),
+                ("WACRM_BUS__KAFKA__BROKERS".to_owned(), bootstrap),
                 (
                     "WACRM_BUS__KAFKA__CREATE_TOPICS".to_owned(),
                     "true".to_owned(),
@@ -210,7 +217,10 @@ impl Service {
                 );
                 return;
             }
-            assert!(Instant::now() < deadline, "wacrm did not stop on SIGTERM");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("wacrm did not stop on SIGTERM:\n{}", self.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -302,11 +312,13 @@ impl Service {
     pub async fn kafka_whereabouts(&self, wamids: &[String]) -> String {
         use wacrm_bus::kafka::{KafkaBus, KafkaConfig};
         use wacrm_bus::EventBus;
-        let Bus::Kafka(broker) = &self.bus else {
-            return String::new();
+        let brokers = match &self.bus {
+            Bus::Kafka(broker) => broker.bootstrap(),
+            Bus::SharedKafka(bootstrap) => bootstrap.clone(),
+            Bus::Embedded => return String::new(),
         };
         let config = KafkaConfig {
-            brokers: broker.bootstrap(),
+            brokers,
             idempotence: false,
             ..KafkaConfig::default()
         };
