@@ -61,6 +61,12 @@ pub struct ConnectionConfig {
     /// How long one CRM request may take, in milliseconds. A create that outlives it may still
     /// have been applied: it is reconciled through the ledger, never sent again blindly.
     pub request_timeout_ms: u64,
+    /// How long the engine may work on one batch, in milliseconds, before it hands the rest
+    /// back to be offered again (the runner keeps polling meanwhile): on Kafka a member that
+    /// does not poll for `max.poll.interval.ms` (5 minutes by default) is put out of its group
+    /// while still working, and another member syncs the same batch. A slow CRM limit shared
+    /// by several instances is what makes batches this long.
+    pub batch_budget_ms: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -73,6 +79,7 @@ impl Default for ConnectionConfig {
             max_batch: 2000,
             reconcile_after_ms: 10_000,
             request_timeout_ms: 30_000,
+            batch_budget_ms: 60_000,
         }
     }
 }

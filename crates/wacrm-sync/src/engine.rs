@@ -41,6 +41,8 @@ pub struct SyncEngine {
     db: Db,
     /// The connection's pseudonym secret, read (or created) on first need.
     secret: tokio::sync::OnceCell<Vec<u8>>,
+    /// Parts and progress of the batch in hand (see `batch_budget_ms`).
+    progress: BatchProgress,
 }
 
 enum Failure {
@@ -250,6 +252,7 @@ impl SyncEngine {
             adapter,
             db,
             secret: tokio::sync::OnceCell::new(),
+            progress: BatchProgress::default(),
         }
     }
 
@@ -880,33 +883,141 @@ impl SyncEngine {
     }
 }
 
-#[async_trait]
-impl Handler for SyncEngine {
-    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
-        let started = std::time::Instant::now();
-        let result = self.sync(records).await;
-        metrics::histogram!("wacrm_sync_batch_seconds", "connection" => self.config.name.clone())
-            .record(started.elapsed());
-        match result {
-            Ok(handled) => Ok(handled),
-            Err(Failure::Store(e)) if e.is_data_error() => Err(HandlerError::Data(e.to_string())),
-            Err(Failure::Store(e)) => Err(HandlerError::Retryable(e.to_string())),
-            Err(Failure::Crm(CrmError::QuotaExhausted { until })) => {
+/// A record's place on the bus: what identifies it when its batch is offered again.
+type RecordId = (String, i32, i64);
+
+fn record_id(record: &Record) -> RecordId {
+    (record.topic.clone(), record.partition, record.offset)
+}
+
+/// How the engine keeps a batch within `batch_budget_ms`.
+#[derive(Default)]
+struct BatchProgress {
+    /// Records per part: the whole batch at first, halved each time a part outran the budget,
+    /// doubled again after a batch that took under a quarter of it.
+    part: Option<usize>,
+    /// Records an earlier pass of a batch that was handed back synced in full, with their
+    /// dead-letter reasons: skipped when the batch comes again, forgotten once one completes.
+    done: HashMap<RecordId, Option<String>>,
+}
+
+/// How long the runner waits before it offers a batch that was handed back again.
+const HAND_BACK_WAIT: Duration = Duration::from_millis(10);
+
+impl SyncEngine {
+    /// The batch handed back to the runner, which keeps polling and offers it again.
+    fn hand_back(&self, reason: &str) -> HandlerError {
+        tracing::info!(connection = %self.config.name, reason, "batch handed back to stay within the poll interval");
+        metrics::counter!("wacrm_sync_parked_total", "connection" => self.config.name.clone())
+            .increment(1);
+        HandlerError::Park {
+            wait: HAND_BACK_WAIT,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// What the runner should do about a failed pass.
+    fn handler_error(&self, failure: Failure) -> HandlerError {
+        match failure {
+            Failure::Store(e) if e.is_data_error() => HandlerError::Data(e.to_string()),
+            Failure::Store(e) => HandlerError::Retryable(e.to_string()),
+            Failure::Crm(CrmError::QuotaExhausted { until }) => {
                 // Parked by the runner, which keeps polling meanwhile: a daily quota resets in
                 // hours, far past Kafka's `max.poll.interval.ms`.
                 let wait = (until - Utc::now()).to_std().unwrap_or_default();
                 tracing::warn!(connection = %self.config.name, %until, "CRM quota exhausted; connection parked");
                 metrics::counter!("wacrm_sync_parked_total", "connection" => self.config.name.clone()).increment(1);
-                Err(HandlerError::Park {
+                HandlerError::Park {
                     wait,
                     reason: format!("CRM quota exhausted until {until}"),
-                })
+                }
             }
-            Err(Failure::Crm(e @ CrmError::Fatal(_))) => Err(HandlerError::Fatal(e.to_string())),
-            Err(Failure::Crm(e)) => {
+            Failure::Crm(e @ CrmError::Fatal(_)) => HandlerError::Fatal(e.to_string()),
+            Failure::Crm(e) => {
                 metrics::counter!("wacrm_sync_retries_total", "connection" => self.config.name.clone()).increment(1);
-                Err(HandlerError::Retryable(e.to_string()))
+                HandlerError::Retryable(e.to_string())
             }
         }
+    }
+
+    /// Syncs a batch in parts within the batch budget. A part still running when the budget
+    /// ends is dropped at its next wait — as if the process had stopped there, which the
+    /// ledger already makes safe: a create whose answer was not kept stays `pending` and is
+    /// reconciled, never made twice — and the batch is handed back with smaller parts; parts
+    /// that finished are remembered and skipped when it comes again.
+    async fn sync_within_budget(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let budget = Duration::from_millis(self.config.batch_budget_ms.max(1));
+        let began = tokio::time::Instant::now();
+        let budget_ends = began + budget;
+        let part = self.progress.part.unwrap_or(records.len()).max(1);
+        let todo: Vec<usize> = (0..records.len())
+            .filter(|i| !self.progress.done.contains_key(&record_id(&records[*i])))
+            .collect();
+        for indices in todo.chunks(part) {
+            if tokio::time::Instant::now() >= budget_ends {
+                return Err(self.hand_back("batch budget spent between parts"));
+            }
+            let contiguous = indices.len() == records.len();
+            let owned: Vec<Record>;
+            let batch: &[Record] = if contiguous {
+                records
+            } else {
+                owned = indices.iter().map(|i| records[*i].clone()).collect();
+                &owned
+            };
+            // A part of one record runs to its end: the least work that moves the batch on
+            // (a few calls, each bounded by `request_timeout_ms`), or no pass would finish.
+            let outcome = if part == 1 {
+                Ok(self.sync(batch).await)
+            } else {
+                tokio::time::timeout_at(budget_ends, self.sync(batch)).await
+            };
+            let handled = match outcome {
+                Ok(Ok(handled)) => handled,
+                Ok(Err(failure)) => return Err(self.handler_error(failure)),
+                Err(_) => {
+                    self.progress.part = Some((part / 2).max(1));
+                    return Err(self.hand_back("batch budget spent within a part"));
+                }
+            };
+            let mut reasons: HashMap<usize, String> = handled.dead_letters.into_iter().collect();
+            for (position, index) in indices.iter().enumerate() {
+                self.progress
+                    .done
+                    .insert(record_id(&records[*index]), reasons.remove(&position));
+            }
+        }
+        let dead_letters = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                self.progress
+                    .done
+                    .get(&record_id(r))
+                    .cloned()
+                    .flatten()
+                    .map(|reason| (i, reason))
+            })
+            .collect();
+        self.progress.done.clear();
+        if began.elapsed() < budget / 4 {
+            self.progress.part = self
+                .progress
+                .part
+                .map(|p| p.saturating_mul(2))
+                .filter(|p| *p < records.len());
+        }
+        Ok(Handled { dead_letters })
+    }
+}
+
+#[async_trait]
+impl Handler for SyncEngine {
+    async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let started = std::time::Instant::now();
+        let result = self.sync_within_budget(records).await;
+        metrics::histogram!("wacrm_sync_batch_seconds", "connection" => self.config.name.clone())
+            .record(started.elapsed());
+        result
     }
 }

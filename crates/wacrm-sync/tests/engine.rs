@@ -347,3 +347,62 @@ proptest! {
         })?;
     }
 }
+
+/// A batch that takes longer than `batch_budget_ms` (a slow CRM, or a limit shared by several
+/// instances) is handed back in time instead of holding its partitions past Kafka's poll
+/// interval; each pass moves it on, and every message reaches the CRM once.
+#[tokio::test]
+async fn a_batch_longer_than_its_budget_is_handed_back_and_finished_in_parts() {
+    let (db, _dir) = store().await;
+    let crm = MemoryCrm::default();
+    let delay = std::time::Duration::from_millis(200);
+    crm.0.lock().unwrap().call_delay = delay;
+    let budget = std::time::Duration::from_secs(1);
+    let config = ConnectionConfig {
+        name: "main".into(),
+        reconcile_after_ms: 0,
+        batch_budget_ms: budget.as_millis() as u64,
+        ..ConnectionConfig::default()
+    };
+    let mut engine = SyncEngine::new(config, Arc::new(crm.clone()), db.clone());
+    // 3,000 messages from 60 contacts: a contacts call, then 30 calls of 100 messages, four
+    // at a time, 200 ms each: 1.8 s in one pass, longer than the budget.
+    let events: Vec<Event> = (0..3000)
+        .map(|i| message(i, i % 60, Direction::Inbound))
+        .collect();
+    let records = wacrm_testkit::bus::records(&events).unwrap();
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        assert!(passes <= 50, "the batch never finished");
+        let started = std::time::Instant::now();
+        let outcome = engine.handle(&records).await;
+        let took = started.elapsed();
+        // Within the budget (a part is dropped when it runs out), with room for the store.
+        assert!(
+            took < budget + delay + std::time::Duration::from_millis(300),
+            "pass {passes} held the batch for {took:?} (budget {budget:?})"
+        );
+        match outcome {
+            Ok(handled) => {
+                assert!(handled.dead_letters.is_empty(), "{handled:?}");
+                break;
+            }
+            Err(HandlerError::Park { .. }) => continue,
+            Err(e) => panic!("pass {passes}: {e}"),
+        }
+    }
+    assert!(passes > 1, "the batch was handed back at least once");
+    let crm = crm.0.lock().unwrap();
+    let mut per_wamid: HashMap<&str, usize> = HashMap::new();
+    for (wamid, ..) in crm.messages.values() {
+        *per_wamid.entry(wamid.as_str()).or_default() += 1;
+    }
+    eprintln!("{passes} passes, {} CRM calls", crm.calls);
+    assert_eq!(per_wamid.len(), 3000);
+    assert!(
+        per_wamid.values().all(|n| *n == 1),
+        "a message logged twice"
+    );
+    assert_eq!(crm.contacts.len(), 60);
+}

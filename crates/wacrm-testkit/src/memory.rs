@@ -34,6 +34,8 @@ pub struct MemoryState {
     pub created: Vec<(String, String)>,
     /// The next N contact creates are applied and then answered `Ambiguous` (the answer lost).
     pub lose_create_answers: usize,
+    /// Time every call takes before it does anything (a slow or rate-limited CRM).
+    pub call_delay: std::time::Duration,
 }
 
 /// An in-memory CRM with upsert on the WhatsApp id: for engine tests and integrators' unit
@@ -62,6 +64,7 @@ impl CrmAdapter for MemoryCrm {
         &self,
         contacts: &[ContactSync],
     ) -> Result<Vec<Option<String>>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         Ok(contacts
@@ -74,6 +77,7 @@ impl CrmAdapter for MemoryCrm {
         &self,
         contacts: &[ContactSync],
     ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         let mut out = Vec::new();
@@ -94,6 +98,7 @@ impl CrmAdapter for MemoryCrm {
         &self,
         contacts: &[ContactSync],
     ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         if let Some(until) = crm.quota_until.take() {
@@ -115,6 +120,7 @@ impl CrmAdapter for MemoryCrm {
         &self,
         messages: &[MessageSync],
     ) -> Result<Vec<ItemResult<String>>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         if let Some(bad) = crm.refuse.clone() {
@@ -154,6 +160,7 @@ impl CrmAdapter for MemoryCrm {
         &self,
         statuses: &[StatusSync],
     ) -> Result<Vec<ItemResult<()>>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         for s in statuses {
@@ -164,6 +171,7 @@ impl CrmAdapter for MemoryCrm {
         Ok(statuses.iter().map(|_| Ok(())).collect())
     }
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
+        self.pace().await;
         let mut crm = self.state();
         crm.calls += 1;
         Ok(crm
@@ -176,6 +184,14 @@ impl CrmAdapter for MemoryCrm {
 }
 
 impl MemoryCrm {
+    /// Waits the configured [`MemoryState::call_delay`].
+    async fn pace(&self) {
+        let delay = self.state().call_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         match self.0.lock() {
             Ok(s) => s,

@@ -125,13 +125,52 @@ impl Settings {
             config::Environment::with_prefix("WACRM")
                 .prefix_separator("_")
                 .separator("__")
+                // Numbers and flags are parsed here: a CRM kind reads its table through serde
+                // buffering, which does not turn text into numbers on demand.
                 .try_parsing(true)
-                .source(env),
+                .source(env.clone()),
         );
+        // …but a value whose parsed form reads differently (`00123` → 123, `1e3` → 1000,
+        // `TRUE` → true) is put back as written: it was text, a token or a password most
+        // likely, and must reach its reader unchanged.
+        let vars: Vec<(String, String)> = match env {
+            Some(env) => env.into_iter().collect(),
+            None => std::env::vars().collect(),
+        };
+        for (name, raw) in vars {
+            let Some(path) = name.strip_prefix("WACRM_") else {
+                continue;
+            };
+            if parsing_rewrites(&raw) {
+                let key = path
+                    .split("__")
+                    .map(str::to_ascii_lowercase)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                builder = builder
+                    .set_override(key, raw)
+                    .context("reading configuration")?;
+            }
+        }
         let loaded = builder.build().context("reading configuration")?;
         loaded
             .try_deserialize()
             .context("configuration has an invalid value")
+    }
+}
+
+/// Whether the environment source's parsing turns `raw` into a number or a flag that reads
+/// differently from `raw`.
+fn parsing_rewrites(raw: &str) -> bool {
+    if raw.eq_ignore_ascii_case("true") || raw.eq_ignore_ascii_case("false") {
+        return raw != raw.to_ascii_lowercase();
+    }
+    if let Ok(n) = raw.parse::<i64>() {
+        return n.to_string() != raw;
+    }
+    match raw.parse::<f64>() {
+        Ok(f) => f.to_string() != raw,
+        Err(_) => false,
     }
 }
 
@@ -216,5 +255,36 @@ mod tests {
             unknown.contains("notacrm") && unknown.contains("hubspot"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn secrets_that_look_like_numbers_or_flags_arrive_as_written() {
+        let env = [
+            ("WACRM_CRM__CONNECTIONS__MAIN__KIND", "hubspot"),
+            ("WACRM_CRM__CONNECTIONS__MAIN__TOKEN", "00123"),
+            ("WACRM_BUS__KAFKA__PROPERTIES__SASL_PASSWORD", "1e3"),
+            ("WACRM_BUS__KAFKA__PROPERTIES__SASL_USERNAME", "TRUE"),
+            // Numbers and flags are still read as such.
+            ("WACRM_BUS__KAFKA__PARTITIONS", "6"),
+            ("WACRM_BUS__KAFKA__CREATE_TOPICS", "true"),
+        ];
+        let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
+        let properties = &settings.bus.kafka.properties;
+        let value = |name: &str| {
+            properties
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(value("sasl_password").as_deref(), Some("1e3"));
+        assert_eq!(value("sasl_username").as_deref(), Some("TRUE"));
+        assert_eq!(settings.bus.kafka.partitions, 6);
+        assert!(settings.bus.kafka.create_topics);
+        let table = settings.crm.connections["main"]
+            .0
+            .clone()
+            .into_table()
+            .unwrap();
+        assert_eq!(table["token"].clone().into_string().unwrap(), "00123");
     }
 }
