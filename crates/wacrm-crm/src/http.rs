@@ -425,9 +425,13 @@ impl CrmHttp {
             attempt += 1;
             self.wait_for_budget(budget).await?;
             let started = Instant::now();
+            // The access token this attempt carries: a 401 renews it only if it is still the
+            // one in the cache (a renewal that finished meanwhile already replaced it).
+            let mut sent_token: Option<String> = None;
             let mut request = match &self.auth {
                 Auth::OAuth2(oauth) => {
                     let token = oauth.token(&self.client, &self.oauth).await?;
+                    sent_token = Some(token.access.clone());
                     // The account's own host when the token answer named one.
                     let url = match &token.instance_url {
                         Some(host) => format!("{host}{}{path}", self.base_path),
@@ -483,7 +487,7 @@ impl CrmHttp {
                                 && !renewed_token
                             {
                                 renewed_token = true;
-                                self.oauth.invalidate().await;
+                                self.oauth.invalidate(sent_token.as_deref()).await;
                                 attempt -= 1;
                                 continue;
                             }

@@ -7,6 +7,9 @@
 //! - [`http`]: [`http::CrmHttp`], the request helper that keeps to the CRM's published rate
 //!   limits and never repeats a request that may have been applied unless the adapter declared it
 //!   safe to repeat;
+//! - [`oauth`]: OAuth 2 access tokens for it, and the [`oauth::RefreshTokenStore`]s that keep a
+//!   rotating refresh token — a file per process, or a store every instance shares
+//!   ([`oauth::share_refresh_tokens`]);
 //! - [`connection`]: [`ConnectionConfig`], the settings every connection has whatever its CRM
 //!   (name, business numbers, data minimisation, reconciliation delay);
 //! - [`registry`]: [`registry::Registry`], the one list of adapter kinds a build knows;

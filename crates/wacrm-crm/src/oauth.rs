@@ -6,20 +6,67 @@
 //! Two things some CRMs put in the token answer are kept too:
 //! - the API host of the account (Salesforce's `instance_url`): requests go there, with the path
 //!   of the configured base URL ([`OAuth2::with_instance_url_from`]);
-//! - a new refresh token that retires the old one (RD Station CRM, Kommo): saved in a
+//! - a new refresh token that retires the old one (RD Station CRM, Kommo): kept in a
 //!   [`RefreshTokenStore`] before the new access token is used, so a restart does not start from
 //!   a refresh token the CRM no longer accepts ([`OAuth2::with_refresh_token_store`]).
+//!
+//! A rotating chain allows one exchange at a time: whoever sends a retired refresh token gets
+//! `invalid_grant`, which is fatal. So a renewal with a store is one turn of
+//! [`RefreshTokenStore::rotate`]: under the store's exclusive hold of the chain, the client reads
+//! what the store holds, uses the access token there when another holder renewed it since
+//! (else exchanges the refresh token held there), and the store keeps the answer before the hold
+//! ends. [`FileTokenStore`] holds a chain for one process. Instances that share a PostgreSQL
+//! store share their chains through it: the service installs the store's
+//! ([`share_refresh_tokens`]), and every client made afterwards whose adapter asked for a
+//! per-process store uses the shared one instead, starting from what the file holds when the
+//! shared store holds nothing yet; N instances then make one exchange per expiry between them.
+//!
+//! A turn, once begun, runs to its end even when the request that needed the token is dropped
+//! (cancelled, timed out): the CRM may have retired the old refresh token already, and only the
+//! store's copy of the new one keeps the chain alive. What no store can help is a process that
+//! dies between the CRM's answer and the store's write: the store still holds the retired token,
+//! the next exchange is refused, and the connection needs a new authorisation (a new
+//! `refresh_token` in its configuration).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::adapter::CrmError;
+
+/// The store clients made from now on keep their chains in, instead of a per-process one (see
+/// [`share_refresh_tokens`]).
+static SHARED_STORE: RwLock<Option<Arc<dyn RefreshTokenStore>>> = RwLock::new(None);
+
+/// Makes every [`crate::http::CrmHttp`] created from now on in this process keep a rotating
+/// refresh token in `store` when its adapter asked for a per-process store
+/// ([`RefreshTokenStore::per_process`]: a [`FileTokenStore`]); `None`: the adapters' own stores
+/// again. The service installs its PostgreSQL store's before it builds the adapters, so instances
+/// sharing that store share every rotating chain without the adapters doing anything. A store
+/// an adapter chose that is not per-process is kept.
+pub fn share_refresh_tokens(store: Option<Arc<dyn RefreshTokenStore>>) {
+    *SHARED_STORE.write().unwrap_or_else(PoisonError::into_inner) = store;
+}
+
+fn installed_store() -> Option<Arc<dyn RefreshTokenStore>> {
+    SHARED_STORE
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// How an OAuth 2 access token is obtained and sent.
 #[derive(Clone)]
@@ -112,7 +159,8 @@ impl OAuth2 {
         self
     }
 
-    /// A rotated refresh token is saved in `store`, and read from it at start.
+    /// Every renewal of the refresh token is a turn of `store` ([`RefreshTokenStore::rotate`]):
+    /// a rotated refresh token is kept there, and read from there after a restart.
     pub fn with_refresh_token_store(mut self, store: Arc<dyn RefreshTokenStore>) -> Self {
         self.refresh_token_store = Some(store);
         self
@@ -126,7 +174,8 @@ pub enum Grant {
     ClientCredentials,
     /// `grant_type=refresh_token` with this refresh token, from an authorisation done once. A
     /// refresh token the CRM rotates (answers a new one) is used from then on; with a
-    /// [`RefreshTokenStore`] also after a restart, otherwise only for the life of the process.
+    /// [`RefreshTokenStore`] also after a restart (and by every instance sharing the store),
+    /// otherwise only for the life of the process.
     RefreshToken(String),
     /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523): an assertion
     /// signed with the app's private key, for a user the app is pre-authorised for.
@@ -158,25 +207,123 @@ impl std::fmt::Debug for OAuth2 {
     }
 }
 
-/// Where a connection's rotated refresh token is kept, so a restart uses the token the CRM
-/// still accepts. A token is saved with the configured refresh token it descends from: when
-/// the operator configures a new one (a new authorisation), the saved one is no longer used.
+/// What a [`RefreshTokenStore`] holds for one chain of refresh tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SavedTokens {
+    /// The refresh token the CRM accepts next.
+    pub refresh_token: String,
+    /// The access token issued with it, when the store keeps access tokens. A store shared by
+    /// instances does, so that the others use the access token one of them fetched instead of
+    /// each exchanging the refresh token again; [`FileTokenStore`] does not (one process has
+    /// it in memory).
+    pub access: Option<SavedAccess>,
+}
+
+/// An access token a store holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SavedAccess {
+    /// The token.
+    pub access_token: String,
+    /// The API host its answer named ([`OAuth2::with_instance_url_from`]), already checked.
+    pub instance_url: Option<String>,
+    /// How long from when the store hands it over until it is renewed (the renewal margin
+    /// already taken off; zero: due now). Relative, so that the store may count it on a clock
+    /// of its own (a database's) and no instance's clock decides when a shared token is due.
+    pub renew_in: Duration,
+}
+
+impl std::fmt::Debug for SavedTokens {
+    // Secrets never reach a log, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedTokens")
+            .field("refresh_token", &"…")
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SavedAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedAccess")
+            .field("access_token", &"…")
+            .field("instance_url", &self.instance_url)
+            .field("renew_in", &self.renew_in)
+            .finish()
+    }
+}
+
+/// What one turn of [`RefreshTokenStore::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// What the store holds is good (another holder renewed it): nothing to write.
+    Unchanged,
+    /// The token endpoint answered: the store keeps these before the turn ends.
+    Renewed(SavedTokens),
+}
+
+/// The work of one turn: given what the store holds for the chain (`None`: nothing yet), use it
+/// or exchange its refresh token, and say which.
+pub type Renew<'a> =
+    Box<dyn FnOnce(Option<SavedTokens>) -> BoxFuture<'a, Result<Renewal, CrmError>> + Send + 'a>;
+
+/// Where a connection's rotating refresh token is kept, so that a restart, and every instance
+/// sharing the store, uses the token the CRM still accepts. A chain is named by the configured
+/// refresh token it descends from (stores keep its [`fingerprint`], not the token): when the
+/// operator configures a new one (a new authorisation), what was saved for the old one is no
+/// longer used.
+#[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
-    /// The refresh token last saved for the `configured` one, if any.
-    fn load(&self, configured: &str) -> Result<Option<String>, CrmError>;
-    /// Saves `current`, descended from `configured`. Durable when it returns.
-    fn save(&self, configured: &str, current: &str) -> Result<(), CrmError>;
+    /// One turn at the chain that descends from `configured`: runs `renew` with what the store
+    /// holds while no other turn at the same chain runs — in this process, and in every process
+    /// sharing the store —, keeps what it returns ([`Renewal::Renewed`]: durable before this
+    /// returns), and returns what the store holds after the turn. An error of `renew` is
+    /// returned as it is, and nothing is written. A turn that ends half-way (the future is
+    /// dropped, the process dies) releases the hold and writes nothing.
+    async fn rotate(
+        &self,
+        configured: &str,
+        renew: Renew<'_>,
+    ) -> Result<Option<SavedTokens>, CrmError>;
+
+    /// The refresh token held for `configured`, read without a hold; `None` when nothing is.
+    /// What a chain starts from when this store hands it over to a shared one.
+    async fn current(&self, configured: &str) -> Result<Option<String>, CrmError>;
+
+    /// Whether the store belongs to one process (a file on its volume). An [`OAuth2`] whose
+    /// store is per-process uses the store [`share_refresh_tokens`] installed instead, starting
+    /// from what this one holds ([`RefreshTokenStore::current`]) when the shared one holds
+    /// nothing yet. `false` (the default): the store is kept whatever is installed.
+    fn per_process(&self) -> bool {
+        false
+    }
+}
+
+/// A fingerprint of a configured refresh token (SHA-256, hex): how a store names the chain that
+/// descends from it without holding the configured token itself.
+pub fn fingerprint(configured: &str) -> String {
+    Sha256::digest(configured.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A [`RefreshTokenStore`] in a file of its own (JSON; readable by its owner only; replaced
 /// atomically and synced, so a crash leaves the old token or the new one, never half of one).
+/// It keeps the refresh token only: the access token lives in the process's memory.
 ///
-/// One process per file: two nodes refreshing one rotating token race each other whatever
-/// they share, and one of them loses its token.
+/// One process per file: turns at one file are taken one at a time within a process (clients
+/// that name the same path), but two nodes refreshing one rotating token through a file race
+/// each other, and one of them loses its token. Instances that share a PostgreSQL store share
+/// the chain through it instead ([`share_refresh_tokens`]); until the shared store holds the
+/// chain, it starts from this file.
 #[derive(Debug, Clone)]
 pub struct FileTokenStore {
     path: PathBuf,
 }
+
+/// One turn at a time per token file in this process.
+static FILE_TURNS: std::sync::Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 impl FileTokenStore {
     /// A store at `path` (created, with its directory, on the first save).
@@ -195,18 +342,18 @@ impl FileTokenStore {
             self.path.display()
         ))
     }
-}
 
-/// A fingerprint of a configured token: the file never holds the configured token itself.
-fn fingerprint(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+    /// The hold of this file's turns.
+    fn turns(&self) -> Arc<Mutex<()>> {
+        Arc::clone(
+            lock(&FILE_TURNS)
+                .entry(self.path.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(()))),
+        )
+    }
 
-impl RefreshTokenStore for FileTokenStore {
-    fn load(&self, configured: &str) -> Result<Option<String>, CrmError> {
+    /// The refresh token last saved for the `configured` one, if any.
+    pub fn load(&self, configured: &str) -> Result<Option<String>, CrmError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -220,7 +367,8 @@ impl RefreshTokenStore for FileTokenStore {
         Ok(saved["refresh_token"].as_str().map(str::to_owned))
     }
 
-    fn save(&self, configured: &str, current: &str) -> Result<(), CrmError> {
+    /// Saves `current`, descended from `configured`. Durable when it returns.
+    pub fn save(&self, configured: &str, current: &str) -> Result<(), CrmError> {
         let body = serde_json::json!({
             "configured_sha256": fingerprint(configured),
             "refresh_token": current,
@@ -254,6 +402,51 @@ impl RefreshTokenStore for FileTokenStore {
     }
 }
 
+#[async_trait]
+impl RefreshTokenStore for FileTokenStore {
+    async fn rotate(
+        &self,
+        configured: &str,
+        renew: Renew<'_>,
+    ) -> Result<Option<SavedTokens>, CrmError> {
+        let turns = self.turns();
+        let _turn = turns.lock().await;
+        let held = match self.load(configured) {
+            Ok(held) => held,
+            Err(e) => {
+                // The configured token may still be the live one (nothing was ever saved).
+                tracing::error!(error = %e, "using the configured refresh token");
+                None
+            }
+        };
+        let held = held.map(|refresh_token| SavedTokens {
+            refresh_token,
+            access: None,
+        });
+        match renew(held.clone()).await? {
+            Renewal::Unchanged => Ok(held),
+            Renewal::Renewed(tokens) => {
+                let kept = held
+                    .as_ref()
+                    .map_or(configured, |h| h.refresh_token.as_str());
+                // Written only when the CRM rotated: the file never holds the configured token.
+                if tokens.refresh_token != kept {
+                    self.save(configured, &tokens.refresh_token)?;
+                }
+                Ok(Some(tokens))
+            }
+        }
+    }
+
+    async fn current(&self, configured: &str) -> Result<Option<String>, CrmError> {
+        self.load(configured)
+    }
+
+    fn per_process(&self) -> bool {
+        true
+    }
+}
+
 struct Token {
     access: String,
     instance_url: Option<String>,
@@ -266,17 +459,94 @@ pub(crate) struct AccessToken {
     pub(crate) instance_url: Option<String>,
 }
 
+/// What a renewal gave: an access token, where it goes, when to renew it, and the rotated
+/// refresh token when the CRM answered one.
+struct Fresh {
+    access: String,
+    instance_url: Option<String>,
+    renew_in: Duration,
+    refresh_token: Option<String>,
+}
+
+impl Fresh {
+    fn saved_access(&self) -> SavedAccess {
+        SavedAccess {
+            access_token: self.access.clone(),
+            instance_url: self.instance_url.clone(),
+            renew_in: self.renew_in,
+        }
+    }
+}
+
+impl From<SavedAccess> for Fresh {
+    fn from(saved: SavedAccess) -> Self {
+        Fresh {
+            access: saved.access_token,
+            instance_url: saved.instance_url,
+            renew_in: saved.renew_in,
+            refresh_token: None,
+        }
+    }
+}
+
+/// Where a client's chain is kept.
+struct ChainStore {
+    /// The store whose turns renew it.
+    store: Arc<dyn RefreshTokenStore>,
+    /// The per-process store that `store`, a shared one, stands in for.
+    replaces: Option<Arc<dyn RefreshTokenStore>>,
+}
+
 /// The current access token of a connection, and the refresh token in use.
-#[derive(Default)]
 pub(crate) struct TokenCache {
     current: Mutex<Option<Token>>,
-    rotated_refresh_token: Mutex<Option<String>>,
+    /// Moves on whenever `current` gets a new token, so that a refusal reported while a renewal
+    /// was under way is not held against the renewal's token.
+    generation: AtomicU64,
+    /// The newest refresh token of the chain that no store holds: the whole chain when there is
+    /// no store, or a rotation the store could not keep (used at the next renewal, whose answer
+    /// the store is offered again).
+    unsaved: Arc<std::sync::Mutex<Option<String>>>,
+    /// The store [`share_refresh_tokens`] had installed when the client was made.
+    shared: Option<Arc<dyn RefreshTokenStore>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            current: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            unsaved: Arc::default(),
+            shared: installed_store(),
+        }
+    }
 }
 
 impl TokenCache {
-    /// Forgets the access token (the CRM refused it).
-    pub(crate) async fn invalidate(&self) {
-        *self.current.lock().await = None;
+    /// The CRM refused the access token: it is renewed before the next request. Unless a
+    /// renewal ended while this waited for it: the refused token was the one before, and the
+    /// new one is kept (requests that were in flight together, refused together, renew once).
+    /// `refused` is the token the refused request carried: a refusal that arrives only after
+    /// the renewal ended names the old token and leaves the new one alone (`None`: whatever
+    /// is cached is renewed — one exchange more at worst, never a retired token sent).
+    pub(crate) async fn invalidate(&self, refused: Option<&str>) {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut current = self.current.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return;
+        }
+        if let Some(token) = current
+            .as_mut()
+            .filter(|t| refused.is_none_or(|r| r == t.access))
+        {
+            // Kept as due rather than forgotten: a shared store must know which token was
+            // refused, so as not to hand the same one back.
+            token.renew_at = Instant::now();
+        }
+    }
+
+    fn unsaved(&self) -> Option<String> {
+        lock(&self.unsaved).clone()
     }
 }
 
@@ -316,28 +586,30 @@ impl JwtBearer {
 }
 
 impl OAuth2 {
-    /// The refresh token to send: the rotated one (from memory, or saved before a restart),
-    /// else the configured one.
-    async fn refresh_token(&self, configured: &str, cache: &TokenCache) -> String {
-        let mut rotated = cache.rotated_refresh_token.lock().await;
-        if rotated.is_none() {
-            if let Some(store) = &self.refresh_token_store {
-                match store.load(configured) {
-                    Ok(saved) => *rotated = saved,
-                    Err(e) => tracing::error!(error = %e, "using the configured refresh token"),
-                }
-            }
-        }
-        rotated.clone().unwrap_or_else(|| configured.to_owned())
+    /// The store that holds this client's chain, and the per-process store it stands in for
+    /// (whose chain it starts from).
+    fn store_for(&self, cache: &TokenCache) -> Option<ChainStore> {
+        let own = self.refresh_token_store.as_ref()?;
+        Some(match &cache.shared {
+            Some(shared) if own.per_process() => ChainStore {
+                store: Arc::clone(shared),
+                replaces: Some(Arc::clone(own)),
+            },
+            _ => ChainStore {
+                store: Arc::clone(own),
+                replaces: None,
+            },
+        })
     }
 
-    /// A valid access token: the cached one, or a new one from the token endpoint.
+    /// A valid access token: the cached one, or a new one from the token endpoint (or from the
+    /// store, when another holder of the chain renewed it).
     pub(crate) async fn token(
         &self,
         client: &reqwest::Client,
         cache: &TokenCache,
     ) -> Result<AccessToken, CrmError> {
-        // One fetch at a time: concurrent requests wait for it instead of each fetching.
+        // One renewal at a time: concurrent requests wait for it instead of each renewing.
         let mut current = cache.current.lock().await;
         if let Some(token) = current.as_ref().filter(|t| Instant::now() < t.renew_at) {
             return Ok(AccessToken {
@@ -345,6 +617,148 @@ impl OAuth2 {
                 instance_url: token.instance_url.clone(),
             });
         }
+        // The token that is due or was refused: a store holding that one again is no help.
+        let stale = current.as_ref().map(|t| t.access.clone());
+        let fresh = match (&self.grant, self.store_for(cache)) {
+            (Grant::RefreshToken(configured), Some(chain)) => {
+                self.renew_in_store(client, cache, chain, configured, stale)
+                    .await?
+            }
+            (Grant::RefreshToken(configured), None) => {
+                let refresh = cache.unsaved().unwrap_or_else(|| configured.clone());
+                let fresh = self.exchange(client, Some(&refresh)).await?;
+                if let Some(rotated) = &fresh.refresh_token {
+                    // Kept for the life of the process only: no store was given.
+                    *lock(&cache.unsaved) = Some(rotated.clone());
+                }
+                fresh
+            }
+            _ => self.exchange(client, None).await?,
+        };
+        *current = Some(Token {
+            access: fresh.access.clone(),
+            instance_url: fresh.instance_url.clone(),
+            renew_at: Instant::now() + fresh.renew_in,
+        });
+        cache.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(AccessToken {
+            access: fresh.access,
+            instance_url: fresh.instance_url,
+        })
+    }
+
+    /// One turn at the chain in `store`: the access token another holder fetched since `stale`,
+    /// or an exchange of the refresh token the store holds, kept there before it is used.
+    async fn renew_in_store(
+        &self,
+        client: &reqwest::Client,
+        cache: &TokenCache,
+        chain: ChainStore,
+        configured: &str,
+        stale: Option<String>,
+    ) -> Result<Fresh, CrmError> {
+        let ChainStore { store, replaces } = chain;
+        let oauth = self.clone();
+        let client = client.clone();
+        let unsaved = Arc::clone(&cache.unsaved);
+        let configured = configured.to_owned();
+        // What the token endpoint answered, kept even when the store then fails to keep it:
+        // the CRM retired the old refresh token either way.
+        let answered: Arc<std::sync::Mutex<Option<SavedTokens>>> = Arc::default();
+        let turn = {
+            let answered = Arc::clone(&answered);
+            let unsaved = Arc::clone(&unsaved);
+            let first = configured.clone();
+            let renew: Renew<'static> = Box::new(move |held| {
+                Box::pin(async move {
+                    let pending = lock(&unsaved).clone();
+                    if let (None, Some(access)) =
+                        (&pending, held.as_ref().and_then(|h| h.access.as_ref()))
+                    {
+                        if stale.as_deref() != Some(access.access_token.as_str())
+                            && !access.renew_in.is_zero()
+                        {
+                            return Ok(Renewal::Unchanged);
+                        }
+                    }
+                    // The rotation the store failed to keep comes first; should the store
+                    // have kept it after all (its answer lost) and another holder rotated on
+                    // since, the CRM refuses it and the store's is tried.
+                    let (refresh, fallback) = match (pending, held) {
+                        (Some(pending), Some(held)) if held.refresh_token != pending => {
+                            (pending, Some(held.refresh_token))
+                        }
+                        (Some(pending), _) => (pending, None),
+                        (None, Some(held)) => (held.refresh_token, None),
+                        (None, None) => (handed_over(replaces, &first).await, None),
+                    };
+                    let (refresh, fresh) = match oauth.exchange(&client, Some(&refresh)).await {
+                        Err(CrmError::Fatal(_)) if fallback.is_some() => {
+                            let refresh = fallback.unwrap_or_default();
+                            let fresh = oauth.exchange(&client, Some(&refresh)).await?;
+                            (refresh, fresh)
+                        }
+                        answer => (refresh, answer?),
+                    };
+                    let tokens = SavedTokens {
+                        refresh_token: fresh.refresh_token.clone().unwrap_or(refresh),
+                        access: Some(fresh.saved_access()),
+                    };
+                    if fresh.refresh_token.is_some() {
+                        *lock(&unsaved) = Some(tokens.refresh_token.clone());
+                    }
+                    *lock(&answered) = Some(tokens.clone());
+                    Ok(Renewal::Renewed(tokens))
+                })
+            });
+            async move { store.rotate(&configured, renew).await }
+        };
+        // Detached: once begun, a turn runs to its end, and a rotation is stored even when the
+        // request that started it is dropped.
+        let outcome = tokio::spawn(async move {
+            let outcome = turn.await;
+            if let Ok(Some(held)) = &outcome {
+                let mut pending = lock(&unsaved);
+                if pending.as_deref() == Some(held.refresh_token.as_str()) {
+                    *pending = None;
+                }
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| CrmError::Transient(format!("the OAuth token renewal stopped: {e}")))?;
+        let answer = lock(&answered).take().and_then(|tokens| tokens.access);
+        match outcome {
+            // What this turn fetched, else what another holder of the chain did.
+            Ok(held) => answer
+                .or_else(|| held.and_then(|h| h.access))
+                .map(Fresh::from)
+                .ok_or_else(|| {
+                    CrmError::Fatal(
+                        "the refresh-token store ended a turn without an access token".into(),
+                    )
+                }),
+            Err(e) => match answer {
+                Some(access) => {
+                    tracing::error!(
+                        error = %e,
+                        "the renewed OAuth tokens could not be stored: a rotated refresh token \
+                         is kept in memory and offered to the store again at the next renewal"
+                    );
+                    Ok(access.into())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// A token from the token endpoint; `refresh_token` is the one to send with the
+    /// refresh-token grant.
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        refresh_token: Option<&str>,
+    ) -> Result<Fresh, CrmError> {
         let mut form: Vec<(&str, String)> = vec![("client_id", self.client_id.clone())];
         match &self.grant {
             Grant::ClientCredentials => {
@@ -357,7 +771,10 @@ impl OAuth2 {
             Grant::RefreshToken(configured) => {
                 form.push(("client_secret", self.client_secret.clone()));
                 form.push(("grant_type", "refresh_token".into()));
-                form.push(("refresh_token", self.refresh_token(configured, cache).await));
+                form.push((
+                    "refresh_token",
+                    refresh_token.unwrap_or(configured).to_owned(),
+                ));
             }
             Grant::JwtBearer(jwt) => {
                 // The assertion authenticates the app: no secret is sent.
@@ -407,23 +824,6 @@ impl OAuth2 {
                 "the OAuth token endpoint answered without an access_token".into(),
             ));
         };
-        if let (Grant::RefreshToken(configured), Some(rotated)) =
-            (&self.grant, body["refresh_token"].as_str())
-        {
-            let mut kept = cache.rotated_refresh_token.lock().await;
-            if kept.as_deref() != Some(rotated) {
-                // The old refresh token is dead from now on: the new one is saved before the
-                // access token is used. Should saving fail, the process still holds it (and
-                // tries again at the next renewal); a restart before that needs a new
-                // authorisation, which the error says.
-                if let Some(store) = &self.refresh_token_store {
-                    if let Err(e) = store.save(configured, rotated) {
-                        tracing::error!(error = %e, "the rotated refresh token is kept in memory only");
-                    }
-                }
-                *kept = Some(rotated.to_owned());
-            }
-        }
         let instance_url = match &self.instance_url_from {
             Some(field) => Some(self.instance_url(&body, field)?),
             None => None,
@@ -431,14 +831,15 @@ impl OAuth2 {
         let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3600));
         // Renewed a minute early (a tenth early for short-lived tokens).
         let margin = (lifetime / 10).min(Duration::from_secs(60));
-        *current = Some(Token {
-            access: access.clone(),
-            instance_url: instance_url.clone(),
-            renew_at: Instant::now() + lifetime - margin,
-        });
-        Ok(AccessToken {
+        let refresh_token = match &self.grant {
+            Grant::RefreshToken(_) => body["refresh_token"].as_str().map(str::to_owned),
+            _ => None,
+        };
+        Ok(Fresh {
             access,
             instance_url,
+            renew_in: lifetime - margin,
+            refresh_token,
         })
     }
 
@@ -462,4 +863,18 @@ impl OAuth2 {
         }
         Ok(url.origin().ascii_serialization())
     }
+}
+
+/// The refresh token a chain starts from in a shared store that holds nothing yet: what the
+/// per-process store it replaces holds (a connection moving from one process to several), else
+/// the configured one.
+async fn handed_over(own: Option<Arc<dyn RefreshTokenStore>>, configured: &str) -> String {
+    if let Some(own) = own {
+        match own.current(configured).await {
+            Ok(Some(saved)) => return saved,
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "using the configured refresh token"),
+        }
+    }
+    configured.to_owned()
 }

@@ -16,7 +16,7 @@ use axum::{Form, Json, Router};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wacrm_crm::http::{default_classifier, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
-use wacrm_crm::oauth::{FileTokenStore, Grant, JwtBearer, OAuth2, RefreshTokenStore};
+use wacrm_crm::oauth::{FileTokenStore, Grant, JwtBearer, OAuth2};
 use wacrm_crm::CrmError;
 
 #[derive(Default)]

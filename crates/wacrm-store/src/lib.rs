@@ -11,6 +11,7 @@ pub mod audit;
 pub mod entities;
 pub mod keys;
 pub mod migration;
+pub mod oauth_tokens;
 pub mod outbound;
 pub mod projection;
 pub mod queries;

@@ -33,10 +33,11 @@ pub async fn run(
                     "connection {connection} is of kind \"{configured}\", not \"{kind}\" ([crm.connections.{connection}])"
                 );
             }
-            let built = settings.crm.build(&connection, adapters)?;
             // Audited before the CRM account is changed; an unwritable log changes nothing.
             let db = wacrm_store::connect(&settings.store).await?;
             wacrm_store::migrate(&db).await?;
+            crate::shared::install(&db);
+            let built = settings.crm.build(&connection, adapters)?;
             let target = format!("{configured}:{connection}");
             crate::audit::intent(&db, "crm.setup", &target, None).await?;
             let setup = built.adapter.setup().await;

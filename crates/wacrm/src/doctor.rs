@@ -46,6 +46,7 @@ pub async fn run(
     match wacrm_store::connect(&settings.store).await {
         Ok(db) => {
             healthy &= line(true, "store", "reachable");
+            crate::shared::install(&db);
             match wacrm_store::migration::Migrator::get_pending_migrations(&db).await {
                 Ok(pending) if pending.is_empty() => {
                     line(true, "migrations", "up to date");

@@ -31,6 +31,7 @@ mod keys;
 mod replay;
 mod serve;
 pub mod settings;
+mod shared;
 
 use std::path::PathBuf;
 

@@ -32,6 +32,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = wacrm_store::connect(&settings.store).await?;
     wacrm_store::migrate(&db).await?;
+    crate::shared::install(&db);
     let target = format!("{connection} from {}", from.to_rfc3339());
     crate::audit::intent(&db, "crm.replay", &target, None).await?;
     let replayed = replay(&settings, adapters, &db, &connection, from).await;

@@ -31,12 +31,9 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
     wacrm_store::migrate(&db)
         .await
         .context("migrating the store")?;
-    // Instances sharing a PostgreSQL store share every CRM connection's rate limits (the sender
-    // shares its own the same way): installed before any adapter is built (docs/scaling.md).
-    if let Some(limiter) = wacrm_store::rate::PgLimiter::new(&db) {
-        wacrm_crm::http::share_limits(Some(Arc::new(limiter)));
-        tracing::info!("rate limits are shared through the PostgreSQL store");
-    }
+    // Instances sharing a PostgreSQL store share every CRM connection's rate limits and rotating
+    // refresh tokens (the sender shares its own limits the same way).
+    crate::shared::install(&db);
     let bus = wacrm_bus::open(&settings.bus)
         .await
         .context("opening the event bus")?;

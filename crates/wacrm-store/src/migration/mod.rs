@@ -10,6 +10,7 @@ mod m20261122_000005_outbound;
 mod m20261123_000001_crm_secrets;
 mod m20261202_000002_key_scoping;
 mod m20261203_000001_rate_limits;
+mod m20261203_000002_oauth_tokens;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_crm_secrets::Migration),
             Box::new(m20261202_000002_key_scoping::Migration),
             Box::new(m20261203_000001_rate_limits::Migration),
+            Box::new(m20261203_000002_oauth_tokens::Migration),
         ]
     }
 }
