@@ -5,15 +5,19 @@
 //! - [`baseline`]: the minimal hyper server that measures the machine's ceiling.
 //! - [`procstat`]: a server's RSS and CPU from `/proc`.
 //! - [`meter`]: a proxy timing and counting the requests to a CRM fake that keeps no clock.
+//! - [`drain`]: a Kafka backlog worked off by wacrm's consumer and by librdkafka's own.
+//! - [`tansu`]: a local Kafka-protocol broker for it.
 //!
 //! The `wacrm-load` binary puts them together; the criterion benches measure the hot path's
 //! parts.
 
 pub mod baseline;
+pub mod drain;
 pub mod driver;
 pub mod meter;
 pub mod payloads;
 pub mod procstat;
+pub mod tansu;
 
 use serde_json::json;
 

@@ -11,6 +11,9 @@
 //! handler succeeded. Rebalance callbacks run inside `poll` (between batches), so no work is in
 //! flight when partitions are revoked; a commit for a partition this member lost fails and the
 //! batch is redelivered to the new owner (at-least-once; handlers are idempotent).
+//! `lag` asks the group coordinator for the committed offsets and a client outside the group
+//! for the log ends (`OffsetsClient`), never the consumer's own connection, where requests
+//! wait behind its fetch. Fetch settings: `CONSUMER_FETCH`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +25,9 @@ use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -104,7 +109,22 @@ pub struct KafkaBus {
     producer: RwLock<(IdempotentProducer, ProducerHealth)>,
     replaced_at: std::sync::Mutex<std::time::Instant>,
     publish_timeout: Duration,
+    /// The client that asks for log-end offsets ([`OffsetsClient`]), made by the first
+    /// subscription and shared by all.
+    offsets: std::sync::Mutex<Option<Arc<OffsetsClient>>>,
 }
+
+/// A client outside every consumer group, for the offsets `lag` needs (`ListOffsets`).
+///
+/// Not the consumer's own connection: a broker answers one connection's requests in order,
+/// and a consumer that has read to the end of its partitions always has a fetch waiting there
+/// for up to `fetch.wait.max.ms` for new records. A `ListOffsets` on that connection waited
+/// behind it: 0.5 s a partition with librdkafka's per-partition watermark query, so the
+/// runner's lag measurement every 5 s stalled the store projection (36 partitions) for 18 s
+/// at a time while a backlog waited. On a connection of its own the query is one request
+/// (every partition at once) answered in a millisecond or two. Committed offsets come from
+/// the group coordinator, which librdkafka talks to on a connection of its own already.
+type OffsetsClient = BaseConsumer;
 
 /// Shortest time between two producer replacements.
 const MIN_REPLACE_INTERVAL: Duration = Duration::from_secs(1);
@@ -143,6 +163,7 @@ impl KafkaBus {
             producer: RwLock::new(create_producer(config, publish_timeout)?),
             replaced_at: std::sync::Mutex::new(std::time::Instant::now() - MIN_REPLACE_INTERVAL),
             publish_timeout,
+            offsets: std::sync::Mutex::new(None),
         })
     }
 
@@ -169,6 +190,32 @@ impl KafkaBus {
                 .map_err(|_| BusError::Fatal("producer lock poisoned".into()));
         }
         Ok(producer)
+    }
+
+    /// The [`OffsetsClient`], made on first use (it connects only when asked something).
+    fn offsets_client(&self) -> Result<Arc<OffsetsClient>, BusError> {
+        let mut offsets = self
+            .offsets
+            .lock()
+            .map_err(|_| BusError::Fatal("offsets client lock poisoned".into()))?;
+        if let Some(client) = offsets.as_ref() {
+            return Ok(client.clone());
+        }
+        // Without a `group.id` the consumer joins no group: it only answers offset queries.
+        // The session timeout is unused, but librdkafka checks it against the operator's
+        // consumer properties (`max.poll.interval.ms`) as it does for the group's consumers.
+        let client: Arc<OffsetsClient> = Arc::new(
+            self.config
+                .client()
+                .set(
+                    "session.timeout.ms",
+                    self.config.session_timeout_ms.to_string(),
+                )
+                .create()
+                .map_err(|e| BusError::Fatal(format!("kafka offsets client: {e}")))?,
+        );
+        *offsets = Some(client.clone());
+        Ok(client)
     }
 
     /// Replaces a producer whose delivery failed or that lost every broker. librdkafka's
@@ -277,6 +324,7 @@ impl EventBus for KafkaBus {
         };
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(make.create()?),
+            offsets: self.offsets_client()?,
             make,
             request_timeout: self.config.request_timeout(),
             replace_after: None,
@@ -346,6 +394,34 @@ impl ConsumerContext for RebalanceLog {
     }
 }
 
+/// Fetch settings of every consumer, under librdkafka's names; `bus.kafka.properties`
+/// overrides them. They are librdkafka's defaults, pinned with the reason each suits wacrm.
+/// With them a wacrm consumer works off a backlog at the rate of a plain librdkafka consumer on
+/// the same broker (`wacrm-load drain`, docs/performance.md: median ratios 0.93–1.03 over runs
+/// of three rounds), so nothing here holds a drain back; what did was the lag measurement (see
+/// [`OffsetsClient`]).
+///
+/// - `fetch.wait.max.ms` 500: how long the broker may hold a fetch that found nothing new.
+///   An idle consumer sends two fetches a second instead of ten at 100 ms. On tansu 0.6,
+///   100 ms drained 10,000 records 1.4–1.6 times as fast for both consumers alike, mostly
+///   in the first fetches after joining (50,000 records: no faster for the plain consumer); a
+///   deployment on tansu can have it with `WACRM_BUS__KAFKA__PROPERTIES__FETCH_WAIT_MAX_MS`.
+///   On Kafka a waiting fetch is answered as soon as records arrive, so a lower value only
+///   adds requests.
+/// - `fetch.min.bytes` 1: a fetch is answered as soon as it has anything; a consumer that is
+///   behind gets what there is at once (64 KiB drained about a quarter slower).
+/// - `queued.min.messages` 100,000: records prefetched per partition (within
+///   `queued.max.messages.kbytes`, 64 MiB per consumer), so a batch of 500 finds its records
+///   already fetched while the handler works on the one before (1,000 drained as fast).
+/// - `max.partition.fetch.bytes` 1 MiB: about 1,400 wacrm records per partition per fetch
+///   (256 KiB drained as fast).
+const CONSUMER_FETCH: &[(&str, &str)] = &[
+    ("fetch.wait.max.ms", "500"),
+    ("fetch.min.bytes", "1"),
+    ("queued.min.messages", "100000"),
+    ("max.partition.fetch.bytes", "1048576"),
+];
+
 /// Builds a group's consumer, again when it must be replaced.
 struct ConsumerFactory {
     config: KafkaConfig,
@@ -355,9 +431,13 @@ struct ConsumerFactory {
 
 impl ConsumerFactory {
     fn create(&self) -> Result<StreamConsumer<RebalanceLog>, BusError> {
-        let consumer: StreamConsumer<RebalanceLog> = self
-            .config
-            .client()
+        let mut client = self.config.client();
+        for (name, value) in CONSUMER_FETCH {
+            if client.get(name).is_none() {
+                client.set(*name, *value);
+            }
+        }
+        let consumer: StreamConsumer<RebalanceLog> = client
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -382,6 +462,8 @@ const CONSUMER_RECOVERY: Duration = Duration::from_secs(5);
 
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer<RebalanceLog>>,
+    /// Asks for log-end offsets off the consumer's connection (see [`OffsetsClient`]).
+    offsets: Arc<OffsetsClient>,
     make: ConsumerFactory,
     request_timeout: Duration,
     /// Set when the consumer reported an unavailable cluster: if it has not delivered anything
@@ -407,6 +489,35 @@ impl KafkaSubscription {
         self.replace_after = None;
         Ok(())
     }
+}
+
+/// The first (`Offset::Beginning`) or next (`Offset::End`) offset of each partition of
+/// `partitions`' logs, in one `ListOffsets` request per leader.
+fn log_offsets(
+    client: &OffsetsClient,
+    partitions: &TopicPartitionList,
+    which: Offset,
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), i64>, BusError> {
+    let mut query = TopicPartitionList::new();
+    for element in partitions.elements() {
+        query
+            .add_partition_offset(element.topic(), element.partition(), which)
+            .map_err(|e| classify(&e))?;
+    }
+    let answered = client
+        .offsets_for_times(query, timeout)
+        .map_err(|e| classify(&e))?;
+    let mut out = HashMap::new();
+    for element in answered.elements() {
+        if let Err(e) = element.error() {
+            return Err(classify(&e));
+        }
+        if let Offset::Offset(o) = element.offset() {
+            out.insert((element.topic().to_owned(), element.partition()), o);
+        }
+    }
+    Ok(out)
 }
 
 /// A record from a message read with rdkafka, for integrators who run their own consumer
@@ -517,19 +628,42 @@ impl Subscription for KafkaSubscription {
 
     async fn lag(&mut self) -> Result<i64, BusError> {
         let consumer = self.consumer.clone();
+        let offsets = self.offsets.clone();
         let timeout = self.request_timeout;
         tokio::task::spawn_blocking(move || -> Result<i64, BusError> {
+            // The group coordinator's answer, on librdkafka's coordinator connection.
             let committed = consumer.committed(timeout).map_err(|e| classify(&e))?;
+            if committed.count() == 0 {
+                return Ok(0);
+            }
+            // Serve what the offsets client's queue holds (errors, logs): nobody else polls it.
+            let _ = offsets.poll(Duration::ZERO);
+            let ends = log_offsets(&offsets, &committed, Offset::End, timeout)?;
+            // A partition the group never committed is read from the start of its log.
+            let uncommitted: Vec<_> = committed
+                .elements()
+                .into_iter()
+                .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let starts = if uncommitted.is_empty() {
+                HashMap::new()
+            } else {
+                let mut tpl = TopicPartitionList::new();
+                for (topic, partition) in &uncommitted {
+                    tpl.add_partition(topic, *partition);
+                }
+                log_offsets(&offsets, &tpl, Offset::Beginning, timeout)?
+            };
             let mut lag = 0;
             for element in committed.elements() {
-                let (low, high) = consumer
-                    .fetch_watermarks(element.topic(), element.partition(), timeout)
-                    .map_err(|e| classify(&e))?;
+                let key = (element.topic().to_owned(), element.partition());
+                let end = ends.get(&key).copied().unwrap_or(0);
                 let done = match element.offset() {
                     Offset::Offset(o) => o,
-                    _ => low,
+                    _ => starts.get(&key).copied().unwrap_or(0),
                 };
-                lag += (high - done).max(0);
+                lag += (end - done).max(0);
             }
             Ok(lag)
         })

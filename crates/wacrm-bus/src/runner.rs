@@ -340,7 +340,9 @@ impl<H: Handler> ConsumerRunner<H> {
     ) -> Result<(), RunnerError> {
         let group = self.config.group.clone();
         let mut poll_backoff = self.config.backoff();
-        // Lag costs a round trip per partition on Kafka: measure it at most this often.
+        // Lag costs two round trips on Kafka (committed offsets, log ends; both off the
+        // consumer's fetch connection, which would hold them up to `fetch.wait.max.ms` each):
+        // measure it at most this often.
         let lag_every = Duration::from_secs(5);
         let mut lag_measured = tokio::time::Instant::now() - lag_every;
         while !shutdown.is_cancelled() {

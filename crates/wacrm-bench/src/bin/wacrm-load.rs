@@ -12,6 +12,9 @@
 //!   `rdstation`, `zoho`, `kommo`: the same through those CRMs' fakes (one generic path,
 //!   `E2eFake`): messages held, held twice, calls per 1,000 messages, the busiest window
 //!   against the CRM's documented limit, and requests off the spec.
+//! - `drain`: a backlog on Kafka worked off by wacrm's consumer (subscription + runner, a no-op
+//!   handler) and by a plain librdkafka consumer, interleaved over rounds against one broker
+//!   (`--brokers`, or a tansu it starts); records/s of each, the ratio and its spread.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -157,12 +160,100 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         steady_after: u64,
     },
+    /// A Kafka backlog drained by wacrm's consumer and by plain librdkafka, interleaved.
+    Drain(DrainArgs),
     /// (internal) the minimal hyper server.
     BaselineServer {
         /// Where to listen.
         #[arg(long)]
         listen: SocketAddr,
     },
+}
+
+#[derive(clap::Args)]
+struct DrainArgs {
+    /// Kafka bootstrap servers; without it a tansu (SQLite storage) is started in a temporary
+    /// directory for the run.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Records in each consumer group's backlog.
+    #[arg(long, default_value_t = 10_000)]
+    records: usize,
+    /// Rounds, each measuring both consumers (which goes first alternates).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Partitions of each backlog's topic (default: wacrm's, `bus.kafka.partitions`).
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// Bytes of each record's payload.
+    #[arg(long, default_value_t = 700)]
+    payload_bytes: usize,
+    /// Most records per batch for both consumers (default: the runner's).
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// An extra librdkafka property for both consumers, `KEY=VALUE` (repeatable).
+    #[arg(long = "property")]
+    properties: Vec<String>,
+    /// Longest a consumer may take to drain its backlog, seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// With the started tansu: index its `header` table by record first. tansu 0.6 reads a
+    /// fetched record's headers by scanning every header it holds, which bounds both consumers
+    /// well below what they can do; with the index the run measures the clients.
+    #[arg(long, conflicts_with = "brokers")]
+    tansu_header_index: bool,
+}
+
+async fn drain(args: DrainArgs) -> anyhow::Result<()> {
+    use wacrm_bench::drain::{run, summarize, DrainOptions};
+    let defaults = DrainOptions::default();
+    let mut properties = Vec::new();
+    for kv in &args.properties {
+        let (k, v) = kv.split_once('=').context("--property wants KEY=VALUE")?;
+        properties.push((k.to_owned(), v.to_owned()));
+    }
+    let tansu = match &args.brokers {
+        Some(_) => None,
+        None if args.tansu_header_index => {
+            Some(tokio::task::spawn_blocking(wacrm_bench::tansu::Tansu::start_indexed).await??)
+        }
+        None => Some(tokio::task::spawn_blocking(wacrm_bench::tansu::Tansu::start).await??),
+    };
+    let brokers = match (&args.brokers, &tansu) {
+        (Some(b), _) => b.clone(),
+        (None, Some(t)) => t.bootstrap(),
+        (None, None) => bail!("no broker"),
+    };
+    let options = DrainOptions {
+        brokers,
+        records: args.records.max(1),
+        rounds: args.rounds.max(1),
+        partitions: args.partitions.unwrap_or(defaults.partitions).max(1),
+        payload_bytes: args.payload_bytes,
+        max_batch: args.max_batch.unwrap_or(defaults.max_batch).max(1),
+        properties,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    println!(
+        "drain: {} records per group, {} partitions, {}-byte payloads, batches of up to {}, {} rounds, broker {}{}",
+        options.records,
+        options.partitions,
+        options.payload_bytes,
+        options.max_batch,
+        options.rounds,
+        options.brokers,
+        match (&tansu, args.tansu_header_index) {
+            (None, _) => "",
+            (Some(_), false) => " (tansu started for this run, SQLite storage)",
+            (Some(_), true) => " (tansu started for this run, SQLite storage, headers indexed)",
+        }
+    );
+    if !options.properties.is_empty() {
+        println!("consumer properties: {:?}", options.properties);
+    }
+    let rounds = run(&options).await?;
+    summarize(&rounds);
+    Ok(())
 }
 
 /// The CRM fake `e2e` syncs to.
@@ -1357,6 +1448,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Cmd::Drain(args) => drain(args).await,
             Cmd::BaselineServer { .. } => Ok(()),
         }
     })
