@@ -65,6 +65,17 @@ impl KafkaConfig {
     }
 }
 
+/// A client that could not be made. librdkafka's refusal of a property carries the property's
+/// value, which may be a password (a misspelt `sasl.pasword=…`): the value is left out.
+fn creation_error(client: &str, e: &KafkaError) -> BusError {
+    match e {
+        KafkaError::ClientConfig(_, description, name, _value) => BusError::Fatal(format!(
+            "{client}: configuration property \"{name}\" refused: {description}"
+        )),
+        other => BusError::Fatal(format!("{client}: {other}")),
+    }
+}
+
 fn classify(e: &KafkaError) -> BusError {
     let code = e.rdkafka_error_code();
     match code {
@@ -151,7 +162,7 @@ fn create_producer(
         .set("compression.type", "lz4")
         .create_with_context(health.clone())
         .map(|p| (p, health))
-        .map_err(|e| BusError::Fatal(format!("kafka producer: {e}")))
+        .map_err(|e| creation_error("kafka producer", &e))
 }
 
 impl KafkaBus {
@@ -212,7 +223,7 @@ impl KafkaBus {
                     self.config.session_timeout_ms.to_string(),
                 )
                 .create()
-                .map_err(|e| BusError::Fatal(format!("kafka offsets client: {e}")))?,
+                .map_err(|e| creation_error("kafka offsets client", &e))?,
         );
         *offsets = Some(client.clone());
         Ok(client)
@@ -450,7 +461,7 @@ impl ConsumerFactory {
             .create_with_context(RebalanceLog {
                 group: self.group.clone(),
             })
-            .map_err(|e| BusError::Fatal(format!("kafka consumer: {e}")))?;
+            .map_err(|e| creation_error("kafka consumer", &e))?;
         let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| classify(&e))?;
         Ok(consumer)
@@ -744,7 +755,7 @@ pub async fn check_topics(
     let admin: AdminClient<DefaultClientContext> = config
         .client()
         .create()
-        .map_err(|e| BusError::Fatal(format!("kafka admin: {e}")))?;
+        .map_err(|e| creation_error("kafka admin", &e))?;
     let timeout = config.request_timeout();
     let options = AdminOptions::new().request_timeout(Some(timeout));
     if create_missing {
@@ -985,5 +996,19 @@ mod tests {
             Some(wacrm_core::ErrorClass::Retry)
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_refused_property_never_shows_its_value() {
+        let mut config = KafkaConfig::default();
+        config
+            .properties
+            .insert("sasl.pasword".into(), "hunter2-secret".into());
+        let Err(error) = KafkaBus::open(&config, Duration::from_secs(1)) else {
+            panic!("a misspelt property was accepted");
+        };
+        let shown = error.to_string();
+        assert!(shown.contains("sasl.pasword"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
     }
 }
