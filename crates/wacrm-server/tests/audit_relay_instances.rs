@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use wacrm_bus::cloudevents::decode_event;
 use wacrm_bus::{BusError, EventBus, OutboundRecord, Subscription, Topics};
 use wacrm_core::EventPayload;
@@ -40,25 +39,9 @@ impl EventBus for SlowBus {
     }
 }
 
-async fn empty_postgres() -> Option<String> {
-    let admin_url = std::env::var("WACRM_TEST_POSTGRES_URL").ok()?;
-    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
-    let name = format!(
-        "wacrm_test_{}_{}",
-        chrono::Utc::now().timestamp(),
-        uuid::Uuid::new_v4().simple()
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    Some(format!("{base}/{name}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_relays_of_several_instances_publish_each_entry_once() {
-    let Some(url) = empty_postgres().await else {
+    let Some(url) = wacrm_testkit::postgres::fresh_database().await else {
         eprintln!("WACRM_TEST_POSTGRES_URL not set: skipped");
         return;
     };
