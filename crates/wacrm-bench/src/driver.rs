@@ -29,6 +29,9 @@ pub enum DriveError {
     /// The open-loop pacer's thread could not be started.
     #[error("cannot start the pacer thread: {0}")]
     Pacer(std::io::Error),
+    /// No URL to send to.
+    #[error("no target URL")]
+    NoTarget,
 }
 
 /// What a run measured.
@@ -65,6 +68,32 @@ impl Report {
     /// All failures.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
+    }
+}
+
+/// Where requests go: one URL, or several taken in turn (request `n` to URL `n mod len`), as a
+/// load balancer in front of several instances would spread them.
+#[derive(Debug, Clone)]
+pub struct Targets(Arc<[String]>);
+
+impl Targets {
+    /// The URL of request `n`.
+    fn get(&self, n: usize) -> &str {
+        &self.0[n % self.0.len()]
+    }
+}
+
+impl From<String> for Targets {
+    fn from(url: String) -> Self {
+        Targets(Arc::from(vec![url]))
+    }
+}
+
+impl From<Vec<String>> for Targets {
+    /// Several URLs taken in turn. An empty list is not a target: `drive` would have nowhere to
+    /// send, so it is refused there.
+    fn from(urls: Vec<String>) -> Self {
+        Targets(Arc::from(urls))
     }
 }
 
@@ -120,29 +149,32 @@ async fn post(client: &reqwest::Client, url: &str, hook: &Webhook) -> Result<usi
     }
 }
 
-/// Sends webhooks from `pool` to `url` for `duration`, paced as asked. In open loop at most
+/// Sends webhooks from `pool` to `targets` (in turn) for `duration`, paced as asked. In open loop at most
 /// `max_in_flight` requests are outstanding; a request that would exceed it is counted as an
 /// `overload` error instead of being delayed (delaying it would hide the server's slowness).
 pub async fn drive(
     client: reqwest::Client,
-    url: String,
+    targets: impl Into<Targets>,
     pool: Arc<Pool>,
     pace: Pace,
     duration: Duration,
     max_in_flight: usize,
 ) -> Result<Report, DriveError> {
+    let targets: Targets = targets.into();
+    if targets.0.is_empty() {
+        return Err(DriveError::NoTarget);
+    }
     let latency = Histogram::new_with_bounds(1, 120_000_000, 3)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let start = Instant::now();
     let deadline = start + duration;
-    let url = Arc::new(url);
     match pace {
         Pace::Rate(rate) => {
             let permits = Arc::new(Semaphore::new(max_in_flight));
             let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
             let tx = tx.clone();
             let client = client.clone();
-            let url = Arc::clone(&url);
+            let targets = targets.clone();
             let runtime = tokio::runtime::Handle::current();
             // Paced by a thread of its own: tokio's timers tick in whole milliseconds, so
             // `sleep_until` sends each request up to a millisecond after its time, and that
@@ -167,9 +199,9 @@ pub async fn drive(
                             continue;
                         };
                         let hook = pool.get(n);
-                        let (tx, client, url) = (tx.clone(), client.clone(), Arc::clone(&url));
+                        let (tx, client, targets) = (tx.clone(), client.clone(), targets.clone());
                         runtime.spawn(async move {
-                            let result = post(&client, &url, &hook).await;
+                            let result = post(&client, targets.get(n), &hook).await;
                             // From the scheduled time, not the send: a late send is latency.
                             let latency_us = scheduled.elapsed().as_micros() as u64;
                             drop(permit);
@@ -183,10 +215,10 @@ pub async fn drive(
         Pace::Concurrency(workers) => {
             let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             for _ in 0..workers.max(1) {
-                let (tx, client, url, pool, counter) = (
+                let (tx, client, targets, pool, counter) = (
                     tx.clone(),
                     client.clone(),
-                    Arc::clone(&url),
+                    targets.clone(),
                     Arc::clone(&pool),
                     Arc::clone(&counter),
                 );
@@ -195,7 +227,7 @@ pub async fn drive(
                         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let hook = pool.get(n);
                         let sent = Instant::now();
-                        let result = post(&client, &url, &hook).await;
+                        let result = post(&client, targets.get(n), &hook).await;
                         let latency_us = sent.elapsed().as_micros() as u64;
                         if tx.send(Outcome { latency_us, result }).is_err() {
                             break;

@@ -99,6 +99,12 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …) for producers,
     /// consumers and the admin client alike.
     pub properties: BTreeMap<String, String>,
+    /// How long the topics wacrm creates keep records, in milliseconds (`-1`: forever): their
+    /// `retention.ms`, and the compacted contacts topic's `delete.retention.ms` (how long a
+    /// tombstone stays). Not read from `[bus.kafka]`: the application sets it from
+    /// `[retention] bus_log_days`, the one retention of the bus whichever the backend.
+    #[serde(skip)]
+    pub topic_retention_ms: i64,
 }
 
 impl Default for KafkaConfig {
@@ -113,6 +119,8 @@ impl Default for KafkaConfig {
             create_topics: false,
             idempotence: true,
             properties: BTreeMap::new(),
+            // `[retention] bus_log_days`'s default, 7 days.
+            topic_retention_ms: 7 * 86_400_000,
         }
     }
 }
@@ -139,6 +147,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("create_topics", &self.create_topics)
             .field("idempotence", &self.idempotence)
             .field("properties", &properties)
+            .field("topic_retention_ms", &self.topic_retention_ms)
             .finish()
     }
 }

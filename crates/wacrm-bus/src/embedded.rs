@@ -9,6 +9,13 @@
 //! Each topic is one partition, so every key's records stay in order. A consumer group has one
 //! member at a time (a second subscription of the same group is refused), and one process owns
 //! the log (a lock file beside it): the embedded bus is for one node; run Kafka for more.
+//!
+//! The log is trimmed from its old end ([`EventBus::trim`], by the purge job): a topic's oldest
+//! records go once they are older than the retention and every group that committed on the
+//! topic has consumed them, or once they are older than the hard limit whatever the groups
+//! did. Trimming only ever takes a topic's oldest records, up to the first that must stay;
+//! where the topic's log now starts is kept in `log_starts`, so a topic trimmed to nothing
+//! still continues its offsets.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,7 +27,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::EmbeddedConfig;
-use crate::{BusError, EventBus, OutboundRecord, Record, Subscription};
+use crate::{
+    BusErased, BusErasure, BusError, EventBus, OutboundRecord, Record, Subscription, TrimPolicy,
+    Trimmed,
+};
 
 /// The log's layout version, kept in SQLite's `user_version`.
 const SCHEMA_VERSION: i64 = 2;
@@ -47,6 +57,10 @@ CREATE TABLE IF NOT EXISTS group_offsets (
     next_offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_starts (
+    topic        TEXT    NOT NULL PRIMARY KEY,
+    start_offset INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 enum WriteOp {
@@ -58,6 +72,12 @@ enum WriteOp {
         group: String,
         positions: Vec<(String, i64)>,
         done: oneshot::Sender<Result<(), BusError>>,
+    },
+    /// Trims in a transaction of its own, after the group commit it was queued with.
+    Trim {
+        policy: TrimPolicy,
+        max_records: usize,
+        done: oneshot::Sender<Result<Trimmed, BusError>>,
     },
 }
 
@@ -97,7 +117,8 @@ impl EmbeddedBus {
         }
         let mut conn = Connection::open(&config.path).map_err(fatal)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-2048;",
+            // `secure_delete`: trimmed and erased records do not linger in free space.
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA busy_timeout=5000; PRAGMA cache_size=-2048;",
         )
         .map_err(fatal)?;
         migrate(&mut conn)?;
@@ -183,14 +204,28 @@ fn migrate(conn: &mut Connection) -> Result<(), BusError> {
     tx.commit().map_err(fatal)
 }
 
+/// Every topic's next offset: after its newest record, or where its trimmed log starts when
+/// nothing is left of it (a trimmed topic must not hand out its offsets again).
 fn load_heads(conn: &Connection) -> Result<HashMap<String, i64>, BusError> {
-    let mut stmt = conn
-        .prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")
-        .map_err(fatal)?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(fatal)?;
-    rows.collect::<Result<_, _>>().map_err(fatal)
+    let mut heads = HashMap::new();
+    for sql in [
+        "SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic",
+        "SELECT topic, start_offset FROM log_starts",
+        // An erasure may delete a topic's newest records (`crate::erase`): the offsets groups
+        // committed past them keep the head from going back, so no offset is handed out twice.
+        "SELECT topic, MAX(next_offset) FROM group_offsets GROUP BY topic",
+    ] {
+        let mut stmt = conn.prepare(sql).map_err(fatal)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(fatal)?;
+        for row in rows {
+            let (topic, next) = row.map_err(fatal)?;
+            let head = heads.entry(topic).or_insert(next);
+            *head = (*head).max(next);
+        }
+    }
+    Ok(heads)
 }
 
 fn now_ms() -> i64 {
@@ -206,40 +241,73 @@ fn writer_loop(
 ) {
     let mut generation = 0u64;
     while let Some(first) = rx.blocking_recv() {
-        let mut ops = vec![first];
-        let mut queued = op_size(&ops[0]);
-        while queued < max_batch {
-            match rx.try_recv() {
-                Ok(op) => {
+        let mut ops = Vec::new();
+        let mut trims = Vec::new();
+        let mut queued = 0;
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                WriteOp::Trim {
+                    policy,
+                    max_records,
+                    done,
+                } => trims.push((policy, max_records, done)),
+                op => {
                     queued += op_size(&op);
                     ops.push(op);
                 }
-                Err(_) => break,
+            }
+            if queued >= max_batch {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !ops.is_empty() {
+            write_and_reply(&mut conn, ops, queued, &heads, &appended, &mut generation);
+        }
+        // A trim step is a transaction of its own, after the group commit it was queued with:
+        // publishers wait behind at most one bounded step.
+        for (policy, max_records, done) in trims {
+            let result = trim_step(&mut conn, &heads, policy, max_records);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "embedded bus trim failed");
+            }
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Writes a group of appends and commits in one transaction and answers each of them.
+fn write_and_reply(
+    conn: &mut Connection,
+    ops: Vec<WriteOp>,
+    queued: usize,
+    heads: &Heads,
+    appended: &watch::Sender<u64>,
+    generation: &mut u64,
+) {
+    let started = Instant::now();
+    let result = write_group(conn, &ops, heads);
+    metrics::histogram!("wacrm_bus_group_commit_seconds").record(started.elapsed());
+    metrics::histogram!("wacrm_bus_group_commit_records").record(queued as f64);
+    let appended_any = ops.iter().any(|op| matches!(op, WriteOp::Append { .. }));
+    match result {
+        Ok(new_heads) => {
+            if let Ok(mut h) = heads.write() {
+                h.extend(new_heads);
+            }
+            if appended_any {
+                *generation += 1;
+                appended.send_replace(*generation);
+            }
+            for op in ops {
+                reply(op, Ok(()));
             }
         }
-        let started = Instant::now();
-        let result = write_group(&mut conn, &ops, &heads);
-        metrics::histogram!("wacrm_bus_group_commit_seconds").record(started.elapsed());
-        metrics::histogram!("wacrm_bus_group_commit_records").record(queued as f64);
-        let appended_any = ops.iter().any(|op| matches!(op, WriteOp::Append { .. }));
-        match result {
-            Ok(new_heads) => {
-                if let Ok(mut h) = heads.write() {
-                    h.extend(new_heads);
-                }
-                if appended_any {
-                    generation += 1;
-                    appended.send_replace(generation);
-                }
-                for op in ops {
-                    reply(op, Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "embedded bus write failed");
-                for op in ops {
-                    reply(op, Err(e.clone()));
-                }
+        Err(e) => {
+            tracing::error!(error = %e, "embedded bus write failed");
+            for op in ops {
+                reply(op, Err(e.clone()));
             }
         }
     }
@@ -248,16 +316,170 @@ fn writer_loop(
 fn op_size(op: &WriteOp) -> usize {
     match op {
         WriteOp::Append { records, .. } => records.len().max(1),
-        WriteOp::Commit { .. } => 1,
+        WriteOp::Commit { .. } | WriteOp::Trim { .. } => 1,
     }
 }
 
 fn reply(op: WriteOp, result: Result<(), BusError>) {
-    let done = match op {
-        WriteOp::Append { done, .. } | WriteOp::Commit { done, .. } => done,
-    };
     // The publisher may have given up waiting; it then treats the publish as failed.
-    let _ = done.send(result);
+    match op {
+        WriteOp::Append { done, .. } | WriteOp::Commit { done, .. } => {
+            let _ = done.send(result);
+        }
+        WriteOp::Trim { done, .. } => {
+            let _ = done.send(result.map(|()| Trimmed::default()));
+        }
+    }
+}
+
+/// How far a topic's oldest records may be trimmed, looked at from `from` on, at most `limit`
+/// records: (the first offset that stays, the last record looked at was deletable).
+/// `consumed` is the lowest next offset any group committed on the topic (`None`: no group
+/// committed on it).
+fn trimmable(
+    conn: &Connection,
+    topic: &str,
+    from: i64,
+    limit: usize,
+    consumed: Option<i64>,
+    policy: TrimPolicy,
+) -> rusqlite::Result<(i64, bool)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT offset, ts_ms FROM records WHERE topic = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![topic, from, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut upto = from;
+    let mut seen = 0usize;
+    for row in rows {
+        let (offset, ts_ms) = row?;
+        let consumed_by_all = consumed.is_none_or(|next| offset < next);
+        let past_hard_limit = policy
+            .unconsumed_older_than_ms
+            .is_some_and(|limit| ts_ms < limit);
+        if ts_ms >= policy.older_than_ms || !(consumed_by_all || past_hard_limit) {
+            return Ok((upto, false));
+        }
+        upto = offset + 1;
+        seen += 1;
+    }
+    Ok((upto, seen == limit))
+}
+
+/// The committed next offsets on `topic`, by group.
+fn group_positions(conn: &Connection, topic: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT grp, next_offset FROM group_offsets WHERE topic = ?1 AND grp <> ''",
+    )?;
+    let rows = stmt.query_map(params![topic], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The topic's oldest offset still in the log.
+fn log_start(conn: &Connection, topic: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT MIN(offset) FROM records WHERE topic = ?1")?
+        .query_row(params![topic], |r| r.get(0))
+}
+
+/// Adds to `trimmed` the records of `[start, upto)` that each group had not consumed.
+fn count_unconsumed(trimmed: &mut Trimmed, positions: &[(String, i64)], start: i64, upto: i64) {
+    for (group, next) in positions {
+        let missed = upto - (*next).max(start);
+        if missed > 0 {
+            *trimmed.unconsumed.entry(group.clone()).or_default() += missed as u64;
+        }
+    }
+}
+
+/// What trimming every topic would remove now, without removing anything (a reader's
+/// connection).
+fn trim_dry_run(
+    conn: &Connection,
+    topics: &[String],
+    policy: TrimPolicy,
+) -> Result<Trimmed, BusError> {
+    /// Records looked at per query.
+    const PAGE: usize = 10_000;
+    let mut out = Trimmed {
+        done: true,
+        ..Trimmed::default()
+    };
+    for topic in topics {
+        let Some(start) = log_start(conn, topic).map_err(unavailable)? else {
+            continue;
+        };
+        let positions = group_positions(conn, topic).map_err(unavailable)?;
+        let consumed = positions.iter().map(|(_, next)| *next).min();
+        let mut upto = start;
+        loop {
+            let (to, more) =
+                trimmable(conn, topic, upto, PAGE, consumed, policy).map_err(unavailable)?;
+            upto = to;
+            if !more {
+                break;
+            }
+        }
+        out.records += (upto - start) as u64;
+        count_unconsumed(&mut out, &positions, start, upto);
+    }
+    Ok(out)
+}
+
+/// Trims up to about `max_records` of the oldest records, topic by topic, in one transaction.
+fn trim_step(
+    conn: &mut Connection,
+    heads: &Heads,
+    policy: TrimPolicy,
+    max_records: usize,
+) -> Result<Trimmed, BusError> {
+    let mut topics: Vec<String> = heads
+        .read()
+        .map_err(|_| BusError::Fatal("heads poisoned".into()))?
+        .keys()
+        .cloned()
+        .collect();
+    topics.sort();
+    let mut out = Trimmed {
+        done: true,
+        ..Trimmed::default()
+    };
+    let mut budget = max_records.max(1);
+    let tx = conn.transaction().map_err(unavailable)?;
+    for topic in &topics {
+        if budget == 0 {
+            out.done = false;
+            break;
+        }
+        let Some(start) = log_start(&tx, topic).map_err(unavailable)? else {
+            continue;
+        };
+        let positions = group_positions(&tx, topic).map_err(unavailable)?;
+        let consumed = positions.iter().map(|(_, next)| *next).min();
+        let (upto, more) =
+            trimmable(&tx, topic, start, budget, consumed, policy).map_err(unavailable)?;
+        if more {
+            out.done = false;
+        }
+        if upto <= start {
+            continue;
+        }
+        let removed = tx
+            .prepare_cached("DELETE FROM records WHERE topic = ?1 AND offset < ?2")
+            .and_then(|mut s| s.execute(params![topic, upto]))
+            .map_err(unavailable)?;
+        tx.prepare_cached(
+            "INSERT INTO log_starts (topic, start_offset) VALUES (?1, ?2)
+             ON CONFLICT (topic) DO UPDATE SET start_offset = MAX(start_offset, excluded.start_offset)",
+        )
+        .and_then(|mut s| s.execute(params![topic, upto]))
+        .map_err(unavailable)?;
+        out.records += removed as u64;
+        budget = budget.saturating_sub(removed);
+        count_unconsumed(&mut out, &positions, start, upto);
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(out)
 }
 
 /// Writes all queued operations in one transaction. Returns the heads it moved.
@@ -317,6 +539,8 @@ fn write_group(
                             .map_err(unavailable)?;
                     }
                 }
+                // Trims never reach a group commit (`writer_loop` runs them on their own).
+                WriteOp::Trim { .. } => {}
             }
         }
     }
@@ -404,6 +628,54 @@ impl EventBus for EmbeddedBus {
 
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    async fn erase(&self, request: &BusErasure) -> Result<BusErased, BusError> {
+        let path = self.path.clone();
+        let request = request.clone();
+        let removed = tokio::task::spawn_blocking(move || crate::erase::erase_log(&path, &request))
+            .await
+            .map_err(|e| BusError::Fatal(e.to_string()))??;
+        Ok(BusErased {
+            removed,
+            tombstones: 0,
+        })
+    }
+
+    async fn trim(
+        &self,
+        policy: TrimPolicy,
+        max_records: usize,
+        dry_run: bool,
+    ) -> Result<Option<Trimmed>, BusError> {
+        if dry_run {
+            let path = self.path.clone();
+            let topics: Vec<String> = self
+                .heads
+                .read()
+                .map_err(|_| BusError::Fatal("heads poisoned".into()))?
+                .keys()
+                .cloned()
+                .collect();
+            return tokio::task::spawn_blocking(move || {
+                trim_dry_run(&open_reader(&path)?, &topics, policy)
+            })
+            .await
+            .map_err(|e| BusError::Fatal(e.to_string()))?
+            .map(Some);
+        }
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(WriteOp::Trim {
+                policy,
+                max_records,
+                done,
+            })
+            .await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))?;
+        wait.await
+            .map_err(|_| BusError::Unavailable("bus writer stopped".into()))?
+            .map(Some)
     }
 }
 

@@ -33,7 +33,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::{BusError, EventBus, OutboundRecord, Record, Subscription, Topics};
+use crate::{
+    BusErased, BusErasure, BusError, EventBus, OutboundRecord, Record, Subscription, Topics,
+};
 
 pub use crate::config::KafkaConfig;
 
@@ -323,6 +325,37 @@ impl EventBus for KafkaBus {
         Ok(())
     }
 
+    async fn erase(&self, request: &BusErasure) -> Result<BusErased, BusError> {
+        let producer = self.producer()?;
+        let mut deliveries = Vec::with_capacity(request.contact_keys.len());
+        for key in &request.contact_keys {
+            // No value: a tombstone, which compaction keeps for `delete.retention.ms` and then
+            // drops with every earlier record of the key.
+            let tombstone = FutureRecord::<str, [u8]>::to(&request.contacts_topic).key(key);
+            match producer.send_result(tombstone) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => return Err(classify(&e)),
+            }
+        }
+        let results = tokio::time::timeout(
+            self.publish_timeout + Duration::from_secs(1),
+            futures::future::join_all(deliveries),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(self.publish_timeout))?;
+        for result in results {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(classify(&e)),
+                Err(_) => return Err(BusError::Unavailable("kafka producer closed".into())),
+            }
+        }
+        Ok(BusErased {
+            removed: 0,
+            tombstones: request.contact_keys.len() as u64,
+        })
+    }
+
     async fn subscribe(
         &self,
         group: &str,
@@ -561,6 +594,13 @@ pub fn record_from_kafka(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     }
 }
 
+/// The record of a message, unless it is a tombstone (no value): an erasure's marker for the
+/// broker's compaction (`crate::erase`), not an event. Skipped tombstones are committed with
+/// the next record of their partition.
+fn unless_tombstone(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<Record> {
+    m.payload().is_some().then(|| record_from_kafka(m))
+}
+
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
@@ -576,14 +616,14 @@ impl Subscription for KafkaSubscription {
             }
             Ok(Ok(m)) => {
                 self.replace_after = None;
-                record_from_kafka(&m)
+                unless_tombstone(&m)
             }
         };
-        let mut out = vec![first];
+        let mut out: Vec<Record> = first.into_iter().collect();
         // Take what is already fetched, without waiting.
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(m)) => out.push(record_from_kafka(&m)),
+                Some(Ok(m)) => out.extend(unless_tombstone(&m)),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error while batching");
                     break;
@@ -711,6 +751,61 @@ pub struct TopicSpec {
     pub cleanup_policy: &'static str,
 }
 
+/// A day in milliseconds: the longest a topic's open segment lasts (`segment.ms`) and the
+/// longest a compacted record waits for compaction (`max.compaction.lag.ms`).
+const DAY_MS: i64 = 86_400_000;
+
+/// The topic configuration wacrm creates a topic with: its cleanup policy and its retention
+/// (`[retention] bus_log_days`, in [`KafkaConfig::topic_retention_ms`]).
+///
+/// - A `delete` topic gets `retention.ms`, and `segment.ms` of at most a day: Kafka deletes
+///   whole segments once their newest record is past the retention, so with its default week
+///   of `segment.ms` a record could outlive the retention by a week; here by a day at most.
+/// - The compacted contacts topic gets `delete.retention.ms` (how long a tombstone stays
+///   readable: a consumer that is behind by less than the bus's retention sees every erasure),
+///   and at most a day of `segment.ms` and `max.compaction.lag.ms`, so a contact's older
+///   records are compacted away within about a day of being replaced or tombstoned (the open
+///   segment is never compacted).
+///
+/// A retention of `-1` (forever) sets `retention.ms=-1` and leaves the segment settings and
+/// the tombstones' `delete.retention.ms` at the broker's defaults.
+pub fn topic_configs(spec: &TopicSpec, config: &KafkaConfig) -> Vec<(&'static str, String)> {
+    let retention = config.topic_retention_ms;
+    let forever = retention < 0;
+    let segment = if forever {
+        None
+    } else {
+        Some(retention.clamp(1, DAY_MS).to_string())
+    };
+    let mut configs = vec![("cleanup.policy", spec.cleanup_policy.to_owned())];
+    if spec.cleanup_policy == "compact" {
+        if !forever {
+            configs.push(("delete.retention.ms", retention.to_string()));
+            configs.push(("max.compaction.lag.ms", DAY_MS.to_string()));
+        }
+    } else {
+        configs.push(("retention.ms", retention.max(-1).to_string()));
+    }
+    if let Some(segment) = segment {
+        configs.push(("segment.ms", segment));
+    }
+    configs
+}
+
+/// The configuration that says how long a topic keeps what it holds: `retention.ms`, or a
+/// compacted topic's `delete.retention.ms` (its tombstones; its records stay until replaced).
+/// `None` when the topic is left at the broker's default (a compacted topic kept forever).
+pub fn retention_config(spec: &TopicSpec, config: &KafkaConfig) -> Option<(&'static str, String)> {
+    let key = if spec.cleanup_policy == "compact" {
+        "delete.retention.ms"
+    } else {
+        "retention.ms"
+    };
+    topic_configs(spec, config)
+        .into_iter()
+        .find(|(name, _)| *name == key)
+}
+
 /// The topics wacrm expects, with their partitions and cleanup policy.
 pub fn expected_topics(topics: &Topics, config: &KafkaConfig) -> Vec<TopicSpec> {
     let spec = |name: &str, partitions: i32, cleanup_policy| TopicSpec {
@@ -744,6 +839,18 @@ pub enum TopicState {
         /// Found.
         found: String,
     },
+    /// Exists, but keeps records for another time than the configured retention, or forever
+    /// (`-1`), or sets none of its own (`found: None`: the broker's default applies). A
+    /// warning, not a failure: the records are there, but replay reaches back (and personal
+    /// data stays) for as long as the topic says, not the configuration.
+    Retention {
+        /// The configuration (`retention.ms`, `delete.retention.ms`).
+        name: &'static str,
+        /// Its value on the topic.
+        found: Option<String>,
+        /// The configured value.
+        expected: String,
+    },
 }
 
 /// Checks the expected topics and, if asked, creates the missing ones.
@@ -760,16 +867,23 @@ pub async fn check_topics(
     let options = AdminOptions::new().request_timeout(Some(timeout));
     if create_missing {
         let existing = topic_partitions(&admin, timeout).await?;
-        let new: Vec<NewTopic<'_>> = specs
+        // Each topic with its configuration: the retention is set when the topic is made.
+        let missing: Vec<(&TopicSpec, Vec<(&'static str, String)>)> = specs
             .iter()
             .filter(|s| !existing.contains_key(&s.name))
-            .map(|s| {
-                NewTopic::new(
-                    &s.name,
-                    s.partitions,
-                    TopicReplication::Fixed(config.replication_factor),
+            .map(|s| (s, topic_configs(s, config)))
+            .collect();
+        let new: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|(s, configs)| {
+                configs.iter().fold(
+                    NewTopic::new(
+                        &s.name,
+                        s.partitions,
+                        TopicReplication::Fixed(config.replication_factor),
+                    ),
+                    |topic, (name, value)| topic.set(name, value),
                 )
-                .set("cleanup.policy", s.cleanup_policy)
             })
             .collect();
         if !new.is_empty() {
@@ -793,14 +907,49 @@ pub async fn check_topics(
         let state = match existing.get(&spec.name) {
             None => TopicState::Missing,
             Some(found) if *found != spec.partitions => TopicState::Partitions { found: *found },
-            Some(_) => match cleanup_policy(&admin, &spec.name, &options).await {
-                Some(found) if found != spec.cleanup_policy => TopicState::CleanupPolicy { found },
-                _ => TopicState::Ok,
+            Some(_) => match topic_config(&admin, &spec.name, &options).await {
+                // A broker that does not answer `DescribeConfigs` cannot be checked further.
+                None => TopicState::Ok,
+                Some(found) => config_state(spec, config, &found),
             },
         };
         out.push((spec.clone(), state));
     }
     Ok(out)
+}
+
+/// How a topic's described configuration compares with what wacrm creates it with.
+fn config_state(
+    spec: &TopicSpec,
+    config: &KafkaConfig,
+    found: &HashMap<String, String>,
+) -> TopicState {
+    if let Some(policy) = found.get("cleanup.policy") {
+        if policy != spec.cleanup_policy {
+            return TopicState::CleanupPolicy {
+                found: policy.clone(),
+            };
+        }
+    }
+    let Some((name, expected)) = retention_config(spec, config) else {
+        return TopicState::Ok;
+    };
+    let value = found.get(name).cloned();
+    let same = value
+        .as_deref()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .zip(expected.parse::<i64>().ok())
+        // Any negative `retention.ms` is Kafka's "forever".
+        .is_some_and(|(found, expected)| found == expected || (found < 0 && expected < 0));
+    if same {
+        TopicState::Ok
+    } else {
+        TopicState::Retention {
+            name,
+            found: value,
+            expected,
+        }
+    }
 }
 
 async fn topic_partitions(
@@ -819,20 +968,26 @@ async fn topic_partitions(
         .collect())
 }
 
-/// The topic's `cleanup.policy`, when the broker answers `DescribeConfigs`.
-async fn cleanup_policy(
+/// The topic's configuration (name → value), when the broker answers `DescribeConfigs`. A
+/// broker may leave out what the topic does not set (tansu 0.6 answers only what the topic was
+/// created with); Kafka answers every key, with the broker's defaults.
+async fn topic_config(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     options: &AdminOptions,
-) -> Option<String> {
+) -> Option<HashMap<String, String>> {
     let results = admin
         .describe_configs(&[ResourceSpecifier::Topic(topic)], options)
         .await
         .ok()?;
     let resource = results.into_iter().next()?.ok()?;
-    resource
-        .get("cleanup.policy")
-        .and_then(|entry| entry.value.clone())
+    Some(
+        resource
+            .entries
+            .into_iter()
+            .filter_map(|entry| Some((entry.name, entry.value?)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod cloudevents;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod erase;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod runner;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use wacrm_core::ErrorClass;
 
 pub use config::BusConfig;
+pub use erase::{BusErased, BusErasure};
 pub use topics::Topics;
 
 /// A record to publish.
@@ -123,6 +125,57 @@ pub trait EventBus: Send + Sync + 'static {
         let _ = timeout;
         Ok(())
     }
+
+    /// Erases a person (LGPD erasure, [`erase`]): deletes their records from a log of wacrm's
+    /// own, or publishes tombstones for their keys on Kafka's compacted contacts topic. A bus
+    /// that can do neither refuses (the erasure stays pending and says so).
+    async fn erase(&self, request: &BusErasure) -> Result<BusErased, BusError> {
+        let _ = request;
+        Err(BusError::Fatal(format!(
+            "the {} bus cannot erase records",
+            self.backend()
+        )))
+    }
+
+    /// Removes the oldest records that `policy` lets go, at most about `max_records` in this
+    /// call (call again while [`Trimmed::done`] is `false`); with `dry_run`, counts everything
+    /// it would remove now and removes nothing. `None` when the backend has no log of its own
+    /// to trim: a Kafka broker deletes by each topic's `retention.ms` itself (which wacrm sets
+    /// when it creates the topics and `wacrm doctor` checks), so the default does nothing.
+    async fn trim(
+        &self,
+        policy: TrimPolicy,
+        max_records: usize,
+        dry_run: bool,
+    ) -> Result<Option<Trimmed>, BusError> {
+        let _ = (policy, max_records, dry_run);
+        Ok(None)
+    }
+}
+
+/// What [`EventBus::trim`] may remove. Only a topic's oldest records go: trimming stops at
+/// the first record that must stay, so what is left of a topic is everything after a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimPolicy {
+    /// Records stored before this time (milliseconds since the epoch) go once every consumer
+    /// group that committed on their topic has consumed them.
+    pub older_than_ms: i64,
+    /// The hard limit: records stored before this time go even when a group has not consumed
+    /// them (a group that stopped for good would otherwise keep the log forever). `None`:
+    /// never.
+    pub unconsumed_older_than_ms: Option<i64>,
+}
+
+/// What one [`EventBus::trim`] call removed (or, as a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Records removed.
+    pub records: u64,
+    /// Records removed that a consumer group had not consumed (past the hard limit), by group:
+    /// that group resumes after them.
+    pub unconsumed: std::collections::BTreeMap<String, u64>,
+    /// Whether nothing more may go now; `false`: call again.
+    pub done: bool,
 }
 
 /// A consumer group member's view of its topics.

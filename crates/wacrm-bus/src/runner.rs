@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
+use wacrm_core::redact::scrub;
 use wacrm_core::ErrorClass;
 
 use crate::cloudevents::{dead_letter_record, DeadLetterOrigin};
@@ -87,6 +88,24 @@ impl HandlerError {
             ErrorClass::DeadLetter => HandlerError::Data(format!("{context}: {error}")),
             ErrorClass::Fatal => HandlerError::Fatal(format!("{context}: {error}")),
         }
+    }
+}
+
+/// `error` with its reason scrubbed ([`wacrm_core::redact::scrub`]): a handler's reason may
+/// quote what a third party answered, which carries phone numbers and bodies.
+fn scrubbed(error: HandlerError) -> HandlerError {
+    match error {
+        HandlerError::Retryable(reason) => HandlerError::Retryable(scrub(&reason)),
+        HandlerError::Data(reason) => HandlerError::Data(scrub(&reason)),
+        HandlerError::Permanent { index, reason } => HandlerError::Permanent {
+            index,
+            reason: scrub(&reason),
+        },
+        HandlerError::Park { wait, reason } => HandlerError::Park {
+            wait,
+            reason: scrub(&reason),
+        },
+        HandlerError::Fatal(reason) => HandlerError::Fatal(scrub(&reason)),
     }
 }
 
@@ -597,8 +616,13 @@ impl<H: Handler> ConsumerRunner<H> {
         let mut backoff = self.config.backoff();
         let mut data_errors: u32 = 0;
         loop {
-            match self.handler.handle(records).await {
-                Ok(handled) => return Ok(Attempt::Ok(handled.dead_letters)),
+            // Reasons are scrubbed as they leave the handler, whatever it wrote: they reach the
+            // log, the consumer's status and dead letters.
+            match self.handler.handle(records).await.map_err(scrubbed) {
+                Ok(handled) => {
+                    let dead = handled.dead_letters.into_iter();
+                    return Ok(Attempt::Ok(dead.map(|(i, r)| (i, scrub(&r))).collect()));
+                }
                 Err(HandlerError::Permanent { index, reason }) if index < records.len() => {
                     return Ok(Attempt::Bad { index, reason });
                 }
@@ -663,6 +687,8 @@ impl<H: Handler> ConsumerRunner<H> {
         reason: &str,
         shutdown: &CancellationToken,
     ) -> bool {
+        // The last guard before a reason is durable (every path above scrubbed it already).
+        let reason = &scrub(reason);
         let dlq = dead_letter_record(
             &self.topics,
             DeadLetterOrigin::Consumer {

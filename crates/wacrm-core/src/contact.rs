@@ -55,6 +55,19 @@ impl IdentityKey {
     }
 }
 
+/// The namespace of contact ids: a contact's id is the UUID v5 of its first identity, written
+/// as [`IdentityKey`]'s `Display` (`phone:+5511987654321`), under this namespace. Published in
+/// docs/events.md so consumers can find a contact named by id (an erasure names people so).
+pub const CONTACT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b8e_6f61_3c1d_4e8a_8f0b_636f_6e74_6163);
+
+impl IdentityKey {
+    /// The contact id a contact first seen under this identity gets.
+    pub fn contact_id(&self) -> String {
+        uuid::Uuid::new_v5(&CONTACT_ID_NAMESPACE, self.to_string().as_bytes()).to_string()
+    }
+}
+
 impl fmt::Display for IdentityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.kind(), self.value())

@@ -150,10 +150,32 @@ pub struct AuditRecord {
     pub target: Option<String>,
     /// `ok`, `denied`, `rejected`, `not_found`, `invalid`, `error`.
     pub outcome: String,
-    /// SHA-256 of the previous entry's hash and this entry's fields (hex).
+    /// The entry's link (hex): an HMAC-SHA-256 under the audit key of the previous link and this
+    /// entry's fields (entries written before the audit key: their SHA-256).
     pub hash: String,
     /// The previous entry's hash.
     pub prev_hash: String,
+}
+
+/// A contact was erased (LGPD art. 18, VI): every consumer must erase what it holds on them.
+///
+/// The person is named by contact ids, never by a phone number: a contact id is the UUID v5,
+/// under the namespace [`crate::contact::CONTACT_ID_NAMESPACE`], of an identity written
+/// `phone:+5511987654321`, `bsuid:…` or `wa:…` — a consumer holding a phone computes the id
+/// and finds its records; a reader of the bus without the phone learns nothing it could call.
+/// docs/events.md says what a consumer must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ContactErased {
+    /// The erasure's id (`GET /v1/erasures/{id}`).
+    pub erasure_id: String,
+    /// The contact id wacrm used for the person.
+    pub contact_id: String,
+    /// The contact id of every identity the person had (each phone, BSUID, wa id), the
+    /// contact's own included.
+    pub identity_ids: Vec<String>,
+    /// Events about the person that happened at or before this time are theirs to erase; a
+    /// later message means the person wrote again.
+    pub erased_at: DateTime<Utc>,
 }
 
 /// What happened. The serialized tag is the versioned type name.
@@ -196,10 +218,13 @@ pub enum EventPayload {
     /// An entry was written to the audit log (audit topic).
     #[serde(rename = "wacrm.audit.recorded.v1")]
     AuditRecorded(AuditRecord),
+    /// A contact was erased: consumers erase them too (contacts topic).
+    #[serde(rename = "wacrm.contact.erased.v1")]
+    ContactErased(ContactErased),
 }
 
 /// Every event type name wacrm publishes.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 13] = [
     MESSAGE_RECEIVED,
     MESSAGE_SENT,
     STATUS_CHANGED,
@@ -212,6 +237,7 @@ pub const EVENT_TYPES: [&str; 12] = [
     READ_REQUESTED,
     SEND_FAILED,
     AUDIT_RECORDED,
+    CONTACT_ERASED,
 ];
 /// Type name of [`EventPayload::MessageReceived`].
 pub const MESSAGE_RECEIVED: &str = "wacrm.message.received.v1";
@@ -237,6 +263,8 @@ pub const READ_REQUESTED: &str = "wacrm.message.read_requested.v1";
 pub const SEND_FAILED: &str = "wacrm.message.send_failed.v1";
 /// Type name of [`EventPayload::AuditRecorded`].
 pub const AUDIT_RECORDED: &str = "wacrm.audit.recorded.v1";
+/// Type name of [`EventPayload::ContactErased`].
+pub const CONTACT_ERASED: &str = "wacrm.contact.erased.v1";
 
 /// Why an event's data could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +298,7 @@ impl EventPayload {
             EventPayload::ReadRequested(_) => READ_REQUESTED,
             EventPayload::SendFailed(_) => SEND_FAILED,
             EventPayload::AuditRecorded(_) => AUDIT_RECORDED,
+            EventPayload::ContactErased(_) => CONTACT_ERASED,
         }
     }
 
@@ -289,6 +318,7 @@ impl EventPayload {
             EventPayload::ReadRequested(r) => serde_json::to_vec(r),
             EventPayload::SendFailed(f) => serde_json::to_vec(f),
             EventPayload::AuditRecorded(a) => serde_json::to_vec(a),
+            EventPayload::ContactErased(e) => serde_json::to_vec(e),
         }
     }
 
@@ -315,6 +345,7 @@ impl EventPayload {
             READ_REQUESTED => EventPayload::ReadRequested(parse(type_name, data)?),
             SEND_FAILED => EventPayload::SendFailed(parse(type_name, data)?),
             AUDIT_RECORDED => EventPayload::AuditRecorded(parse(type_name, data)?),
+            CONTACT_ERASED => EventPayload::ContactErased(parse(type_name, data)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -354,7 +385,8 @@ impl Event {
         match self.payload {
             EventPayload::ContactUpdated(_)
             | EventPayload::ContactIdentityChanged(_)
-            | EventPayload::PreferenceChanged(_) => Stream::Contacts,
+            | EventPayload::PreferenceChanged(_)
+            | EventPayload::ContactErased(_) => Stream::Contacts,
             EventPayload::MessageReceived(_)
             | EventPayload::MessageSent(_)
             | EventPayload::StatusChanged(_)
@@ -421,6 +453,16 @@ impl Event {
             key,
             payload: EventPayload::SendFailed(failure),
         })
+    }
+
+    /// A contact's erasure, keyed by the contact id, with an id from the erasure's.
+    pub fn contact_erased(erased: ContactErased) -> Self {
+        Event {
+            id: EventId::derive(CONTACT_ERASED, &[&erased.erasure_id]),
+            time: erased.erased_at,
+            key: erased.contact_id.clone(),
+            payload: EventPayload::ContactErased(erased),
+        }
     }
 
     /// An audit entry, keyed `audit` (one key: one partition, log order), with an id from its

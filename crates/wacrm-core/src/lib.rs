@@ -5,6 +5,7 @@
 //! events that travel on the bus. This crate performs no IO and knows nothing about Kafka, SQL or
 //! HTTP, so integrators can depend on it alone to read wacrm's events.
 
+pub mod consent;
 pub mod contact;
 pub mod conversation;
 pub mod error;

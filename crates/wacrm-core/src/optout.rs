@@ -18,6 +18,8 @@ use crate::status::DeliveryState;
 pub const MARKETING: &str = "marketing_messages";
 /// Meta's error code for "this user stopped marketing messages from you".
 pub const MARKETING_OPT_OUT_ERROR: i64 = 131_050;
+/// The `detail` of a preference change derived from a keyword message.
+pub const KEYWORD_DETAIL: &str = "keyword message";
 
 /// The keywords that stop or resume marketing messages. Matching ignores case, surrounding
 /// spaces and trailing punctuation; the whole message must be the keyword.
@@ -83,7 +85,7 @@ impl OptOutKeywords {
                         contact: m.contact.identity.clone(),
                         category: MARKETING.to_owned(),
                         value: value.to_owned(),
-                        detail: Some("keyword message".to_owned()),
+                        detail: Some(KEYWORD_DETAIL.to_owned()),
                     };
                     derived.extend(Event::contact(
                         EventPayload::PreferenceChanged(change),
@@ -131,9 +133,113 @@ pub fn opted_out_by_error(
     )
 }
 
+/// The consent decision a marketing preference change records (purpose `marketing`, channel
+/// `whatsapp`), or `None` for another category or value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceConsent {
+    /// `resume` is an opt-in, `stop` an opt-out.
+    pub granted: bool,
+    /// `keyword` (a stop or start keyword), `whatsapp_error_131050`, or `whatsapp_preferences`
+    /// (WhatsApp's own switch, a `user_preferences` webhook).
+    pub source: &'static str,
+    /// [`crate::consent::BY_CONTACT`] when the contact did it, [`crate::consent::BY_WHATSAPP`]
+    /// for error 131050.
+    pub recorded_by: &'static str,
+}
+
+/// What a preference change means as consent. A start keyword is the contact asking, in the
+/// conversation, for marketing messages again: an opt-in of their own.
+pub fn consent_of(change: &PreferenceChange) -> Option<PreferenceConsent> {
+    if change.category != MARKETING {
+        return None;
+    }
+    let granted = match change.value.as_str() {
+        "stop" => false,
+        "resume" => true,
+        _ => return None,
+    };
+    let error = format!("error {MARKETING_OPT_OUT_ERROR}");
+    let (source, recorded_by) = match change.detail.as_deref() {
+        Some(KEYWORD_DETAIL) => ("keyword", crate::consent::BY_CONTACT),
+        Some(d) if d == error => ("whatsapp_error_131050", crate::consent::BY_WHATSAPP),
+        _ => ("whatsapp_preferences", crate::consent::BY_CONTACT),
+    };
+    Some(PreferenceConsent {
+        granted,
+        source,
+        recorded_by,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_error_and_switch_changes_are_marketing_consent_decisions() {
+        let business = crate::BusinessNumber::new("106540352242922");
+        let contact = crate::ContactIdentity::from_webhook(Some("5511987654321"), None);
+        let at = chrono::DateTime::from_timestamp(1_764_504_000, 0).unwrap_or_default();
+        let message = |body: &str| crate::Message {
+            wamid: format!("wamid.{body}"),
+            direction: Direction::Inbound,
+            business: business.clone(),
+            contact: crate::ContactProfile {
+                identity: contact.clone(),
+                name: None,
+                username: None,
+            },
+            timestamp: at,
+            context: None,
+            referral: None,
+            content: MessageContent::Text {
+                body: body.into(),
+                preview_url: false,
+            },
+            sent_by: None,
+        };
+        let events: Vec<Event> = ["PARAR", "voltar"]
+            .into_iter()
+            .filter_map(|b| Event::message(message(b)))
+            .collect();
+        let derived = OptOutKeywords::default().derive(&events);
+        let consents: Vec<PreferenceConsent> = derived
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EventPayload::PreferenceChanged(p) => consent_of(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(consents.len(), 2);
+        assert!(!consents[0].granted && consents[1].granted);
+        assert!(consents
+            .iter()
+            .all(|c| c.source == "keyword" && c.recorded_by == "contact"));
+
+        let by_error = opted_out_by_error(&business, &contact, at, "wamid.x").unwrap();
+        let EventPayload::PreferenceChanged(p) = &by_error.payload else {
+            panic!("{by_error:?}")
+        };
+        let c = consent_of(p).unwrap();
+        assert_eq!(
+            (c.granted, c.source, c.recorded_by),
+            (false, "whatsapp_error_131050", "whatsapp")
+        );
+
+        let switch = PreferenceChange {
+            business,
+            contact,
+            category: MARKETING.into(),
+            value: "stop".into(),
+            detail: Some("User requested to stop marketing messages".into()),
+        };
+        assert_eq!(consent_of(&switch).unwrap().source, "whatsapp_preferences");
+        let other = PreferenceChange {
+            category: "something_else".into(),
+            ..switch
+        };
+        assert_eq!(consent_of(&other), None);
+    }
 
     #[test]
     fn keywords_match_whole_messages_only() {

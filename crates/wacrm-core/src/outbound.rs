@@ -274,15 +274,20 @@ pub enum Refusal {
     /// The contact stopped marketing messages from this number.
     #[error("the contact opted out of marketing messages ({0}); only utility and authentication templates may be sent")]
     OptedOut(String),
+    /// The business requires an opt-in for marketing and the contact has none in force
+    /// (`[whatsapp] marketing_requires_opt_in`, see [`crate::consent`]).
+    #[error("no opt-in for marketing messages ({0}); only utility and authentication templates may be sent")]
+    NoOptIn(String),
 }
 
 impl Refusal {
-    /// A stable machine-readable code: `invalid`, `window_closed` or `opted_out`.
+    /// A stable machine-readable code: `invalid`, `window_closed`, `opted_out` or `no_opt_in`.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Invalid(_) => "invalid",
             Refusal::WindowClosed(_) => "window_closed",
             Refusal::OptedOut(_) => "opted_out",
+            Refusal::NoOptIn(_) => "no_opt_in",
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use schemars::{schema_for, Schema};
 use wacrm_core::event::{
-    self, AuditRecord, Call, ContactUpdate, IdentityChange, PlatformError, PreferenceChange,
+    self, AuditRecord, Call, ContactErased, ContactUpdate, IdentityChange, PlatformError,
+    PreferenceChange,
 };
 use wacrm_core::outbound::{ReadRequest, SendFailure, SendRequest};
 use wacrm_core::{Event, Message, StatusUpdate};
@@ -57,6 +58,10 @@ fn schemas() -> Vec<(String, Schema)> {
         (
             format!("{}.json", event::AUDIT_RECORDED),
             schema_for!(AuditRecord),
+        ),
+        (
+            format!("{}.json", event::CONTACT_ERASED),
+            schema_for!(ContactErased),
         ),
         ("event.json".to_owned(), schema_for!(Event)),
     ]

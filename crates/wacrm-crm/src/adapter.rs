@@ -1,10 +1,16 @@
 //! The adapter interface an integrator implements for their CRM.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use wacrm_core::{DeliveryState, Direction, ErrorClass, E164};
+
+use crate::http::Classifier;
 
 /// What a CRM allows, declared by its adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,32 @@ pub struct StatusSync {
     pub state: DeliveryState,
     /// Why it failed, for `failed`.
     pub failure: Option<String>,
+}
+
+/// What a CRM did with an erasure request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// The CRM deleted the contact and what hangs on it (or will, irreversibly).
+    Erased,
+    /// The CRM had no such contact (already deleted, by a person or an earlier attempt).
+    NotFound,
+    /// This CRM cannot erase through its API (or the adapter does not): what a person must do,
+    /// in words for the status page (e.g. "delete person 123 in Kommo: Contacts › … › Delete").
+    Manual(String),
+}
+
+/// A contact to erase: what wacrm's link table knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactErasure {
+    /// wacrm's contact key (`phone:+55…`, `bsuid:…`).
+    pub contact_key: String,
+    /// The CRM contact id from the link table, when linked.
+    pub crm_contact_id: Option<String>,
+    /// The WhatsApp id (for CRMs that can find the contact by it when no link is known).
+    pub whatsapp_id: String,
+    /// The CRM objects of the contact's messages (the ledger), for CRMs where deleting the
+    /// contact leaves them behind.
+    pub message_crm_ids: Vec<String>,
 }
 
 /// Why a CRM call failed, classified by what the engine should do.
@@ -217,5 +249,74 @@ pub trait CrmAdapter: Send + Sync {
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {
         let _ = updates;
         Ok(())
+    }
+
+    /// Erases a contact and what wacrm wrote about them (LGPD/GDPR erasure). Idempotent: called
+    /// again after a crash or an ambiguous answer, an erased contact answers `NotFound` or
+    /// `Erased`. The default: `Manual("…this adapter cannot erase…")`.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        // CRM ids only: the WhatsApp id is a phone number, and this text is shown on a status
+        // page.
+        let what = match &contact.crm_contact_id {
+            Some(id) => format!("the CRM contact {id}"),
+            None => "the contact's record (wacrm knows no link to it)".to_owned(),
+        };
+        Ok(Erasure::Manual(format!(
+            "this adapter cannot erase through the CRM's API: delete {what} and the messages \
+             logged on it in the CRM by hand"
+        )))
+    }
+}
+
+tokio::task_local! {
+    /// The status and body of the last error answer a request got, while it runs inside
+    /// [`with_error_answer`].
+    static ERROR_ANSWER: RefCell<Option<(u16, Value)>>;
+}
+
+/// Wraps an adapter's classifier so that [`with_error_answer`] (and [`unless_gone`]) can see the
+/// status and body of the error answer a request ended with: a delete must tell "it is not
+/// there" (a 404 after an earlier attempt whose answer was lost) from a refusal, which the
+/// error classes alone do not. The classification itself is unchanged, and outside
+/// [`with_error_answer`] the wrapper only classifies.
+pub fn noting_error_answers(classify: Classifier) -> Classifier {
+    Arc::new(move |status, headers, body| {
+        // Outside a `with_error_answer` scope there is nowhere to note it: nothing to do.
+        let _ = ERROR_ANSWER.try_with(|answer| {
+            *answer.borrow_mut() = Some((status, body.clone()));
+        });
+        classify(status, headers, body)
+    })
+}
+
+/// Runs `request` (a call of a [`crate::http::CrmHttp`] whose classifier went through
+/// [`noting_error_answers`]) and returns its result with the status and JSON body of the last
+/// error answer it got, if any (`None` also when the classifier was not wrapped). The answer
+/// stays in memory: it may echo personal data, so it is for deciding, not for logging.
+pub async fn with_error_answer<T, F>(request: F) -> (Result<T, CrmError>, Option<(u16, Value)>)
+where
+    F: Future<Output = Result<T, CrmError>>,
+{
+    ERROR_ANSWER
+        .scope(RefCell::new(None), async move {
+            let result = request.await;
+            let answer = ERROR_ANSWER.with(|answer| answer.borrow_mut().take());
+            (result, answer)
+        })
+        .await
+}
+
+/// Runs one request of an erasure: its answer, or `None` when the CRM answered 404 or 410 (the
+/// record is not there: a person deleted it, or an earlier attempt did and its answer was lost).
+/// A delete may be sent as [`crate::http::Retry::Safe`]: a repeat after a lost answer lands
+/// here as `None`. Needs the classifier wrapped by [`noting_error_answers`].
+pub async fn unless_gone<T, F>(request: F) -> Result<Option<T>, CrmError>
+where
+    F: Future<Output = Result<T, CrmError>>,
+{
+    match with_error_answer(request).await {
+        (Ok(answer), _) => Ok(Some(answer)),
+        (Err(_), Some((404 | 410, _))) => Ok(None),
+        (Err(e), _) => Err(e),
     }
 }

@@ -24,7 +24,8 @@
 //! What differs between CRMs is declared by the adapter in [`HttpSettings`]: the base URL, how
 //! requests authenticate ([`Auth`]), the rolling windows of its rate limits ([`Window`]), the
 //! time a request may take, and the classifier that reads its error answers. Error texts never
-//! carry the request's URL (a query token would be in it).
+//! carry the request's URL (a query token would be in it), nor a phone number, e-mail address or
+//! content value the CRM quoted back ([`scrub_error`]).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -512,6 +513,8 @@ impl CrmHttp {
                 // Timeouts and resets after the request was written: it may have been applied.
                 Err(e) => after_sending(retry, e.without_url().to_string()),
             };
+            // Third-party text becomes ours here: whatever the CRM quoted back goes no further.
+            let error = scrub_error(error);
             let wait = match &error {
                 CrmError::RateLimited { retry_after } => {
                     metrics::counter!("wacrm_crm_rate_limited_total", "connection" => self.connection.clone())
@@ -531,6 +534,28 @@ impl CrmHttp {
             tracing::warn!(connection = %self.connection, %path, error = %error, ?wait, "CRM request failed; retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// The longest error text [`scrub_error`] leaves, in characters: longer than a log line's
+/// [`wacrm_core::redact::SCRUB_MAX_CHARS`], because adapters read their own errors back (Kommo
+/// the request ids a refusal names, one item's worth in about 80 characters); reasons and log
+/// lines further on are cut to the shorter bound.
+pub const CRM_ERROR_MAX_CHARS: usize = 2_000;
+
+/// `error` with its text scrubbed ([`wacrm_core::redact::scrub_within`]): no phone number,
+/// e-mail address or content value a CRM quoted back, and at most [`CRM_ERROR_MAX_CHARS`]
+/// characters. Codes (`VALIDATION_ERROR`, `DUPLICATE_VALUE`) and every error's class survive.
+/// [`CrmHttp`] applies it to every error it returns; an adapter applies it to errors it makes
+/// from a successful answer's per-item results.
+pub fn scrub_error(error: CrmError) -> CrmError {
+    let scrub = |text: String| wacrm_core::redact::scrub_within(&text, CRM_ERROR_MAX_CHARS);
+    match error {
+        CrmError::Transient(m) => CrmError::Transient(scrub(m)),
+        CrmError::Ambiguous(m) => CrmError::Ambiguous(scrub(m)),
+        CrmError::Invalid(m) => CrmError::Invalid(scrub(m)),
+        CrmError::Fatal(m) => CrmError::Fatal(scrub(m)),
+        other @ (CrmError::RateLimited { .. } | CrmError::QuotaExhausted { .. }) => other,
     }
 }
 
@@ -594,6 +619,28 @@ mod tests {
                 "only {per_window:.0} per window of limit {limit}"
             );
         }
+    }
+
+    #[test]
+    fn errors_are_scrubbed_and_keep_their_class_and_code() {
+        let quoted = CrmError::Invalid(
+            r#"VALIDATION_ERROR: Property values were not valid: [{"message":"\"Oi, tudo bem?\" is too long","error":"INVALID_VALUE","name":"hs_communication_body"}] for 5511987654321 / ana@example.com"#
+                .into(),
+        );
+        let CrmError::Invalid(text) = scrub_error(quoted) else {
+            panic!("the class changed");
+        };
+        assert!(text.starts_with("VALIDATION_ERROR: "), "{text}");
+        assert!(text.contains("INVALID_VALUE") && text.contains("hs_communication_body"));
+        for secret in ["Oi, tudo bem?", "5511987654321", "ana@example.com"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let long = scrub_error(CrmError::Transient("x".repeat(10_000)));
+        assert!(matches!(long, CrmError::Transient(m) if m.chars().count() == CRM_ERROR_MAX_CHARS));
+        let wait = CrmError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(scrub_error(wait.clone()), wait);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! knows any CRM.
 //!
 //! - [`adapter`]: the [`CrmAdapter`] trait (upsert contacts, log messages on their timelines,
-//!   update statuses, find a message the CRM may already hold), its DTOs, and [`CrmError`], whose
-//!   variants are the engine's retry / dead-letter / fatal classes;
+//!   update statuses, find a message the CRM may already hold, erase a contact), its DTOs, and
+//!   [`CrmError`], whose variants are the engine's retry / dead-letter / fatal classes;
 //! - [`http`]: [`http::CrmHttp`], the request helper that keeps to the CRM's published rate
 //!   limits and never repeats a request that may have been applied unless the adapter declared it
 //!   safe to repeat;
@@ -29,8 +29,8 @@ pub mod registry;
 pub mod transcript;
 
 pub use adapter::{
-    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync,
+    AdapterLimits, ContactErasure, ContactProtocol, ContactSync, CrmAdapter, CrmError, Erasure,
+    ItemResult, MessageSync, StatusSync,
 };
 pub use connection::{BodyPolicy, ConnectionConfig, Minimisation};
 pub use registry::{AdapterKind, Built, Registry};

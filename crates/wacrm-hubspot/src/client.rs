@@ -9,9 +9,11 @@ use chrono::{Days, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
+use wacrm_crm::adapter::{noting_error_answers, unless_gone};
 use wacrm_crm::http::{retry_after, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactErasure, ContactSync, CrmAdapter, CrmError, Erasure, ItemResult,
+    MessageSync, StatusSync,
 };
 
 use crate::config::HubSpotConfig;
@@ -21,12 +23,17 @@ use crate::mapping::{self, FoundContact};
 const CONTACTS_PER_SEARCH: usize = 8;
 
 /// Reads HubSpot's error answers: a 429's `policyName` tells a daily quota (park until it
-/// resets) from the rolling and per-second limits (wait and retry).
+/// resets) from the rolling and per-second limits (wait and retry). The text is the answer's
+/// `category` (`VALIDATION_ERROR`, `OBJECT_NOT_FOUND`: what an operator acts on) and its
+/// `message`, which quotes the refused input and is scrubbed by `CrmHttp` before it goes
+/// further.
 pub fn classify(status: u16, headers: &HeaderMap, body: &Value) -> CrmError {
-    let message = body["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("HTTP {status}"));
+    let message = match (body["category"].as_str(), body["message"].as_str()) {
+        (Some(category), Some(message)) => format!("{category}: {message}"),
+        (None, Some(message)) => message.to_owned(),
+        (Some(category), None) => format!("HTTP {status} {category}"),
+        (None, None) => format!("HTTP {status}"),
+    };
     match status {
         429 => match body["policyName"].as_str() {
             Some("DAILY") => CrmError::QuotaExhausted {
@@ -90,10 +97,11 @@ impl HubSpot {
                 config.sync.name.to_uppercase()
             )));
         }
+        // Erasure tells a 404 (already deleted) from other refusals.
         let http = CrmHttp::new(
             &config.sync.name,
             http_settings(&config),
-            Arc::new(classify),
+            noting_error_answers(Arc::new(classify)),
         )?;
         Ok(HubSpot { http, config })
     }
@@ -289,6 +297,36 @@ impl HubSpot {
     }
 }
 
+impl HubSpot {
+    /// The contact holding this WhatsApp id in the unique property, if any.
+    async fn contact_by_whatsapp_id(&self, whatsapp_id: &str) -> Result<Option<String>, CrmError> {
+        let probe = ContactSync {
+            contact_key: String::new(),
+            whatsapp_id: whatsapp_id.to_owned(),
+            phone: None,
+            profile_name: None,
+            phone_number_id: String::new(),
+        };
+        let property = &self.config.whatsapp_property;
+        let body = mapping::contact_search(std::slice::from_ref(&probe), property, None);
+        let answer = self
+            .http
+            .send(
+                Method::POST,
+                "/crm/v3/objects/contacts/search",
+                Some(&body),
+                Budget::Search,
+                Retry::Safe,
+            )
+            .await?;
+        let (found, _) = mapping::search_results(&answer);
+        Ok(found
+            .into_iter()
+            .find(|f| f.properties.get(property) == Some(&probe.whatsapp_id))
+            .map(|f| f.id))
+    }
+}
+
 fn results(answer: &Value) -> Vec<Value> {
     answer["results"].as_array().cloned().unwrap_or_default()
 }
@@ -434,6 +472,54 @@ impl CrmAdapter for HubSpot {
             self.stamp_whatsapp_ids(chunk.to_vec()).await?;
         }
         Ok(())
+    }
+
+    /// Deletes the communications wacrm logged (`batch/archive`, 100 a call), then the contact
+    /// with HubSpot's GDPR delete (`POST /crm/v3/objects/contacts/gdpr-delete`): HubSpot
+    /// removes the record and its associations for good, blocklists its e-mail address, and
+    /// purges within 30 days. The GDPR delete is documented to remove the contact's
+    /// associations, not to delete every associated engagement, so the communications go first
+    /// (HubSpot keeps archived communications restorable for 90 days, then purges them). Both
+    /// are safe to repeat: an archive of a missing id answers 204, a GDPR delete of a missing
+    /// contact 404, taken as `NotFound`. Without a link, the contact is the one holding the
+    /// WhatsApp id in the unique property.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let mut communications: Vec<&String> = Vec::new();
+        for id in &contact.message_crm_ids {
+            if !communications.contains(&id) {
+                communications.push(id);
+            }
+        }
+        for chunk in communications.chunks(100) {
+            let inputs: Vec<Value> = chunk.iter().map(|id| json!({"id": id})).collect();
+            unless_gone(self.http.send(
+                Method::POST,
+                "/crm/v3/objects/communications/batch/archive",
+                Some(&json!({"inputs": inputs})),
+                Budget::General,
+                Retry::Safe,
+            ))
+            .await?;
+        }
+        let id = match &contact.crm_contact_id {
+            Some(id) => Some(id.clone()),
+            None => self.contact_by_whatsapp_id(&contact.whatsapp_id).await?,
+        };
+        let Some(id) = id else {
+            return Ok(Erasure::NotFound);
+        };
+        let deleted = unless_gone(self.http.send(
+            Method::POST,
+            "/crm/v3/objects/contacts/gdpr-delete",
+            Some(&json!({"objectId": id})),
+            Budget::General,
+            Retry::Safe,
+        ))
+        .await?;
+        Ok(match deleted {
+            Some(_) => Erasure::Erased,
+            None => Erasure::NotFound,
+        })
     }
 
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {

@@ -111,6 +111,10 @@ impl Target for HubSpotTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

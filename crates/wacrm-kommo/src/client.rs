@@ -13,8 +13,8 @@ use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::oauth::{FileTokenStore, Grant, OAuth2};
 use wacrm_crm::transcript;
 use wacrm_crm::{
-    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync,
+    AdapterLimits, ContactErasure, ContactProtocol, ContactSync, CrmAdapter, CrmError, Erasure,
+    ItemResult, MessageSync, StatusSync,
 };
 
 use crate::config::KommoConfig;
@@ -71,6 +71,16 @@ impl Known {
         if !ids.contains(&id) {
             ids.push(id);
         }
+    }
+
+    /// Drops a contact from the index (an erased one: no later batch is logged on it).
+    fn forget(&mut self, id: i64) {
+        self.by_whatsapp_id.retain(|_, contact| *contact != id);
+        for ids in self.by_phone.values_mut() {
+            ids.retain(|contact| *contact != id);
+        }
+        self.by_phone.retain(|_, ids| !ids.is_empty());
+        self.claimed.remove(&id);
     }
 
     /// The contact of a WhatsApp id: by the field, else the oldest contact without a WhatsApp
@@ -780,6 +790,81 @@ impl CrmAdapter for Kommo {
             }
         }
         Ok(found)
+    }
+
+    /// Kommo's API v4 deletes no contacts (its contacts API lists, adds and edits; no delete),
+    /// so the contact is a [`Erasure::Manual`] step. What wacrm wrote goes now: the text of its
+    /// notes (the ledger's) is replaced by [`mapping::ERASED_NOTE`] (`PATCH
+    /// /api/v4/contacts/notes`, safe to repeat), and the contact leaves the adapter's index, so
+    /// nothing more is logged on it. `NotFound` when there is neither a contact nor a note.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let id = match &contact.crm_contact_id {
+            Some(id) => Some(number(id, "contact")?),
+            None => {
+                let field_id = self.field_id().await?;
+                self.refresh_contacts(field_id).await?;
+                self.known
+                    .lock()
+                    .await
+                    .by_whatsapp_id
+                    .get(&contact.whatsapp_id)
+                    .copied()
+            }
+        };
+        let mut ids: Vec<i64> = Vec::new();
+        for note in &contact.message_crm_ids {
+            let note = number(note, "note")?;
+            if !ids.contains(&note) {
+                ids.push(note);
+            }
+        }
+        let current = self.notes_by_id(&ids).await?;
+        let items: Vec<Value> = ids
+            .iter()
+            .filter_map(|note| current.get(note).map(|found| (note, found)))
+            .filter(|(_, found)| found["params"]["text"].as_str() != Some(mapping::ERASED_NOTE))
+            .enumerate()
+            .map(|(i, (note, found))| {
+                json!({
+                    "id": note,
+                    "entity_id": found["entity_id"],
+                    "note_type": "common",
+                    "params": {"text": mapping::ERASED_NOTE},
+                    "request_id": (i + 1).to_string(),
+                })
+            })
+            .collect();
+        let results = self
+            .write_all(
+                Method::PATCH,
+                "/api/v4/contacts/notes",
+                "notes",
+                &items,
+                Retry::Safe,
+            )
+            .await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            return Err(e);
+        }
+        let Some(id) = id else {
+            return Ok(if current.is_empty() {
+                Erasure::NotFound
+            } else {
+                Erasure::Manual(
+                    "Kommo's API cannot delete contacts: wacrm blanked its notes; delete the \
+                     contact they were on by hand in Kommo"
+                        .into(),
+                )
+            });
+        };
+        self.known.lock().await.forget(id);
+        let address = self.config.account_url().unwrap_or_default();
+        Ok(Erasure::Manual(format!(
+            "Kommo's API cannot delete contacts: delete contact {id} by hand in Kommo (its page, \
+             {address}/contacts/detail/{id}: ⋯ › Delete), with any lead that is only about this \
+             person. wacrm already blanked the text of its {} note(s) on it.",
+            current.len()
+        )))
     }
 
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {

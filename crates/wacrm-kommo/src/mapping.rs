@@ -220,6 +220,9 @@ fn inline(text: &str) -> String {
         .collect()
 }
 
+/// The text a note of wacrm's holds once its contact was erased: no message, no wamid.
+pub const ERASED_NOTE: &str = "WhatsApp (wacrm): messages erased at the person's request (LGPD)";
+
 /// The text of a note holding these messages (one contact's, of one batch), in order: per
 /// message a line `← text` (inbound) or `→ text` (outbound), then `[YYYY-MM-DD HH:MM:SS UTC ·
 /// wamid]`, with ` · status: sent` for an outbound message's delivery status.

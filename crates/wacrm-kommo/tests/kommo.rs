@@ -112,6 +112,10 @@ impl Target for KommoTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 async fn started() -> KommoTarget {

@@ -9,11 +9,12 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+use wacrm_crm::adapter::{noting_error_answers, unless_gone};
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::{batch, transcript};
 use wacrm_crm::{
-    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync,
+    AdapterLimits, ContactErasure, ContactProtocol, ContactSync, CrmAdapter, CrmError, Erasure,
+    ItemResult, MessageSync, StatusSync,
 };
 
 use crate::config::PipedriveConfig;
@@ -61,6 +62,15 @@ impl Known {
                 self.watermark = Some(t.to_owned());
             }
         }
+    }
+
+    /// Drops a deleted person from the index, so no later batch is logged on it.
+    fn forget(&mut self, id: i64) {
+        self.by_whatsapp_id.retain(|_, person| *person != id);
+        for ids in self.by_phone.values_mut() {
+            ids.retain(|person| *person != id);
+        }
+        self.by_phone.retain(|_, ids| !ids.is_empty());
     }
 
     /// The person of a WhatsApp id: by the field, else the oldest person with the phone in
@@ -119,7 +129,12 @@ impl Pipedrive {
                 "[crm.connections.{name}] needs token and base_url (https://<company>.pipedrive.com)"
             )));
         }
-        let http = CrmHttp::new(name, http_settings(&config), Arc::new(mapping::classify))?;
+        // Erasure tells a 404 (already deleted) from other refusals.
+        let http = CrmHttp::new(
+            name,
+            http_settings(&config),
+            noting_error_answers(Arc::new(mapping::classify)),
+        )?;
         Ok(Pipedrive {
             http,
             config,
@@ -345,6 +360,47 @@ impl Pipedrive {
     }
 }
 
+impl Pipedrive {
+    /// The notes wacrm's user wrote on a person (those holding transcript lines), offset pages.
+    async fn notes_on(&self, person: i64) -> Result<Vec<i64>, CrmError> {
+        let user = self.user_id().await?;
+        let mut ids = Vec::new();
+        let mut start = 0;
+        loop {
+            let page = self
+                .get(&format!(
+                    "/api/v1/notes?person_id={person}&user_id={user}&start={start}&limit={NOTES_PAGE}"
+                ))
+                .await?;
+            for note in page["data"].as_array().into_iter().flatten() {
+                let ours = note["content"]
+                    .as_str()
+                    .is_some_and(|c| !transcript::wamids_in(c).is_empty());
+                if let (Some(id), true) = (note["id"].as_i64(), ours) {
+                    ids.push(id);
+                }
+            }
+            let pagination = &page["additional_data"]["pagination"];
+            match pagination["next_start"].as_i64() {
+                Some(next) if pagination["more_items_in_collection"] == true => start = next,
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    /// `DELETE` of one record: whether it was there (a 404 — deleted by a person, or by an
+    /// earlier attempt whose answer was lost — is `false`).
+    async fn delete(&self, path: &str) -> Result<bool, CrmError> {
+        let answer =
+            unless_gone(
+                self.http
+                    .send(Method::DELETE, path, None, Budget::General, Retry::Safe),
+            )
+            .await?;
+        Ok(answer.is_some())
+    }
+}
+
 /// Percent-encodes a query value (times carry `:` and `+`; cursors are opaque).
 fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -528,6 +584,60 @@ impl CrmAdapter for Pipedrive {
             }
         }
         Ok(found)
+    }
+
+    /// Deletes the notes wacrm logged (the ledger's, and any other transcript note wacrm's user
+    /// wrote on the person), then the person (`DELETE /api/v2/persons/{id}`: Pipedrive marks it
+    /// deleted and purges it after 30 days). Notes first: Pipedrive does not document that a
+    /// person's notes go with it, and a crash in between leaves the person, so the next attempt
+    /// finds everything again. Every delete is idempotent (a repeat answers 404, taken as done).
+    /// Without a link, the person is the one holding the WhatsApp id in wacrm's field; a person
+    /// only matching the phone is someone's hand-made record, not wacrm's to delete.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let person = match &contact.crm_contact_id {
+            Some(id) => Some(
+                id.parse::<i64>()
+                    .map_err(|_| CrmError::Invalid(format!("person id {id:?} is not a number")))?,
+            ),
+            None => {
+                let field_key = self.field_key().await?;
+                self.refresh_persons(&field_key).await?;
+                self.known
+                    .lock()
+                    .await
+                    .by_whatsapp_id
+                    .get(&contact.whatsapp_id)
+                    .copied()
+            }
+        };
+        let mut notes: Vec<i64> = Vec::new();
+        for id in &contact.message_crm_ids {
+            match id.parse::<i64>() {
+                Ok(id) if !notes.contains(&id) => notes.push(id),
+                Ok(_) => {}
+                Err(_) => return Err(CrmError::Invalid(format!("note id {id:?} is not a number"))),
+            }
+        }
+        if let Some(person) = person {
+            for id in self.notes_on(person).await? {
+                if !notes.contains(&id) {
+                    notes.push(id);
+                }
+            }
+        }
+        let mut erased = false;
+        for note in notes {
+            erased |= self.delete(&format!("/api/v1/notes/{note}")).await?;
+        }
+        if let Some(person) = person {
+            erased |= self.delete(&format!("/api/v2/persons/{person}")).await?;
+            self.known.lock().await.forget(person);
+        }
+        Ok(if erased {
+            Erasure::Erased
+        } else {
+            Erasure::NotFound
+        })
     }
 
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {

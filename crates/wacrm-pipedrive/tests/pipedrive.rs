@@ -111,6 +111,10 @@ impl Target for PipedriveTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 async fn started(fake_config: FakeConfig) -> PipedriveTarget {

@@ -9,12 +9,13 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, OnceCell};
+use wacrm_crm::adapter::{noting_error_answers, unless_gone};
 use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::oauth::{FileTokenStore, Grant, OAuth2};
 use wacrm_crm::{batch, transcript};
 use wacrm_crm::{
-    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync,
+    AdapterLimits, ContactErasure, ContactProtocol, ContactSync, CrmAdapter, CrmError, Erasure,
+    ItemResult, MessageSync, StatusSync,
 };
 
 use crate::config::{LogTo, RdStationConfig};
@@ -101,7 +102,12 @@ impl RdStation {
                 "[crm.connections.{name}] log_to = \"whatsapp_deal\" needs pipeline_id"
             )));
         }
-        let http = CrmHttp::new(name, http_settings(&config), Arc::new(mapping::classify))?;
+        // Erasure tells a 404 (deleted already) from other refusals.
+        let http = CrmHttp::new(
+            name,
+            http_settings(&config),
+            noting_error_answers(Arc::new(mapping::classify)),
+        )?;
         Ok(RdStation {
             http,
             config,
@@ -687,6 +693,66 @@ impl CrmAdapter for RdStation {
             }
         }
         Ok(found)
+    }
+
+    /// RD Station CRM's API v2 documents no delete (RD's own n8n node lists, reads, creates and
+    /// updates contacts, deals and tasks; nothing deletes), so the contact is a
+    /// [`Erasure::Manual`] step. What wacrm wrote goes now: the description of each of its tasks
+    /// (the ledger's) is replaced by [`mapping::ERASED_TASK`] (`PUT /tasks/{id}`, safe to
+    /// repeat; a task a person deleted answers 404 and is skipped). Once a person deleted the
+    /// contact (`GET /contacts/{id}` answers 404), the erasure answers `NotFound`.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let mut tasks: Vec<&String> = Vec::new();
+        for task in &contact.message_crm_ids {
+            if !tasks.contains(&task) {
+                tasks.push(task);
+            }
+        }
+        let erased = json!({"data": {"description": mapping::ERASED_TASK}});
+        let mut blanked = 0;
+        for task in &tasks {
+            let path = format!("/tasks/{}", encode(task));
+            if unless_gone(self.write(Method::PUT, &path, &erased, Retry::Safe))
+                .await?
+                .is_some()
+            {
+                blanked += 1;
+            }
+        }
+        let id = match &contact.crm_contact_id {
+            Some(id) => Some(id.clone()),
+            None => {
+                self.ensure_field().await?;
+                let slug = &self.config.whatsapp_field;
+                let probe = ContactSync {
+                    contact_key: contact.contact_key.clone(),
+                    whatsapp_id: contact.whatsapp_id.clone(),
+                    phone: None,
+                    profile_name: None,
+                    phone_number_id: String::new(),
+                };
+                self.lookup(std::slice::from_ref(&probe))
+                    .await?
+                    .iter()
+                    .find(|r| r["custom_fields"][slug].as_str() == Some(probe.whatsapp_id.as_str()))
+                    .and_then(|r| r["id"].as_str().map(str::to_owned))
+            }
+        };
+        let Some(id) = id else {
+            return Ok(Erasure::NotFound);
+        };
+        if unless_gone(self.get(&format!("/contacts/{}", encode(&id))))
+            .await?
+            .is_none()
+        {
+            return Ok(Erasure::NotFound);
+        }
+        self.names.lock().await.remove(&id);
+        Ok(Erasure::Manual(format!(
+            "RD Station CRM's API cannot delete contacts: delete contact {id} by hand in RD \
+             Station CRM (Contatos, open the contact, Excluir), and the deals wacrm opened for it \
+             (\"WhatsApp — …\"). wacrm already blanked the text of its {blanked} task(s)."
+        )))
     }
 
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {

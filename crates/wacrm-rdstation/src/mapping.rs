@@ -182,6 +182,10 @@ pub fn link_body(contact: &Value, slug: &str, whatsapp_id: &str) -> Value {
     json!({ "data": data })
 }
 
+/// A task's description once its contact was erased: no message, no wamid.
+pub const ERASED_TASK: &str =
+    "Mensagens do WhatsApp apagadas a pedido do titular (LGPD), registradas pelo wacrm";
+
 /// The title line of a task's description.
 pub const TITLE: &str = "Mensagens do WhatsApp (registradas pelo wacrm)";
 /// The separator inside a message's brackets.

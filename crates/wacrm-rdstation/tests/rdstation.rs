@@ -153,6 +153,10 @@ impl Target for RdTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 async fn started(rpm: u32) -> RdTarget {

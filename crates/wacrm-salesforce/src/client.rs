@@ -8,17 +8,26 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
-use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
+use wacrm_crm::adapter::{noting_error_answers, with_error_answer};
+use wacrm_crm::http::{scrub_error, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::oauth::{Grant, JwtBearer, OAuth2};
 use wacrm_crm::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactErasure, ContactSync, CrmAdapter, CrmError, Erasure, ItemResult,
+    MessageSync, StatusSync,
 };
 
 use crate::config::SalesforceConfig;
 use crate::mapping::{
-    self, contact_record, literals, message_record, phone_spellings, record_result, truncate,
-    ApiUsage, LimitPolicy, UsageCell,
+    self, contact_record, literals, message_record, phone_spellings, truncate, ApiUsage,
+    LimitPolicy, UsageCell,
 };
+
+/// A per-record result of a write, its error scrubbed: Salesforce's message may quote a field's
+/// value (`data value too large: …`), and this text comes from a successful answer, past
+/// `CrmHttp`'s own scrubbing.
+fn record_result(item: &Value) -> ItemResult<String> {
+    mapping::record_result(item).map_err(scrub_error)
+}
 
 /// Records per sObject Collections request (Salesforce's limit).
 const RECORDS_PER_CALL: usize = 200;
@@ -224,12 +233,13 @@ impl Salesforce {
         };
         let observed = usage.clone();
         let connection = name.clone();
+        // Erasure tells a 404 (already deleted) from other refusals.
         let http = CrmHttp::new(
             &name,
             settings,
-            Arc::new(move |status, headers, body| {
+            noting_error_answers(Arc::new(move |status, headers, body| {
                 mapping::classify(&policy, status, headers, body)
-            }),
+            })),
         )?
         // Every answer, successes included, says how much of the allocation is used.
         .with_response_observer(Arc::new(move |_, headers| {
@@ -452,6 +462,66 @@ impl Salesforce {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes records of any objects, 200 a call (sObject Collections delete,
+    /// `allOrNone=false`); whether any was there. A record already deleted (in the Recycle Bin:
+    /// `ENTITY_IS_DELETED`) or unknown (`INVALID_CROSS_REFERENCE_KEY`) counts as gone: a repeat
+    /// after a lost answer lands there.
+    async fn delete_records(&self, ids: &[String]) -> Result<bool, CrmError> {
+        let mut any = false;
+        for chunk in ids.chunks(RECORDS_PER_CALL) {
+            let path = format!(
+                "/composite/sobjects?ids={}&allOrNone=false",
+                encode(&chunk.join(","))
+            );
+            let answer = self.send(Method::DELETE, &path, None, Retry::Safe).await?;
+            let results = answer.as_array().cloned().unwrap_or_default();
+            if results.len() != chunk.len() {
+                return Err(CrmError::Transient(format!(
+                    "Salesforce answered {} results for {} deletes",
+                    results.len(),
+                    chunk.len()
+                )));
+            }
+            for result in &results {
+                if result["success"] == true {
+                    any = true;
+                    continue;
+                }
+                let code = result["errors"][0]["statusCode"]
+                    .as_str()
+                    .unwrap_or("ERROR");
+                if !matches!(
+                    code,
+                    "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY" | "NOT_FOUND"
+                ) {
+                    // The code only: Salesforce's message may echo field values.
+                    return Err(CrmError::Invalid(format!(
+                        "Salesforce refused to delete a record: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    /// Deletes one Contact (`DELETE /sobjects/Contact/{id}`): whether it was there. A 404
+    /// `ENTITY_IS_DELETED` or `NOT_FOUND` is an earlier delete (a person's, or an attempt whose
+    /// answer was lost).
+    async fn delete_contact(&self, id: &str) -> Result<bool, CrmError> {
+        let path = format!("/sobjects/Contact/{}", encode(id));
+        match with_error_answer(self.send(Method::DELETE, &path, None, Retry::Safe)).await {
+            (Ok(_), _) => Ok(true),
+            (Err(e), Some((404, body))) => {
+                let first = body.as_array().and_then(|a| a.first()).unwrap_or(&body);
+                match first["errorCode"].as_str() {
+                    Some("ENTITY_IS_DELETED" | "NOT_FOUND") => Ok(false),
+                    _ => Err(e),
+                }
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Describe's field of that name, if the object has it (and the user can see it).
@@ -815,6 +885,57 @@ impl CrmAdapter for Salesforce {
             }
         }
         Ok(found)
+    }
+
+    /// Deletes the contact's message records (`WhatsApp_Message__c`: the ledger's, and every
+    /// record whose `Contact__c` is the contact — its lookup is "clear the value" on delete, so
+    /// deleting the Contact alone would leave them), then the Contact. Deleted records sit in
+    /// Salesforce's Recycle Bin for 15 days and are then purged. Messages first: a crash in
+    /// between leaves the Contact, so the next attempt finds them again. Without a link, every
+    /// Contact holding the WhatsApp id in the External ID field.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let contacts = match &contact.crm_contact_id {
+            Some(id) => vec![id.clone()],
+            None => self
+                .by_whatsapp_id(std::slice::from_ref(&contact.whatsapp_id))
+                .await?
+                .remove(&contact.whatsapp_id)
+                .unwrap_or_default(),
+        };
+        let mut messages: Vec<String> = Vec::new();
+        for id in &contact.message_crm_ids {
+            if !messages.contains(id) {
+                messages.push(id.clone());
+            }
+        }
+        if !contacts.is_empty() {
+            let object = &self.config.message_object;
+            let make = |run: &[String]| {
+                format!(
+                    "SELECT Id FROM {object} WHERE {} IN ({})",
+                    mapping::CONTACT,
+                    literals(run)
+                )
+            };
+            for range in query_chunks(&contacts, make) {
+                for row in self.query(&make(&contacts[range])).await? {
+                    if let Some(id) = row["Id"].as_str() {
+                        if !messages.iter().any(|m| m == id) {
+                            messages.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut erased = self.delete_records(&messages).await?;
+        for id in &contacts {
+            erased |= self.delete_contact(id).await?;
+        }
+        Ok(if erased {
+            Erasure::Erased
+        } else {
+            Erasure::NotFound
+        })
     }
 
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {

@@ -157,6 +157,10 @@ impl Target for SalesforceTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 async fn started() -> SalesforceTarget {
@@ -446,4 +450,81 @@ async fn concurrent_requests_are_bounded() {
     let most = fake.max_in_flight();
     assert!((2..=4).contains(&most), "{most} in flight at once");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+/// The fake's deletes, as the REST API Developer Guide documents them: a record delete answers
+/// 204 and then `ENTITY_IS_DELETED`; sObject Collections delete answers per id, in order; a
+/// parameter the resource does not take is a violation.
+#[tokio::test]
+async fn the_fake_deletes_as_the_rest_api_documents() {
+    let fake = SalesforceFake::start(FakeConfig::default()).await;
+    let fake_config = fake.config();
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(format!("{}/services/oauth2/token", fake.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", fake_config.client_id.as_str()),
+            ("client_secret", fake_config.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let delete = |path: String| {
+        client
+            .delete(format!("{}/services/data/v62.0{path}", fake.base_url()))
+            .bearer_auth(&token)
+            .send()
+    };
+    let maria = fake.insert_record(
+        "Contact",
+        &[("LastName", "Souza"), ("Phone", "+5511987654321")],
+    );
+    let joao = fake.insert_record("Contact", &[("LastName", "Lima")]);
+    assert!(fake.holds("987654321"));
+
+    let answer = delete(format!("/sobjects/Contact/{maria}")).await.unwrap();
+    assert_eq!(answer.status(), 204);
+    assert!(!fake.holds("987654321"));
+    let answer = delete(format!("/sobjects/Contact/{maria}")).await.unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "ENTITY_IS_DELETED");
+    let answer = delete("/sobjects/Contact/003000000000000AAA".into())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "NOT_FOUND");
+
+    let answer = delete(format!(
+        "/composite/sobjects?ids={joao},not-an-id,{maria}&allOrNone=false"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body[0]["success"], true, "{body:#}");
+    assert_eq!(body[0]["id"], json!(joao));
+    assert_eq!(body[1]["errors"][0]["statusCode"], "MALFORMED_ID");
+    assert_eq!(body[2]["errors"][0]["statusCode"], "ENTITY_IS_DELETED");
+    assert!(fake.records("Contact").is_empty());
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+
+    let answer = delete(format!("/composite/sobjects?ids={joao}&cascade=true"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let answer = delete(format!(
+        "/composite/sobjects?ids={}",
+        vec![joao.as_str(); 201].join(",")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(fake.violations().len(), 2, "{:?}", fake.violations());
 }

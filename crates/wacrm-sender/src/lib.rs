@@ -440,7 +440,9 @@ impl Inner {
     }
 
     fn failure_reason(&self, number: &str, error: &GraphError, disposition: Disposition) -> String {
-        match disposition {
+        // The request's reason, its event's and the CRM's: scrubbed as a last guard, whatever
+        // an error's text carries.
+        let reason = match disposition {
             Disposition::TokenInvalid => {
                 if self.health.token_rejected(number, &error.to_string()) {
                     tracing::error!(
@@ -464,7 +466,8 @@ impl Inner {
                 self.config.max_retry_ms
             ),
             _ => format!("WhatsApp refused the message: {error}"),
-        }
+        };
+        wacrm_core::redact::scrub(&reason)
     }
 
     /// Calls WhatsApp until it answers something final, retrying what certainly sent nothing

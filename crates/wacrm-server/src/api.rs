@@ -23,6 +23,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/contacts/{id}", get(get_contact))
         .route("/v1/contacts/{id}/messages", get(contact_messages))
         .route(
+            "/v1/contacts/{id}/consent",
+            get(crate::privacy::contact_consent).post(crate::privacy::record_consent),
+        )
+        .route(
+            "/v1/contacts/{id}/export",
+            get(crate::privacy::export_contact),
+        )
+        .route(
+            "/v1/contacts/{id}/erase",
+            axum::routing::post(crate::erasure::erase_contact),
+        )
+        .route("/v1/erasures/{id}", get(crate::erasure::get_erasure))
+        .route(
             "/v1/messages",
             axum::routing::post(crate::send::send_message),
         )
@@ -244,10 +257,11 @@ async fn visible_contact(
     }
 }
 
-/// `GET /v1/contacts/{id}` (404 for a contact without a conversation on the key's numbers).
+/// `GET /v1/contacts/{id}` with the consent in force (404 for a contact without a
+/// conversation on the key's numbers).
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", security(("api_key" = [])),
     params(("id" = String, Path, description = "Contact id")),
-    responses((status = 200, body = ContactView), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = crate::privacy::ContactDetail), (status = 401), (status = 403), (status = 404)))]
 pub async fn get_contact(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -258,7 +272,7 @@ pub async fn get_contact(
             return r.into_response();
         }
         match visible_contact(&state, &caller, &id).await {
-            Ok(c) => Json(c).into_response(),
+            Ok(c) => crate::privacy::contact_detail(&state, &caller, c).await,
             Err(r) => r,
         }
     }

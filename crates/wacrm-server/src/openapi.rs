@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Caller;
-use crate::{api, auth, metrics_endpoint, send, status, webhook};
+use crate::{api, auth, erasure, metrics_endpoint, privacy, send, status, webhook};
 
 struct BearerKeys;
 
@@ -28,9 +28,13 @@ impl Modify for BearerKeys {
         api::list_contacts, api::get_contact, api::contact_messages, api::get_message,
         api::dead_letters, api::retry_dead_letter, api::audit_log, api::healthz, api::readyz,
         send::send_message, send::mark_read, send::get_request,
+        privacy::record_consent, privacy::contact_consent, privacy::export_contact,
+        erasure::erase_contact, erasure::get_erasure,
         metrics_endpoint::render, status::status, serve,
     ),
-    components(schemas(auth::ApiError, api::Readiness, send::Refused, send::RequestDetail)),
+    components(schemas(auth::ApiError, api::Readiness, send::Refused, send::RequestDetail,
+        privacy::RecordConsent, privacy::ConsentRecorded, privacy::ContactDetail,
+        wacrm_store::erasure::Erasure, wacrm_store::erasure::StepState)),
     modifiers(&BearerKeys)
 )]
 pub struct ApiDoc;

@@ -319,6 +319,18 @@ async fn send_inner(
     if let Err(r) = check_send(&request.content, category, &recipient.context, Utc::now()) {
         return refusal(&r);
     }
+    // Consent records: an opt-out in force, or no opt-in where one is required.
+    if let Err(r) = crate::privacy::check_marketing_consent(
+        state,
+        &request.from,
+        recipient.contact_id.as_deref(),
+        &request.content,
+        category,
+    )
+    .await
+    {
+        return r;
+    }
     let command = SendRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         business: BusinessNumber::new(request.from.clone()),

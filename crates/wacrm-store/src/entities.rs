@@ -297,6 +297,9 @@ pub mod audit_log {
         /// the contacts it returned).
         #[sea_orm(column_type = "Text", nullable)]
         pub detail: Option<String>,
+        /// The id of the audit key whose HMAC-SHA-256 `hash` is (`NULL`: a plain SHA-256,
+        /// written before the log was keyed).
+        pub mac_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -328,6 +331,43 @@ pub mod outbound_request {
         pub command: Json,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod consent_record {
+    use sea_orm::entity::prelude::*;
+
+    /// One opt-in or opt-out of a contact for a purpose; never updated (see `crate::consent`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consent_records")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub contact_id: String,
+        /// `marketing`, `service`, `surveys`, `data_sharing` or `custom:<slug>`.
+        pub purpose: String,
+        /// An opt-in (`true`) or an opt-out.
+        pub granted: bool,
+        /// `whatsapp`, `web_form`, `in_person`, `phone`, `email`, `sms`, `paper`, `other`.
+        pub channel: String,
+        /// Where: a form's URL, a campaign, `keyword`, …
+        #[sea_orm(column_type = "Text")]
+        pub source: String,
+        /// The employee (the API key's name), `contact` or `whatsapp`.
+        pub recorded_by: String,
+        /// The API key used, when an employee recorded it.
+        pub key_id: Option<String>,
+        /// The business number it is limited to (`None`: every number).
+        pub phone_number_id: Option<String>,
+        /// When the contact decided.
+        pub at: ChronoDateTimeUtc,
+        /// When wacrm recorded it (WhatsApp's time for decisions made in WhatsApp).
+        pub recorded_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

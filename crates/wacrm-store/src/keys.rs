@@ -24,15 +24,19 @@ pub enum Role {
     Agent,
     /// Reads conversations and the audit log; never sends.
     Auditor,
+    /// The data-protection officer (LGPD's *encarregado*): answers data subjects — exports a
+    /// contact's data, records consent, erases — and reads the audit log; never sends.
+    Dpo,
 }
 
 impl Role {
-    /// `admin`, `agent` or `auditor`.
+    /// `admin`, `agent`, `auditor` or `dpo`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Agent => "agent",
             Role::Auditor => "auditor",
+            Role::Dpo => "dpo",
         }
     }
 
@@ -42,6 +46,7 @@ impl Role {
             "admin" => Some(Role::Admin),
             "agent" => Some(Role::Agent),
             "auditor" => Some(Role::Auditor),
+            "dpo" => Some(Role::Dpo),
             _ => None,
         }
     }
@@ -57,12 +62,22 @@ impl Role {
                 scope::DEAD_LETTERS_RETRY,
                 scope::KEYS_MANAGE,
                 scope::METRICS_READ,
+                scope::CONTACTS_EXPORT,
+                scope::CONTACTS_ERASE,
+                scope::CONSENT_WRITE,
             ],
             Role::Agent => &[scope::CONVERSATIONS_READ, scope::MESSAGES_SEND],
             Role::Auditor => &[
                 scope::CONVERSATIONS_READ,
                 scope::AUDIT_READ,
                 scope::DEAD_LETTERS_READ,
+            ],
+            Role::Dpo => &[
+                scope::CONVERSATIONS_READ,
+                scope::AUDIT_READ,
+                scope::CONTACTS_EXPORT,
+                scope::CONTACTS_ERASE,
+                scope::CONSENT_WRITE,
             ],
         };
         scopes.iter().map(|s| (*s).to_owned()).collect()
@@ -86,6 +101,12 @@ pub mod scope {
     /// Scrape the service's Prometheus metrics (`/metrics`); on its own, the scope for a
     /// monitoring system's key, which then reads no customer data.
     pub const METRICS_READ: &str = "metrics:read";
+    /// Export everything wacrm holds on a contact (LGPD's right of access).
+    pub const CONTACTS_EXPORT: &str = "contacts:export";
+    /// Erase a contact everywhere their data went (LGPD's right to erasure).
+    pub const CONTACTS_ERASE: &str = "contacts:erase";
+    /// Record a contact's opt-in or opt-out for a purpose.
+    pub const CONSENT_WRITE: &str = "consent:write";
 
     /// Every scope there is.
     pub const ALL: &[&str] = &[
@@ -96,6 +117,9 @@ pub mod scope {
         DEAD_LETTERS_RETRY,
         KEYS_MANAGE,
         METRICS_READ,
+        CONTACTS_EXPORT,
+        CONTACTS_ERASE,
+        CONSENT_WRITE,
     ];
 }
 

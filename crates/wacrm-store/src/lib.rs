@@ -8,7 +8,10 @@
 //! - [`outbound`]: send requests and their idempotency keys.
 
 pub mod audit;
+pub mod consent;
 pub mod entities;
+pub mod erasure;
+pub mod export;
 pub mod keys;
 pub mod migration;
 pub mod oauth_tokens;
@@ -16,6 +19,7 @@ pub mod outbound;
 pub mod projection;
 pub mod queries;
 pub mod rate;
+pub mod retention;
 pub mod singleton;
 pub mod sync;
 
@@ -175,11 +179,14 @@ pub async fn connect(config: &StoreConfig) -> Result<DatabaseConnection, StoreEr
         // Per connection, so every pooled connection gets them: WAL (readers never block the
         // writer), FULL (a commit survives power loss: the sync ledger's `pending` rows and the
         // audit chain rely on it; writes are batched, so it costs one fsync per batch), and a
-        // bounded page cache, so memory does not grow with the database.
+        // bounded page cache, so memory does not grow with the database; `secure_delete`, so
+        // erased and expired rows do not linger in the file's free space (pages are zeroed when
+        // freed or rebuilt: CPU only, the pages are written anyway).
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+                .pragma("secure_delete", "ON")
         });
     Ok(Database::connect(options).await?)
 }

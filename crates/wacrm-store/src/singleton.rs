@@ -15,6 +15,8 @@ use crate::StoreError;
 
 /// The advisory lock of the audit relay ("wacrm-au" as a number).
 pub const AUDIT_RELAY: i64 = 0x7761_6372_6d2d_6175;
+/// The advisory lock of the erasure worker ("wacrm-er").
+pub const ERASURE_WORKER: i64 = 0x7761_6372_6d2d_6572;
 
 /// Runs `work` if no other instance is doing the work `lock` stands for; `None` when one is.
 pub async fn exclusive<T, F, Fut>(

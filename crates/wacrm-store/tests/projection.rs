@@ -681,7 +681,10 @@ async fn the_own_sqlite_connection_waits_for_another_writer() {
         .unwrap();
     let mut projection = t.projection();
     let handled = tokio::task::spawn_blocking(move || {
+        // As the runner's own thread builds it (`run_on_own_thread`): the projection also
+        // reads the erased list through the pool, which needs tokio's timers.
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         rt.block_on(projection.handle(&records(&events("text.json"))))

@@ -21,6 +21,7 @@ use wacrm_bus::runner::{Handled, Handler, HandlerError, RunnerConfig};
 use wacrm_bus::{Record, Topics};
 use wacrm_core::event::EventPayload;
 use wacrm_core::message::MessageContent;
+use wacrm_core::redact::scrub;
 use wacrm_core::{ContactIdentity, DeliveryState, Message, MessageStatus, StatusUpdate};
 use wacrm_store::{sync as ledger, Db, StoreError};
 
@@ -43,6 +44,8 @@ pub struct SyncEngine {
     secret: tokio::sync::OnceCell<Vec<u8>>,
     /// Parts and progress of the batch in hand (see `batch_budget_ms`).
     progress: BatchProgress,
+    /// Erased people, whose late events are not synced (loaded on first need).
+    erased: tokio::sync::OnceCell<wacrm_store::erasure::ErasedSubjects>,
 }
 
 enum Failure {
@@ -253,6 +256,7 @@ impl SyncEngine {
             db,
             secret: tokio::sync::OnceCell::new(),
             progress: BatchProgress::default(),
+            erased: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -271,7 +275,7 @@ impl SyncEngine {
         c
     }
 
-    fn sort(&self, records: &[Record]) -> Work {
+    fn sort(&self, records: &[Record], erased: &wacrm_store::erasure::ErasedSubjects) -> Work {
         let mut work = Work {
             messages: Vec::new(),
             statuses: Vec::new(),
@@ -285,6 +289,12 @@ impl SyncEngine {
                     continue;
                 }
             };
+            // A late delivery of an erased person's past: never to the CRM (docs/privacy.md).
+            if erased.is_event_erased(&event) {
+                metrics::counter!("wacrm_erased_events_dropped_total", "consumer" => self.config.name.clone())
+                    .increment(1);
+                continue;
+            }
             match event.payload {
                 EventPayload::MessageReceived(m) | EventPayload::MessageSent(m)
                     if self.config.routes(&m.business.phone_number_id) =>
@@ -417,7 +427,7 @@ impl SyncEngine {
                         group
                             .indices
                             .iter()
-                            .map(|i| (*i, format!("contact refused by the CRM: {e}"))),
+                            .map(|i| (*i, scrub(&format!("contact refused by the CRM: {e}")))),
                     );
                 }
                 Err(e) => return Err(e.into()),
@@ -755,7 +765,7 @@ impl SyncEngine {
                         held.insert(m.wamid.clone(), crm_id);
                     }
                     Err(e) if e.class() == wacrm_core::ErrorClass::DeadLetter => {
-                        dead.push((*index, format!("message refused by the CRM: {e}")));
+                        dead.push((*index, scrub(&format!("message refused by the CRM: {e}"))));
                     }
                     Err(e) => {
                         failure.get_or_insert(e);
@@ -842,7 +852,7 @@ impl SyncEngine {
                         dead.extend(
                             indices
                                 .iter()
-                                .map(|i| (*i, format!("status refused by the CRM: {e}"))),
+                                .map(|i| (*i, scrub(&format!("status refused by the CRM: {e}")))),
                         );
                     }
                     Err(e) => return Err(e.into()),
@@ -853,7 +863,12 @@ impl SyncEngine {
     }
 
     async fn sync(&self, records: &[Record]) -> Result<Handled, Failure> {
-        let mut work = self.sort(records);
+        let erased = self
+            .erased
+            .get_or_try_init(|| wacrm_store::erasure::ErasedSubjects::load(&self.db))
+            .await?;
+        erased.refresh(&self.db).await?;
+        let mut work = self.sort(records, erased);
         let mut dead = std::mem::take(&mut work.dead);
         let mut merged: HashMap<String, (Vec<usize>, MessageStatus)> = HashMap::new();
         for (index, s) in &work.statuses {
@@ -916,11 +931,12 @@ impl SyncEngine {
         }
     }
 
-    /// What the runner should do about a failed pass.
+    /// What the runner should do about a failed pass. Its reasons are scrubbed: they reach the
+    /// log, the consumer's status and, for data errors, a dead letter.
     fn handler_error(&self, failure: Failure) -> HandlerError {
         match failure {
-            Failure::Store(e) if e.is_data_error() => HandlerError::Data(e.to_string()),
-            Failure::Store(e) => HandlerError::Retryable(e.to_string()),
+            Failure::Store(e) if e.is_data_error() => HandlerError::Data(scrub(&e.to_string())),
+            Failure::Store(e) => HandlerError::Retryable(scrub(&e.to_string())),
             Failure::Crm(CrmError::QuotaExhausted { until }) => {
                 // Parked by the runner, which keeps polling meanwhile: a daily quota resets in
                 // hours, far past Kafka's `max.poll.interval.ms`.
@@ -932,10 +948,10 @@ impl SyncEngine {
                     reason: format!("CRM quota exhausted until {until}"),
                 }
             }
-            Failure::Crm(e @ CrmError::Fatal(_)) => HandlerError::Fatal(e.to_string()),
+            Failure::Crm(e @ CrmError::Fatal(_)) => HandlerError::Fatal(scrub(&e.to_string())),
             Failure::Crm(e) => {
                 metrics::counter!("wacrm_sync_retries_total", "connection" => self.config.name.clone()).increment(1);
-                HandlerError::Retryable(e.to_string())
+                HandlerError::Retryable(scrub(&e.to_string()))
             }
         }
     }

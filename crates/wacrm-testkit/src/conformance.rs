@@ -13,7 +13,11 @@
 //! - the daily quota used up: the engine parks, and resumes when it resets;
 //! - a partial batch failure: one input refused as invalid is dead-lettered, the rest synced;
 //! - statuses in any order: the furthest state wins;
-//! - hand-made contacts (a salesperson's, found by phone): linked, not duplicated.
+//! - hand-made contacts (a salesperson's, found by phone): linked, not duplicated;
+//! - erasure (LGPD/GDPR): a contact synced through the engine is erased through the adapter —
+//!   after a 429, a 5xx and a delete whose answer was lost — and the CRM holds none of its
+//!   messages' bodies (nor, when the CRM can delete, its phone), while another contact is
+//!   untouched; erasing again answers `NotFound` or `Erased`.
 //!
 //! Each scenario uses contacts of its own, so one fake serves the whole suite. A target with
 //! at-least-once delivery (the webhook sink) is checked for "at least once" where others are
@@ -30,7 +34,7 @@ use wacrm_core::{
     BusinessNumber, ContactIdentity, ContactProfile, DeliveryState, Direction, Event, Message,
     MessageContent, StatusUpdate,
 };
-use wacrm_crm::{ConnectionConfig, CrmAdapter};
+use wacrm_crm::{ConnectionConfig, ContactErasure, CrmAdapter, Erasure};
 use wacrm_sync::SyncEngine;
 
 pub use proxy::{Canned, Fault, FaultProxy};
@@ -81,6 +85,9 @@ pub trait Target: Send + Sync {
     fn hand_made_contact(&self, phone: &str, name: &str) -> Option<String>;
     /// Requests the fake refused as not matching the vendor's spec.
     fn violations(&self) -> Vec<String>;
+    /// Whether anything the fake holds — contacts, messages, notes, tasks, deliveries —
+    /// contains this text (a message body, a phone's digits): what erasure must remove.
+    fn holds(&self, text: &str) -> bool;
 }
 
 /// One scenario's engine, store and proxy.
@@ -377,6 +384,9 @@ pub async fn run<T: Target>(target: &T) {
     let started = std::time::Instant::now();
     hand_made_contacts(target).await;
     timed("hand-made contacts", started);
+    let started = std::time::Instant::now();
+    erasure(target).await;
+    timed("erasure", started);
 }
 
 /// 60 messages from 6 contacts: each message once, each contact once, every message on its
@@ -553,5 +563,192 @@ pub async fn hand_made_contacts<T: Target>(target: &T) {
         vec![id],
         "{}: the hand-made contact was duplicated",
         target.name()
+    );
+}
+
+/// The body of erasure-scenario message `i`: a text no other scenario writes.
+fn secret_body(i: usize) -> String {
+    format!("segredo-{i}-do-cliente")
+}
+
+/// What wacrm's link table and ledger know of contact `n` of scenario `number`, as the
+/// erasure engine hands it to the adapter: the contact key, the CRM contact (unless
+/// `linked` is false: found by its WhatsApp id), and the CRM objects of its messages.
+async fn erasure_of(
+    db: &wacrm_store::Db,
+    connection: &str,
+    number: usize,
+    n: usize,
+    wamids: &[String],
+    linked: bool,
+) -> ContactErasure {
+    let whatsapp_id = wa_id(number, n);
+    let contact_key = ContactIdentity::from_webhook(Some(&whatsapp_id), None)
+        .keys()
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let links = must(
+        wacrm_store::sync::links(db, connection, std::slice::from_ref(&contact_key)).await,
+        "links",
+    );
+    let crm_contact_id = links.get(&contact_key).cloned();
+    assert!(
+        crm_contact_id.is_some(),
+        "conformance: contact {whatsapp_id} was synced but is not linked"
+    );
+    let ledger = must(
+        wacrm_store::sync::ledger(db, connection, wamids).await,
+        "ledger",
+    );
+    let mut message_crm_ids: Vec<String> = Vec::new();
+    for wamid in wamids {
+        if let Some(id) = ledger.get(wamid).and_then(|e| e.crm_id.clone()) {
+            if !message_crm_ids.contains(&id) {
+                message_crm_ids.push(id);
+            }
+        }
+    }
+    ContactErasure {
+        contact_key,
+        crm_contact_id: crm_contact_id.filter(|_| linked),
+        whatsapp_id,
+        message_crm_ids,
+    }
+}
+
+/// Erasure: three contacts write; contact 0 is erased by its link, contact 2 by its WhatsApp
+/// id alone (no link known), contact 1 is a bystander. The first erasure meets a 429, a 5xx
+/// and a write whose answer is lost after the CRM applied it (so a delete is repeated and
+/// finds nothing). Afterwards the CRM holds no body of 0 or 2 — nor their phones and records
+/// when it deletes through its API (`Erased`); a CRM that cannot must say what a person does
+/// (`Manual`) — and all of 1. Erasing again answers `NotFound` or `Erased` (or the same manual
+/// step).
+pub async fn erasure<T: Target>(target: &T) {
+    const NUMBER: usize = 8;
+    let name = target.name();
+    let mut run = Run::new(target).await;
+    let events: Vec<Event> = (0..18)
+        .map(|i| message(NUMBER, i, i % 3, Direction::Inbound, &secret_body(i)))
+        .collect();
+    assert_eq!(
+        run.sync(&events).await,
+        vec![],
+        "{name}: erasure: dead letters"
+    );
+    for i in 0..18 {
+        assert!(
+            target.holds(&secret_body(i)),
+            "{name}: erasure: the CRM should hold message {i} before the erasure (is `holds` \
+             looking at what the fake keeps?)"
+        );
+    }
+    let (mut config, _) = target.adapter(&run.proxy.base_url());
+    if config.name.is_empty() {
+        config.name = "conformance".into();
+    }
+    let wamids_of = |n: usize| -> Vec<String> {
+        (0..18)
+            .filter(|i| i % 3 == n)
+            .map(|i| format!("wamid.conf{NUMBER}.{i}"))
+            .collect()
+    };
+    let erasures = [
+        erasure_of(&run.db, &config.name, NUMBER, 0, &wamids_of(0), true).await,
+        erasure_of(&run.db, &config.name, NUMBER, 2, &wamids_of(2), false).await,
+    ];
+    // A new adapter, as after a restart: what it erases comes from the CRM and the erasure.
+    let (_, adapter) = target.adapter(&run.proxy.base_url());
+    run.proxy
+        .inject(Fault::RateLimited(1, target.rate_limited()));
+    run.proxy.inject(Fault::ServerErrors(1));
+    run.proxy.inject(Fault::AnswerLost(1));
+    let mut outcomes = Vec::new();
+    for erasure in &erasures {
+        let outcome = adapter.erase_contact(erasure).await;
+        match &outcome {
+            Ok(Erasure::Erased) => {}
+            Ok(Erasure::Manual(steps)) => {
+                assert!(!steps.trim().is_empty(), "{name}: an empty manual step");
+                assert!(
+                    !steps.contains(&erasure.whatsapp_id[2..]),
+                    "{name}: the manual step names the phone: {steps}"
+                );
+            }
+            other => panic!(
+                "{name}: erasing {} should answer Erased (or Manual), got {other:?}",
+                erasure.contact_key
+            ),
+        }
+        outcomes.push(outcome);
+    }
+    run.proxy.reset();
+    let held = target.messages();
+    for n in [0, 2] {
+        for i in (0..18).filter(|i| i % 3 == n) {
+            assert!(
+                !target.holds(&secret_body(i)),
+                "{name}: erasure: the CRM still holds the body of message {i} of an erased contact"
+            );
+            assert!(
+                !held.contains_key(&format!("wamid.conf{NUMBER}.{i}")),
+                "{name}: erasure: the CRM still holds message {i} of an erased contact"
+            );
+        }
+    }
+    for (erasure, outcome) in erasures.iter().zip(&outcomes) {
+        if matches!(outcome, Ok(Erasure::Erased)) {
+            assert_eq!(
+                target.contacts_for(&erasure.whatsapp_id),
+                Vec::<String>::new(),
+                "{name}: erasure: the erased contact {} is still in the CRM",
+                erasure.contact_key
+            );
+            for phone in [&erasure.whatsapp_id[..], &erasure.whatsapp_id[2..]] {
+                assert!(
+                    !target.holds(phone),
+                    "{name}: erasure: the CRM still holds the phone of {}",
+                    erasure.contact_key
+                );
+            }
+        }
+    }
+    // The bystander is untouched.
+    for i in (0..18).filter(|i| i % 3 == 1) {
+        assert!(
+            target.holds(&secret_body(i)),
+            "{name}: erasure: the bystander's message {i} is gone"
+        );
+        let copies = held
+            .get(&format!("wamid.conf{NUMBER}.{i}"))
+            .map_or(0, Vec::len);
+        let exactly = target.delivery() == Delivery::ExactlyOnce;
+        assert!(
+            copies >= 1 && (!exactly || copies == 1),
+            "{name}: erasure: the bystander's message {i} has {copies} copies"
+        );
+    }
+    assert!(
+        !target.contacts_for(&wa_id(NUMBER, 1)).is_empty(),
+        "{name}: erasure: the bystander's contact is gone"
+    );
+    // Again (after a crash, or an ambiguous answer): nothing left to erase.
+    for (erasure, first) in erasures.iter().zip(&outcomes) {
+        let again = adapter.erase_contact(erasure).await;
+        let fine = matches!(
+            (first, &again),
+            (_, Ok(Erasure::NotFound | Erasure::Erased))
+                | (Ok(Erasure::Manual(_)), Ok(Erasure::Manual(_)))
+        );
+        assert!(
+            fine,
+            "{name}: erasing {} again should answer NotFound or Erased, got {again:?}",
+            erasure.contact_key
+        );
+    }
+    let violations = target.violations();
+    assert!(
+        violations.is_empty(),
+        "{name} / erasure: requests off the vendor's spec: {violations:?}"
     );
 }

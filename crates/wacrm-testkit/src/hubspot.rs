@@ -9,9 +9,11 @@
 //! | update contacts by id or unique property | `POST /crm/v3/objects/contacts/batch/update` |
 //! | search contacts | `POST /crm/v3/objects/contacts/search` |
 //! | read contacts by id or unique property | `POST /crm/v3/objects/contacts/batch/read` |
+//! | permanently delete a contact (GDPR) | `POST /crm/v3/objects/contacts/gdpr-delete` |
 //! | log WhatsApp messages | `POST /crm/v3/objects/communications/batch/create` |
 //! | update logged messages | `POST /crm/v3/objects/communications/batch/update` |
 //! | search logged messages | `POST /crm/v3/objects/communications/search` |
+//! | delete logged messages | `POST /crm/v3/objects/communications/batch/archive` |
 //! | create notes | `POST /crm/v3/objects/notes/batch/create` |
 //! | associate two records | `PUT /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}/{toObjectId}` |
 //! | associate with the default type | `PUT /crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/{toObjectType}/{toObjectId}` |
@@ -292,6 +294,13 @@ impl HubSpotFake {
     #[must_use]
     pub fn notes(&self) -> Vec<FakeObject> {
         self.lock().objects(state::Kind::Note)
+    }
+
+    /// Whether any contact, communication or note holds `text` in a property value, now or in
+    /// the property's history: after an erasure, neither the phone nor a body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        self.lock().holds(text)
     }
 
     /// The associations of one record (`object_type`: `"contacts"`/`"contact"`/`"0-1"`,

@@ -189,6 +189,18 @@ impl KommoFake {
         self.lock().fake_notes()
     }
 
+    /// Whether any contact (name or field value) or note holds `text`: after an erasure, no
+    /// body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        let state = self.lock();
+        state
+            .contacts
+            .values()
+            .any(|c| c.name.contains(text) || c.fields.iter().any(|f| f.to_string().contains(text)))
+            || state.notes.values().any(|n| n.text.contains(text))
+    }
+
     /// The id of the contact field with this code (case-insensitive), if any.
     #[must_use]
     pub fn field_id(&self, code: &str) -> Option<i64> {

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use wacrm_crm::{
-    AdapterLimits, ContactProtocol, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync,
-    StatusSync,
+    AdapterLimits, ContactErasure, ContactProtocol, ContactSync, CrmAdapter, CrmError, Erasure,
+    ItemResult, MessageSync, StatusSync,
 };
 
 /// What the in-memory CRM holds, and the faults it plays.
@@ -36,6 +36,15 @@ pub struct MemoryState {
     pub lose_create_answers: usize,
     /// Time every call takes before it does anything (a slow or rate-limited CRM).
     pub call_delay: std::time::Duration,
+    /// Every erasure asked for, in order.
+    pub erasures: Vec<ContactErasure>,
+    /// The next N erasures fail as [`CrmError::Transient`] before doing anything.
+    pub fail_erasures: usize,
+    /// The next N erasures are applied and then answered `Ambiguous` (the answer lost).
+    pub lose_erasure_answers: usize,
+    /// Erasures answer this [`Erasure::Manual`] text instead of deleting (a CRM that cannot
+    /// erase through its API).
+    pub manual_erasure: Option<String>,
 }
 
 /// An in-memory CRM with upsert on the WhatsApp id: for engine tests and integrators' unit
@@ -170,6 +179,44 @@ impl CrmAdapter for MemoryCrm {
         }
         Ok(statuses.iter().map(|_| Ok(())).collect())
     }
+    /// Deletes the contact (by its CRM id, else its WhatsApp id) and every message logged on
+    /// it or named in `message_crm_ids`; `NotFound` when there was nothing to delete.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        self.pace().await;
+        let mut crm = self.state();
+        crm.calls += 1;
+        crm.erasures.push(contact.clone());
+        if crm.fail_erasures > 0 {
+            crm.fail_erasures -= 1;
+            return Err(CrmError::Transient("CRM unavailable".into()));
+        }
+        if let Some(steps) = crm.manual_erasure.clone() {
+            return Ok(Erasure::Manual(steps));
+        }
+        let crm_id = contact
+            .crm_contact_id
+            .clone()
+            .or_else(|| crm.contacts.get(&contact.whatsapp_id).cloned());
+        let before = (crm.contacts.len(), crm.messages.len());
+        crm.contacts.retain(|whatsapp_id, id| {
+            whatsapp_id != &contact.whatsapp_id && Some(&*id) != crm_id.as_ref()
+        });
+        crm.messages
+            .retain(|id, m| !contact.message_crm_ids.contains(id) && Some(&m.1) != crm_id.as_ref());
+        let erased = before != (crm.contacts.len(), crm.messages.len());
+        if crm.lose_erasure_answers > 0 {
+            crm.lose_erasure_answers -= 1;
+            return Err(CrmError::Ambiguous(
+                "connection reset after the delete".into(),
+            ));
+        }
+        Ok(if erased {
+            Erasure::Erased
+        } else {
+            Erasure::NotFound
+        })
+    }
+
     async fn find_messages(&self, wamids: &[String]) -> Result<Vec<(String, String)>, CrmError> {
         self.pace().await;
         let mut crm = self.state();

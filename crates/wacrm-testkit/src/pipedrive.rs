@@ -13,10 +13,12 @@
 //! | list persons | `GET /api/v2/persons` | v2 `/persons` |
 //! | create a person | `POST /api/v2/persons` | v2 `/persons` |
 //! | update a person | `PATCH /api/v2/persons/{id}` | v2 `/persons/{id}` |
+//! | delete a person (its notes stay) | `DELETE /api/v2/persons/{id}` | v2 `/persons/{id}` |
 //! | list notes | `GET /api/v1/notes` | v1 `/notes` |
 //! | add a note | `POST /api/v1/notes` | v1 `/notes` |
 //! | one note | `GET /api/v1/notes/{id}` | v1 `/notes/{id}` |
 //! | update a note | `PUT /api/v1/notes/{id}` | v1 `/notes/{id}` |
+//! | delete a note | `DELETE /api/v1/notes/{id}` | v1 `/notes/{id}` |
 //!
 //! `/api/v1/<path>` is validated against `<path>` of `pipedrive/openapi-v1.yaml` (whose server
 //! lacks `/api`), `/api/v2/<path>` against `<path>` of `pipedrive/openapi-v2.yaml`. Any other
@@ -218,6 +220,18 @@ impl PipedriveFake {
     #[must_use]
     pub fn notes(&self) -> Vec<FakeNote> {
         self.lock().fake_notes()
+    }
+
+    /// Whether any person (as the API shows it) or note holds `text`: after an erasure, neither
+    /// the phone nor a body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        let state = self.lock();
+        state
+            .persons
+            .values()
+            .any(|p| state.person_json(p, None).to_string().contains(text))
+            || state.notes.values().any(|n| n.content.contains(text))
     }
 
     /// The key of the first custom person field named `name` (system fields are not

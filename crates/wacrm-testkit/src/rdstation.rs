@@ -145,6 +145,16 @@ impl RdStationFake {
         self.lock().list(Kind::Task).to_vec()
     }
 
+    /// Whether any contact, deal or task (as the API shows it) holds `text`: after an erasure,
+    /// no body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        let state = self.lock();
+        [Kind::Contact, Kind::Deal, Kind::Task]
+            .iter()
+            .any(|k| state.list(*k).iter().any(|r| r.to_string().contains(text)))
+    }
+
     /// The users' ids, in order.
     #[must_use]
     pub fn user_ids(&self) -> Vec<String> {

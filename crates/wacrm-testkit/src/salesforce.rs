@@ -17,6 +17,8 @@
 //! | describe an object | `GET /services/data/vXX.X/sobjects/{object}/describe` |
 //! | sObject Collections upsert on an External ID | `PATCH /services/data/vXX.X/composite/sobjects/{object}/{field}` |
 //! | sObject Collections update | `PATCH /services/data/vXX.X/composite/sobjects` |
+//! | sObject Collections delete | `DELETE /services/data/vXX.X/composite/sobjects?ids=…&allOrNone=…` |
+//! | delete a record | `DELETE /services/data/vXX.X/sobjects/{object}/{id}` |
 //! | create a custom object / field (Tooling API) | `POST /services/data/vXX.X/tooling/sobjects/CustomObject`, `…/CustomField` |
 //!
 //! Anything else is answered `404 [{"errorCode":"NOT_FOUND",…}]` and recorded as a violation.
@@ -139,6 +141,17 @@ impl SalesforceFake {
             .object(object)
             .map(|o| o.records.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether any record of any object holds `text` in a field value (deleted records keep no
+    /// values): after an erasure, neither the phone nor a body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        self.lock().objects.values().any(|o| {
+            o.records
+                .values()
+                .any(|r| r.values().any(|v| v.to_string().contains(text)))
+        })
     }
 
     /// Creates a record as a person would in Salesforce's UI (no request, no allocation, no

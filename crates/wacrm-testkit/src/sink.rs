@@ -2,6 +2,9 @@
 //! one from docs/adapters/webhook.md: it verifies every delivery's signature and timestamp on
 //! its own (not with the sink's code), validates the batch's shape, keeps every event it
 //! accepted by id, and fails a share of calls — before taking them, or after (the answer lost).
+//! A `contact.erased` event is applied as the documentation asks: the contact's event, every
+//! message event on the contact or listed, and their status events are forgotten, and the
+//! erasure itself is not kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +55,59 @@ struct Received {
     calls: usize,
     failed: usize,
     violations: Vec<String>,
+    /// Erasures applied.
+    erasures: usize,
+}
+
+impl Received {
+    /// Forgets everything about a contact, as `contact.erased` asks.
+    fn erase(&mut self, data: &Value) {
+        let contact = data["contact"].as_str().unwrap_or_default().to_owned();
+        let listed: Vec<String> = data["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wamids: Vec<String> = self
+            .events
+            .values()
+            .filter(|e| e["type"] == "message")
+            .filter(|e| {
+                e["data"]["contact"] == contact.as_str()
+                    || e["data"]["wamid"]
+                        .as_str()
+                        .is_some_and(|w| listed.iter().any(|l| l == w))
+            })
+            .filter_map(|e| e["data"]["wamid"].as_str().map(str::to_owned))
+            .chain(listed.iter().cloned())
+            .collect();
+        let gone = |id: &str, event: Option<&Value>| {
+            id == format!("contact:{contact}")
+                || wamids.iter().any(|w| w == id)
+                || event.is_some_and(|e| {
+                    e["type"] == "status"
+                        && e["data"]["wamid"]
+                            .as_str()
+                            .is_some_and(|w| wamids.iter().any(|x| x == w))
+                })
+        };
+        let doomed: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(id, event)| gone(id, Some(event)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in doomed {
+            self.events.remove(&id);
+            self.accepted.remove(&id);
+        }
+        self.accepted.retain(|id, _| !gone(id, None));
+        self.erasures += 1;
+    }
 }
 
 struct Inner {
@@ -114,6 +170,22 @@ impl Receiver {
         self.with(|r| (r.calls, r.failed))
     }
 
+    /// Erasures applied (`contact.erased` events taken).
+    pub fn erasures(&self) -> usize {
+        self.with(|r| r.erasures)
+    }
+
+    /// Whether any event the receiver holds (its id or content) contains `text`: after an
+    /// erasure, neither the phone nor a body may be left.
+    pub fn holds(&self, text: &str) -> bool {
+        self.with(|r| {
+            r.events
+                .iter()
+                .any(|(id, e)| id.contains(text) || e.to_string().contains(text))
+                || r.accepted.keys().any(|id| id.contains(text))
+        })
+    }
+
     /// Deliveries that did not verify or did not have the documented shape.
     pub fn violations(&self) -> Vec<String> {
         self.with(|r| r.violations.clone())
@@ -172,6 +244,7 @@ fn check_shape(batch: &Value) -> Result<Vec<(String, Value)>, String> {
             Some("contact") => &["whatsapp_id", "business_number"],
             Some("message") => &["wamid", "contact", "direction", "time", "kind", "body"],
             Some("status") => &["wamid", "state"],
+            Some("contact.erased") => &["contact", "whatsapp_id", "messages"],
             other => return Err(format!("event {id}: unknown type {other:?}")),
         };
         for field in required {
@@ -224,6 +297,11 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     for (id, event) in events {
+        // Applied, and not kept: an erasure leaves nothing of the contact behind.
+        if event["type"] == "contact.erased" {
+            received.erase(&event["data"]);
+            continue;
+        }
         // Taken — but when the answer is a failure, the sender cannot know it was.
         if !fail {
             *received.accepted.entry(id.clone()).or_default() += 1;

@@ -13,9 +13,11 @@
 //! | query contacts | `POST /crm/v8/coql` | `coql.json` "Get Records" |
 //! | upsert contacts | `POST /crm/v8/Contacts/upsert` | `record.json` "Upsert Records" |
 //! | update contacts | `PUT /crm/v8/Contacts` | `record.json` "Update Records" |
+//! | delete contacts (their notes stay) | `DELETE /crm/v8/Contacts?ids=…` | `record.json` "Delete Records" |
 //! | list notes | `GET /crm/v8/Notes` | `notes.json` "Get Notes" |
 //! | create notes | `POST /crm/v8/Notes` | `notes.json` "Create Notes" |
 //! | update notes | `PUT /crm/v8/Notes` | `notes.json` "Update Notes" |
+//! | delete notes | `DELETE /crm/v8/Notes?ids=…` | `notes.json` "Delete Notes" |
 //!
 //! The documents are `zoho/v8.0/*.json` under [`crate::openapi::specs_dir`]; each of the four
 //! above is loaded with the documents it `$ref`s bundled in (Zoho's files refer to one another)
@@ -244,6 +246,22 @@ impl ZohoFake {
     #[must_use]
     pub fn notes(&self) -> Vec<FakeNote> {
         self.lock().fake_notes()
+    }
+
+    /// Whether any contact (a field value) or note (title or content) holds `text`: after an
+    /// erasure, neither the phone nor a body may be left.
+    #[must_use]
+    pub fn holds(&self, text: &str) -> bool {
+        let state = self.lock();
+        state
+            .contacts
+            .values()
+            .any(|c| c.fields.values().any(|v| v.to_string().contains(text)))
+            || state.notes.values().any(|n| {
+                [&n.title, &n.content]
+                    .iter()
+                    .any(|t| t.as_deref().is_some_and(|t| t.contains(text)))
+            })
     }
 
     /// The API name of the contact field labelled `label` (exactly), system or custom.

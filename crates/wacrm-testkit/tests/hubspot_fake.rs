@@ -1655,3 +1655,115 @@ async fn faults_after_the_write_apply_the_request_and_lose_its_answer() {
     assert_eq!(send(&fake, "GET", "/crm/v3/owners", None).await.status, 200);
     assert!(started_at.elapsed() < Duration::from_millis(1000));
 }
+
+#[tokio::test]
+async fn gdpr_delete_and_archive_remove_records_and_their_associations() {
+    let fake = started().await;
+    let contact = fake.insert_contact(&[("firstname", "Ana"), ("phone", "+55 11 98765-4321")]);
+    let other = fake.insert_contact(&[("firstname", "Bia")]);
+    let created = post(
+        &fake,
+        "/crm/v3/objects/communications/batch/create",
+        json!({"inputs": [
+            communication(&contact, "WHATS_APP", COMMUNICATION_TO_CONTACT),
+            communication(&other, "WHATS_APP", COMMUNICATION_TO_CONTACT),
+        ]}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let ids: Vec<String> = created.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let of_contact = fake
+        .associations_of("contacts", &contact)
+        .into_iter()
+        .map(|a| a.to_id)
+        .collect::<Vec<_>>();
+    let (mine, theirs) = if of_contact.contains(&ids[0]) {
+        (ids[0].clone(), ids[1].clone())
+    } else {
+        (ids[1].clone(), ids[0].clone())
+    };
+    assert!(fake.holds("98765-4321"));
+
+    // Archive: the communication and its associations are gone; an unknown id is no error.
+    let path = "/crm/v3/objects/communications/batch/archive";
+    let archived = post(
+        &fake,
+        path,
+        json!({"inputs": [{"id": mine}, {"id": "999999"}]}),
+    )
+    .await;
+    assert_eq!(archived.status, 204, "{:#}", archived.body);
+    assert_eq!(archived.body, Value::Null);
+    assert_eq!(fake.communications().len(), 1);
+    assert_eq!(fake.communications()[0].id, theirs);
+    assert!(fake.associations_of("contacts", &contact).is_empty());
+    assert_eq!(
+        post(&fake, path, json!({"inputs": [{"id": mine}]}))
+            .await
+            .status,
+        204
+    );
+
+    // GDPR delete by id: the contact is gone, a second one answers 404.
+    let path = "/crm/v3/objects/contacts/gdpr-delete";
+    let deleted = post(&fake, path, json!({"objectId": contact})).await;
+    assert_eq!(deleted.status, 204, "{:#}", deleted.body);
+    assert!(!fake.holds("98765-4321"));
+    assert_eq!(fake.contacts().len(), 1);
+    let again = post(&fake, path, json!({"objectId": contact})).await;
+    assert_eq!(again.status, 404);
+    assert_eq!(again.body["category"], "OBJECT_NOT_FOUND");
+
+    // By a unique property; a property that is not unique is refused.
+    create_unique_property(&fake, "whatsapp_id").await;
+    let upserted = post(
+        &fake,
+        "/crm/v3/objects/contacts/batch/upsert",
+        upsert(vec![wa("5511987650000", json!({"firstname": "Caio"}))]),
+    )
+    .await;
+    assert!(upserted.status < 300, "{:#}", upserted.body);
+    let refused = post(
+        &fake,
+        path,
+        json!({"objectId": "Caio", "idProperty": "firstname"}),
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    let deleted = post(
+        &fake,
+        path,
+        json!({"objectId": "5511987650000", "idProperty": "whatsapp_id"}),
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{:#}", deleted.body);
+    assert!(!fake.holds("5511987650000"));
+
+    if validating() {
+        // The documents require `objectId`, and every archive input's `id`.
+        let before = fake.violations().len();
+        assert_eq!(
+            post(&fake, path, json!({"idProperty": "email"}))
+                .await
+                .status,
+            400
+        );
+        let archive = "/crm/v3/objects/communications/batch/archive";
+        assert_eq!(
+            post(&fake, archive, json!({"inputs": [{}]})).await.status,
+            400
+        );
+        let violations = fake.violations();
+        assert_eq!(violations.len(), before + 2, "{violations:?}");
+        assert!(violations
+            .iter()
+            .any(|v| v.contains("gdpr-delete") && v.contains("objectId")));
+        assert!(violations.iter().any(|v| v.contains("batch/archive")));
+    }
+    assert_eq!(fake.communications().len(), 1);
+}

@@ -766,3 +766,74 @@ async fn each_operation_costs_its_documented_tokens() {
         ]
     );
 }
+
+#[tokio::test]
+async fn persons_and_notes_are_deleted_once() {
+    let fake = PipedriveFake::start(FakeConfig::default()).await;
+    let person = fake.insert_person("Maria", "+5511987654321");
+    let other = fake.insert_person("Joao", "+5511900000000");
+    let mut notes = Vec::new();
+    for (on, text) in [(person, "<p>segredo</p>"), (other, "<p>outro</p>")] {
+        let answer = post(
+            &fake,
+            "/api/v1/notes",
+            json!({"content": text, "person_id": on}),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{:#}", answer.body);
+        notes.push(answer.body["data"]["id"].as_i64().expect("an id"));
+    }
+    assert!(fake.holds("segredo") && fake.holds("987654321"));
+
+    let deleted = send(
+        &fake,
+        "DELETE",
+        &format!("/api/v1/notes/{}", notes[0]),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{:#}", deleted.body);
+    assert_eq!(deleted.body, json!({"success": true, "data": true}));
+    let again = send(
+        &fake,
+        "DELETE",
+        &format!("/api/v1/notes/{}", notes[0]),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 404);
+    assert!(!fake.holds("segredo"));
+
+    let deleted = send(&fake, "DELETE", &format!("/api/v2/persons/{person}"), None).await;
+    assert_eq!(deleted.status, 200, "{:#}", deleted.body);
+    assert_eq!(deleted.body["data"]["id"], json!(person));
+    let again = send(&fake, "DELETE", &format!("/api/v2/persons/{person}"), None).await;
+    assert_eq!(again.status, 404);
+    assert_eq!(again.body["success"], json!(false));
+    assert!(!fake.holds("987654321"));
+    // The other person and their note are untouched.
+    assert_eq!(fake.persons().len(), 1);
+    assert_eq!(fake.notes().len(), 1);
+    assert_eq!(fake.notes()[0].person_id, Some(other));
+
+    // A path id that is not an integer is off the documents.
+    let bad = send(&fake, "DELETE", "/api/v2/persons/abc", None).await;
+    assert_eq!(bad.status, 400);
+    assert!(fake
+        .violations()
+        .iter()
+        .any(|v| v.starts_with("DELETE /api/v2/persons/abc")));
+    if validating() {
+        // Deletes cost what the documents say (v2 persons 3, v1 notes 6).
+        let before = fake.tokens_spent();
+        let _ = send(&fake, "DELETE", &format!("/api/v2/persons/{other}"), None).await;
+        let _ = send(
+            &fake,
+            "DELETE",
+            &format!("/api/v1/notes/{}", notes[1]),
+            None,
+        )
+        .await;
+        assert_eq!(fake.tokens_spent() - before, 9);
+    }
+}

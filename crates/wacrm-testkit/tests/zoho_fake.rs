@@ -968,7 +968,7 @@ async fn off_spec_requests_are_violations_and_patched_defects_are_not() {
         ("GET", "/crm/v8/Contacts/search?phone=5511987654321"),
         ("POST", "/crm/v8/Leads/upsert"),
         ("GET", &format!("/crm/v8/Notes/{maria}") as &str),
-        ("DELETE", "/crm/v8/Notes?ids=1"),
+        ("DELETE", &format!("/crm/v8/Notes/{maria}") as &str),
         ("GET", "/crm/v2/Contacts"),
         ("GET", "/oauth/v2/token"),
     ] {
@@ -998,4 +998,83 @@ async fn off_spec_requests_are_violations_and_patched_defects_are_not() {
         .filter(|r| r.path.starts_with("/crm/v8/"))
         .count() as u64;
     assert_eq!(fake.credits_used(), api_calls);
+}
+
+#[tokio::test]
+async fn contacts_and_notes_are_deleted_by_ids() {
+    let fake = ZohoFake::start(FakeConfig::default()).await;
+    let api = Api::new(&fake).await;
+    let maria = fake.insert_contact(&[("Last_Name", "Souza"), ("Mobile", "+5511987654321")]);
+    let joao = fake.insert_contact(&[("Last_Name", "Lima")]);
+    let answer = api
+        .post(
+            "/crm/v8/Notes",
+            json!({"data": [note_body(&maria, "in: segredo (wamid.1)"), note_body(&joao, "in: outro (wamid.2)")]}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{:#}", answer.body);
+    let note = answer.body["data"][0]["details"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fake.holds("segredo") && fake.holds("987654321"));
+
+    // Deleted ids answer SUCCESS, unknown ones (a second delete) INVALID_DATA, in order.
+    let deleted = api
+        .send(
+            "DELETE",
+            &format!("/crm/v8/Notes?ids={note},1234567890123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 200, "{:#}", deleted.body);
+    assert_eq!(deleted.body["data"][0]["code"], json!("SUCCESS"));
+    assert_eq!(deleted.body["data"][0]["details"]["id"], json!(note));
+    assert_eq!(deleted.body["data"][1]["code"], json!("INVALID_DATA"));
+    assert!(!fake.holds("segredo"));
+    let deleted = api
+        .send("DELETE", &format!("/crm/v8/Contacts?ids={maria}"), None)
+        .await;
+    assert_eq!(
+        deleted.body["data"][0]["code"],
+        json!("SUCCESS"),
+        "{:#}",
+        deleted.body
+    );
+    let again = api
+        .send("DELETE", &format!("/crm/v8/Contacts?ids={maria}"), None)
+        .await;
+    assert_eq!(again.body["data"][0]["code"], json!("INVALID_DATA"));
+    assert!(!fake.holds("987654321"));
+    assert_eq!(fake.contacts().len(), 1);
+    assert_eq!(fake.notes().len(), 1);
+
+    // No ids, more than 100, or an unknown parameter: off the documented contract.
+    let before = fake.violations().len();
+    let many: Vec<String> = (0..101)
+        .map(|i| format!("{}", 1_000_000_000_000_000_000u64 + i))
+        .collect();
+    for path in [
+        "/crm/v8/Contacts".to_owned(),
+        format!("/crm/v8/Contacts?ids={}", many.join(",")),
+    ] {
+        assert_eq!(api.send("DELETE", &path, None).await.status, 400, "{path}");
+    }
+    if validating() {
+        let bad = api
+            .send(
+                "DELETE",
+                &format!("/crm/v8/Notes?ids={joao}&cascade=true"),
+                None,
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+        assert_eq!(
+            fake.violations().len(),
+            before + 3,
+            "{:?}",
+            fake.violations()
+        );
+    }
+    assert_eq!(fake.contacts().len(), 1);
 }

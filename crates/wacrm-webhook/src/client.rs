@@ -8,7 +8,8 @@ use reqwest::Method;
 use serde_json::Value;
 use wacrm_crm::http::{default_classifier, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactErasure, ContactSync, CrmAdapter, CrmError, Erasure, ItemResult,
+    MessageSync, StatusSync,
 };
 
 use crate::config::WebhookConfig;
@@ -147,6 +148,16 @@ impl CrmAdapter for WebhookSink {
     ) -> Result<Vec<ItemResult<()>>, CrmError> {
         let events = statuses.iter().map(mapping::status_event).collect();
         self.deliver(events, vec![(); statuses.len()]).await
+    }
+
+    /// A signed batch of one `contact.erased` event (the contact, its messages by wamid): the
+    /// receiver deletes what it holds of them (docs/adapters/webhook.md). `Erased` once the
+    /// receiver took the delivery; a delivery that still fails after every attempt is an error,
+    /// never dead-lettered, so the erasure is tried again. Sent again after a lost answer like
+    /// every delivery: applying an erasure twice is harmless.
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        self.post(vec![mapping::erased_event(contact)]).await?;
+        Ok(Erasure::Erased)
     }
 
     /// A sink cannot be asked what it holds: after a crash the engine sends the message again

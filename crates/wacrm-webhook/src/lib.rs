@@ -12,6 +12,11 @@
 //! receiver uses to drop repeats. Retried with backoff; a batch the receiver still refuses after
 //! the configured attempts is dead-lettered (and can be re-driven with `wacrm dead-letters
 //! retry`). docs/adapters/webhook.md shows how to verify a delivery in Python and Node.
+//!
+//! An erasure (`wacrm erase`, LGPD/GDPR) is a signed `contact.erased` event naming the contact
+//! and its messages' wamids. The receiver's duty: delete the contact, every message on it and
+//! their statuses, and keep no copy of the erasure event itself; wacrm counts the contact
+//! erased in this connection once the receiver answered 2xx.
 
 pub mod client;
 pub mod config;

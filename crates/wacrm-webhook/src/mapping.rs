@@ -15,12 +15,25 @@
 //! ]}
 //! ```
 //!
+//! An erasure (LGPD/GDPR) comes alone in a batch of its own:
+//!
+//! ```json
+//! {"connection": "hook", "events": [
+//!   {"id": "contact.erased:5511987654321", "type": "contact.erased", "data": {
+//!    "contact": "5511987654321", "whatsapp_id": "5511987654321",
+//!    "messages": ["wamid.HBgM…", "wamid.HBgN…"]}}
+//! ]}
+//! ```
+//!
+//! The receiver must then delete the contact, every message whose `contact` it is (and those
+//! listed), and their statuses — and keep no copy of the erasure event beyond applying it.
+//!
 //! An event's `id` is the same every time the event is sent, so a receiver drops repeats by it.
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use wacrm_crm::{ContactSync, MessageSync, StatusSync};
+use wacrm_crm::{ContactErasure, ContactSync, MessageSync, StatusSync};
 
 /// The header carrying the timestamp and the signature: `t=<unix seconds>,v1=<hex>`.
 pub const SIGNATURE_HEADER: &str = "x-wacrm-signature";
@@ -72,6 +85,31 @@ pub fn status_event(status: &StatusSync) -> Value {
             "wamid": status.wamid,
             "state": state,
             "failure": status.failure,
+        }
+    })
+}
+
+/// An erasure: the receiver deletes the contact (`contact`: its id in the sink, the WhatsApp
+/// id), every message on it and those listed by wamid, and their statuses. Its id is the same
+/// every time it is sent; applying it twice is harmless.
+pub fn erased_event(contact: &ContactErasure) -> Value {
+    let id = contact
+        .crm_contact_id
+        .clone()
+        .unwrap_or_else(|| contact.whatsapp_id.clone());
+    let mut messages: Vec<&String> = Vec::new();
+    for wamid in &contact.message_crm_ids {
+        if !messages.contains(&wamid) {
+            messages.push(wamid);
+        }
+    }
+    json!({
+        "id": format!("contact.erased:{id}"),
+        "type": "contact.erased",
+        "data": {
+            "contact": id,
+            "whatsapp_id": contact.whatsapp_id,
+            "messages": messages,
         }
     })
 }

@@ -363,6 +363,10 @@ impl conformance::Target for SinkTarget {
     fn violations(&self) -> Vec<String> {
         self.receiver.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.receiver.holds(text)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

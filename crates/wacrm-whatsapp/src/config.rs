@@ -53,6 +53,9 @@ pub struct WhatsAppConfig {
     /// Approved templates' categories by name. A template not listed counts as marketing when
     /// deciding whether an opted-out contact may receive it.
     pub templates: BTreeMap<String, TemplateCategory>,
+    /// A marketing template needs the contact's current opt-in for `marketing` (a consent
+    /// record), not merely the absence of an opt-out. Off by default.
+    pub marketing_requires_opt_in: bool,
 }
 
 /// `[whatsapp.numbers.<phone_number_id>]`.
@@ -83,6 +86,7 @@ impl Default for WhatsAppConfig {
             numbers: BTreeMap::new(),
             opt_out_keywords: OptOutKeywords::default(),
             templates: BTreeMap::new(),
+            marketing_requires_opt_in: false,
         }
     }
 }
@@ -109,6 +113,7 @@ impl std::fmt::Debug for WhatsAppConfig {
             .field("pair_burst", &self.pair_burst)
             .field("numbers", &self.numbers.keys().collect::<Vec<_>>())
             .field("templates", &self.templates)
+            .field("marketing_requires_opt_in", &self.marketing_requires_opt_in)
             .finish_non_exhaustive()
     }
 }

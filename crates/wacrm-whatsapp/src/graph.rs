@@ -269,7 +269,8 @@ pub enum GraphError {
     Api {
         /// The HTTP status.
         http_status: u16,
-        /// The error as Meta reported it.
+        /// The error as Meta reported it, its texts scrubbed
+        /// ([`wacrm_core::redact::scrub`]: no phone, e-mail or quoted content).
         error: MetaError,
     },
     /// Meta answered with a status and a body that is not its error shape.
@@ -448,8 +449,10 @@ impl GraphClient {
     /// Sends a message; the wamid WhatsApp gave it.
     pub async fn send(&self, phone_number_id: &str, body: &Value) -> Result<String, GraphError> {
         let answer = self.post(phone_number_id, body).await?;
-        let parsed: SendAnswer =
-            serde_json::from_slice(&answer).map_err(|e| GraphError::BadAnswer(e.to_string()))?;
+        // The parser's message quotes the value it did not expect (the answer echoes the
+        // recipient).
+        let parsed: SendAnswer = serde_json::from_slice(&answer)
+            .map_err(|e| GraphError::BadAnswer(wacrm_core::redact::scrub(&e.to_string())))?;
         parsed
             .messages
             .into_iter()
@@ -495,14 +498,17 @@ impl GraphClient {
         if (200..300).contains(&status) {
             return Ok(bytes.to_vec());
         }
+        // Meta's texts become ours here, scrubbed: `details` may quote the recipient or the
+        // message. The code is what the sender acts on and stays whole.
+        let scrub = |text: Option<String>| text.as_deref().map(wacrm_core::redact::scrub);
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(ErrorBody { error }) => Err(GraphError::Api {
                 http_status: status,
                 error: MetaError {
                     code: error.code,
-                    title: error.error_user_title,
-                    message: error.message,
-                    details: error.error_data.and_then(|d| d.details),
+                    title: scrub(error.error_user_title),
+                    message: scrub(error.message),
+                    details: scrub(error.error_data.and_then(|d| d.details)),
                 },
             }),
             Err(_) => Err(GraphError::Status {

@@ -98,8 +98,9 @@ pub struct Normalised {
 /// Why a body is not a WhatsApp webhook at all.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
-    /// Not JSON, or not shaped like a `WebhookPayload`.
-    #[error("body is not a WhatsApp webhook payload: {0}")]
+    /// Not JSON, or not shaped like a `WebhookPayload`. Shown scrubbed: the parser's message
+    /// quotes the value it did not expect, which may be a phone number or a body.
+    #[error("body is not a WhatsApp webhook payload: {}", wacrm_core::redact::scrub(&.0.to_string()))]
     Shape(#[from] serde_json::Error),
     /// JSON, but for another product.
     #[error("webhook object is {0:?}, not whatsapp_business_account")]
@@ -257,6 +258,9 @@ fn normalise_value(at: ChangeRef<'_>, received_at: DateTime<Utc>, out: &mut Norm
 }
 
 fn reject(out: &mut Normalised, reason: String, raw: String) {
+    // A parser's reason quotes the value it did not expect: it becomes a dead-letter reason and
+    // a log line, the raw part stays whole for a re-drive.
+    let reason = wacrm_core::redact::scrub(&reason);
     out.rejected.push(Rejected { reason, raw });
 }
 

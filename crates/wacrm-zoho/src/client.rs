@@ -7,15 +7,23 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
-use wacrm_crm::http::{Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
+use wacrm_crm::adapter::{noting_error_answers, with_error_answer};
+use wacrm_crm::http::{scrub_error, Auth, Budget, CrmHttp, HttpSettings, Retry, Window};
 use wacrm_crm::oauth::{Grant, OAuth2};
 use wacrm_crm::transcript;
 use wacrm_crm::{
-    AdapterLimits, ContactSync, CrmAdapter, CrmError, ItemResult, MessageSync, StatusSync,
+    AdapterLimits, ContactErasure, ContactSync, CrmAdapter, CrmError, Erasure, ItemResult,
+    MessageSync, StatusSync,
 };
 
 use crate::config::ZohoConfig;
-use crate::mapping::{self, contact_record, contacts_query, phone_spellings, record_result};
+use crate::mapping::{self, contact_record, contacts_query, phone_spellings};
+
+/// A per-record result of a write, its error scrubbed: Zoho's message may quote the record's
+/// values, and this text comes from a successful answer, past `CrmHttp`'s own scrubbing.
+fn record_result(item: &Value) -> ItemResult<String> {
+    mapping::record_result(item).map_err(scrub_error)
+}
 
 /// Records per write call (Zoho's limit).
 const RECORDS_PER_CALL: usize = 100;
@@ -71,7 +79,12 @@ impl Zoho {
                 "[crm.connections.{name}] needs client_id, client_secret and refresh_token"
             )));
         }
-        let http = CrmHttp::new(name, http_settings(&config), Arc::new(mapping::classify))?;
+        // Erasure reads the per-record results of a refused delete.
+        let http = CrmHttp::new(
+            name,
+            http_settings(&config),
+            noting_error_answers(Arc::new(mapping::classify)),
+        )?;
         Ok(Zoho {
             http,
             config,
@@ -174,6 +187,43 @@ impl Zoho {
             }
         }
         Ok(found)
+    }
+
+    /// Deletes records of `module` (`Contacts`, `Notes`), 100 a call: whether any was there.
+    /// A record that is not (`INVALID_DATA`: deleted by a person, or by an earlier attempt whose
+    /// answer was lost) counts as gone; any other per-record refusal is an error.
+    async fn delete(&self, module: &str, ids: &[String]) -> Result<bool, CrmError> {
+        let mut any = false;
+        for chunk in ids.chunks(RECORDS_PER_CALL) {
+            let path = format!("/crm/v8/{module}?ids={}", chunk.join(","));
+            // A delete whose every id is refused may come back as an error answer carrying the
+            // same per-record results: read them either way.
+            let answer = match with_error_answer(self.send(
+                Method::DELETE,
+                &path,
+                None,
+                Retry::Safe,
+            ))
+            .await
+            {
+                (Ok(answer), _) => answer,
+                (Err(_), Some((400, body))) if body["data"].is_array() => body,
+                (Err(e), _) => return Err(e),
+            };
+            for item in rows(&answer) {
+                match item["code"].as_str() {
+                    Some("SUCCESS") => any = true,
+                    Some("INVALID_DATA") => {}
+                    other => {
+                        return Err(CrmError::Invalid(format!(
+                            "Zoho refused to delete a record of {module}: {}",
+                            other.unwrap_or("no code")
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(any)
     }
 
     /// Creates notes (`(contact, lines)` each), up to 100 a call: one result per line of each
@@ -498,6 +548,50 @@ impl CrmAdapter for Zoho {
             }
         }
         Ok(found)
+    }
+
+    /// Deletes the notes wacrm logged (`DELETE /crm/v8/Notes?ids=…`), then the contact
+    /// (`DELETE /crm/v8/Contacts?ids=…`). Zoho moves deleted records to its Recycle Bin, which
+    /// it empties after 60 days. Notes first: Zoho's documents do not say that a record's notes
+    /// go with it, and a crash in between leaves the contact, so the next attempt finds them
+    /// again. Without a link, the contact is the one holding the WhatsApp id in the unique
+    /// field (COQL, which sees a contact the moment it is written).
+    async fn erase_contact(&self, contact: &ContactErasure) -> Result<Erasure, CrmError> {
+        let id = match &contact.crm_contact_id {
+            Some(id) => Some(id.clone()),
+            None => {
+                let field = self.field().await?;
+                let query = json!({
+                    "select_query": contacts_query(
+                        &field,
+                        std::slice::from_ref(&contact.whatsapp_id),
+                        &[],
+                    )
+                });
+                let answer = self
+                    .send(Method::POST, "/crm/v8/coql", Some(&query), Retry::Safe)
+                    .await?;
+                rows(&answer)
+                    .iter()
+                    .find(|r| r[field.as_str()].as_str() == Some(contact.whatsapp_id.as_str()))
+                    .and_then(|r| r["id"].as_str().map(str::to_owned))
+            }
+        };
+        let mut notes: Vec<String> = Vec::new();
+        for note in &contact.message_crm_ids {
+            if !notes.contains(note) {
+                notes.push(note.clone());
+            }
+        }
+        let mut erased = self.delete("Notes", &notes).await?;
+        if let Some(id) = id {
+            erased |= self.delete("Contacts", &[id]).await?;
+        }
+        Ok(if erased {
+            Erasure::Erased
+        } else {
+            Erasure::NotFound
+        })
     }
 
     async fn update_whatsapp_ids(&self, updates: &[(String, String)]) -> Result<(), CrmError> {

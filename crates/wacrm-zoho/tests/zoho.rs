@@ -109,6 +109,10 @@ impl Target for ZohoTarget {
     fn violations(&self) -> Vec<String> {
         self.fake.violations()
     }
+
+    fn holds(&self, text: &str) -> bool {
+        self.fake.holds(text)
+    }
 }
 
 async fn started() -> ZohoTarget {

@@ -26,8 +26,12 @@ mod audit;
 mod crm;
 mod dead_letters;
 mod doctor;
+mod erase;
+pub mod erasure;
+mod export;
 mod health;
 mod keys;
+mod purge;
 mod replay;
 mod serve;
 pub mod settings;
@@ -40,6 +44,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use audit::AuditCommand;
 pub use crm::CrmCommand;
 pub use dead_letters::DeadLettersCommand;
+pub use export::ExportArgs;
 pub use keys::KeysCommand;
 pub use settings::{adapters, Settings};
 pub use wacrm_crm::Registry;
@@ -122,6 +127,16 @@ pub enum Command {
         #[command(subcommand)]
         command: dead_letters::DeadLettersCommand,
     },
+    /// Export everything wacrm holds on one contact as JSON (a data subject's request for
+    /// access); audited as the command line's user.
+    Export(export::ExportArgs),
+    /// Erase a contact everywhere their data went: store, dead letters, bus, every CRM
+    /// connection (LGPD erasure; docs/privacy.md). Resumable; audited.
+    Erase(erase::EraseArgs),
+    /// Remove what is past its retention (`[retention]`), class by class, and print a table
+    /// of counts; `--dry-run` counts without changing anything. Audited. With the embedded
+    /// bus, its log is trimmed only while `wacrm serve` is stopped (serve's purge job trims it).
+    Purge(purge::PurgeArgs),
 }
 
 /// Logs to stderr in `format`, filtered by `WACRM_LOG` (default `info`).
@@ -151,6 +166,11 @@ pub fn main_with(registry: Registry) -> anyhow::Result<()> {
 /// Runs a parsed command line with the adapter kinds of `registry` (logging is the caller's).
 pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
+    // Every command's audit entries are signed with the audit key (`serve` also creates it;
+    // the container's health check writes none).
+    if !matches!(cli.command, Command::Serve | Command::Health) {
+        audit::install_for_command(&settings);
+    }
     match cli.command {
         Command::Serve => serve::run(settings, registry).await,
         Command::Migrate => {
@@ -162,6 +182,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(settings, command).await,
         Command::Doctor { create_topics } => doctor::run(settings, &registry, create_topics).await,
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
+        Command::Export(args) => export::run(settings, args).await,
+        Command::Erase(args) => erase::run(settings, &registry, args).await,
+        Command::Purge(args) => purge::run(settings, args).await,
         Command::Crm { command } => crm::run(settings, &registry, command).await,
         Command::Audit { command } => audit::run(settings, command).await,
         Command::Health => health::run(&settings.server.listen).await,

@@ -34,6 +34,9 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
     // Instances sharing a PostgreSQL store share every CRM connection's rate limits and rotating
     // refresh tokens (the sender shares its own limits the same way).
     crate::shared::install(&db);
+    // The audit key (created on the first start when none is configured), installed for every
+    // audit entry of the process, and how the relay anchors the log.
+    let anchoring = crate::audit::for_serve(&settings, &db).await?;
     let bus = wacrm_bus::open(&settings.bus)
         .await
         .context("opening the event bus")?;
@@ -213,14 +216,35 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
         );
         None
     };
+    // Retention: what is past its age goes, every `[retention] purge_every_secs`, on one
+    // instance at a time; a shutdown stops it between two batches.
+    let purge_job = tokio::spawn(crate::purge::job(
+        db.clone(),
+        bus.clone(),
+        settings.retention.clone(),
+        shutdown.clone(),
+    ));
     let audit_relay = tokio::spawn(wacrm_server::audit_relay::run(
         db.clone(),
         bus.clone(),
         topics.clone(),
         settings.server.event_source.clone(),
         Duration::from_millis(500),
+        Some(anchoring),
         shutdown.clone(),
     ));
+
+    let erasure_worker = {
+        let adapters = crate::erasure::adapters_of(&settings, &adapters)?;
+        let eraser =
+            crate::erasure::Eraser::new(db.clone(), Some(bus.clone()), topics.clone(), adapters)
+                .await?;
+        tokio::spawn(crate::erasure::worker(
+            Arc::new(eraser),
+            db.clone(),
+            shutdown.clone(),
+        ))
+    };
 
     let state = Arc::new(wacrm_server::AppState {
         bus: bus.clone(),
@@ -275,6 +299,18 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
         .is_err()
     {
         tracing::warn!("audit relay did not stop within {SHUTDOWN_BOUND:?}");
+    }
+    if tokio::time::timeout(SHUTDOWN_BOUND, purge_job)
+        .await
+        .is_err()
+    {
+        tracing::warn!("retention purge did not stop within {SHUTDOWN_BOUND:?}");
+    }
+    if tokio::time::timeout(SHUTDOWN_BOUND, erasure_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("erasure worker did not stop within {SHUTDOWN_BOUND:?}");
     }
     match tokio::time::timeout(SHUTDOWN_BOUND, projection_task).await {
         Ok(Ok(())) => {}

@@ -26,6 +26,10 @@ pub struct Settings {
     pub store: StoreConfig,
     /// `[crm]`.
     pub crm: CrmSettings,
+    /// `[audit]`: the audit log's key and anchors.
+    pub audit: wacrm_store::audit::AuditConfig,
+    /// `[retention]`: how long each class of data is kept (docs/configuration.md).
+    pub retention: wacrm_store::retention::RetentionConfig,
 }
 
 /// `[crm]`: the CRM connections.
@@ -153,9 +157,14 @@ impl Settings {
             }
         }
         let loaded = builder.build().context("reading configuration")?;
-        loaded
+        let mut settings: Settings = loaded
             .try_deserialize()
-            .context("configuration has an invalid value")
+            .context("configuration has an invalid value")?;
+        settings.retention.validate()?;
+        // The bus has one retention whichever the backend: the embedded log is trimmed to it,
+        // and Kafka topics are created (and checked) with it.
+        settings.bus.kafka.topic_retention_ms = settings.retention.bus_log_ms();
+        Ok(settings)
     }
 }
 
@@ -286,5 +295,16 @@ mod tests {
             .into_table()
             .unwrap();
         assert_eq!(table["token"].clone().into_string().unwrap(), "00123");
+    }
+
+    #[test]
+    fn the_marketing_opt_in_rule_is_off_unless_configured() {
+        let settings = Settings::load_with(None, Some(vars(&[]))).unwrap();
+        assert!(!settings.whatsapp.marketing_requires_opt_in);
+        for on in ["true", "TRUE"] {
+            let env = [("WACRM_WHATSAPP__MARKETING_REQUIRES_OPT_IN", on)];
+            let settings = Settings::load_with(None, Some(vars(&env))).unwrap();
+            assert!(settings.whatsapp.marketing_requires_opt_in, "{on}");
+        }
     }
 }

@@ -78,6 +78,19 @@ struct Server {
     /// not reported.
     #[arg(long, env = "WACRM_LOAD_METRICS_KEY")]
     metrics_key: Option<String>,
+    /// Services to start, sharing one broker and one PostgreSQL database (above 1: `--bus
+    /// kafka` and `--postgres`); requests go to them in turn, as a load balancer would spread
+    /// them. Their CPU is summed.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// A PostgreSQL server whose user may create databases: each run's services share a new
+    /// database on it. Without it a service keeps its store in a SQLite file of its own.
+    #[arg(long, env = "WACRM_LOAD_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// The broker's process id (with `--bus kafka`), to report its CPU beside wacrm's: on one
+    /// machine the broker shares the cores with the services.
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -303,14 +316,65 @@ fn wacrm_path(server: &Server) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn wacrm_command(server: &Server, dir: &std::path::Path, port: u16) -> anyhow::Result<Command> {
+/// What the services of one run share: the store (a PostgreSQL database, or each its SQLite
+/// file) and the topic prefix (one deployment on the broker).
+struct Shared {
+    store_url: Option<String>,
+    topic_prefix: String,
+}
+
+impl Shared {
+    /// A new deployment: a fresh database on `--postgres` when given, and topics no earlier run
+    /// used.
+    async fn new(server: &Server) -> anyhow::Result<Self> {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store_url = match &server.postgres {
+            Some(url) => Some(create_database(url).await?),
+            None => None,
+        };
+        Ok(Shared {
+            store_url,
+            topic_prefix: format!("load{}r{run}.", std::process::id()),
+        })
+    }
+}
+
+/// Creates an empty database on the PostgreSQL server `admin_url` names; its URL.
+async fn create_database(admin_url: &str) -> anyhow::Result<String> {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(admin_url)
+        .await
+        .context("connecting to --postgres")?;
+    let name = format!(
+        "wacrm_load_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .context("creating the run's database on --postgres")?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+fn wacrm_command(
+    server: &Server,
+    shared: &Shared,
+    dir: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<Command> {
     let mut cmd = Command::new(wacrm_path(server)?);
+    let store_url = match &shared.store_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}?mode=rwc", dir.join("store.db").display()),
+    };
     cmd.current_dir(dir)
         .env("WACRM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "WACRM_STORE__URL",
-            format!("sqlite://{}?mode=rwc", dir.join("store.db").display()),
-        )
+        .env("WACRM_STORE__URL", store_url)
         .env("WACRM_BUS__EMBEDDED__PATH", dir.join("bus.db"))
         .env("WACRM_WHATSAPP__APP_SECRET", SECRET)
         .env("WACRM_LOG", "warn");
@@ -318,10 +382,7 @@ fn wacrm_command(server: &Server, dir: &std::path::Path, port: u16) -> anyhow::R
         cmd.env("WACRM_BUS__BACKEND", "kafka")
             .env("WACRM_BUS__KAFKA__BROKERS", &server.kafka_brokers)
             .env("WACRM_BUS__KAFKA__CREATE_TOPICS", "true")
-            .env(
-                "WACRM_BUS__TOPIC_PREFIX",
-                format!("load{}.", std::process::id()),
-            );
+            .env("WACRM_BUS__TOPIC_PREFIX", &shared.topic_prefix);
     }
     for kv in &server.env {
         let (k, v) = kv.split_once('=').context("--env wants KEY=VALUE")?;
@@ -351,11 +412,14 @@ async fn wait_ready(client: &reqwest::Client, url: &str, child: &mut Child) -> a
 /// Runs `wacrm ARGS` against the service's files; what it printed on stdout.
 fn run_wacrm(
     server: &Server,
+    shared: &Shared,
     dir: &std::path::Path,
     port: u16,
     args: &[&str],
 ) -> anyhow::Result<String> {
-    let out = wacrm_command(server, dir, port)?.args(args).output()?;
+    let out = wacrm_command(server, shared, dir, port)?
+        .args(args)
+        .output()?;
     if !out.status.success() {
         bail!(
             "wacrm {args:?} failed: {}",
@@ -365,20 +429,43 @@ fn run_wacrm(
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// The services of one run: one, or `--instances` on one broker and one database.
+struct Fleet {
+    members: Vec<Spawned>,
+}
+
+impl Fleet {
+    /// Each service's webhook URL, in the order requests take them.
+    fn webhook_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}/webhooks/whatsapp", m.port))
+            .collect()
+    }
+}
+
+/// Starts the run's services: runs `setup` (`wacrm ARGS` lines) and makes a metrics key once
+/// against their shared store, then starts `--instances` services and waits until each is ready.
 async fn start_wacrm(
     server: &Server,
     client: &reqwest::Client,
     setup: &[&[&str]],
-) -> anyhow::Result<Spawned> {
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
+) -> anyhow::Result<Fleet> {
+    let instances = server.instances.max(1);
+    if instances > 1 && (server.bus != BusArg::Kafka || server.postgres.is_none()) {
+        bail!("--instances above 1 needs --bus kafka and --postgres: the services share one broker and one database");
+    }
+    let shared = Shared::new(server).await?;
+    let first = tempfile::tempdir()?;
+    let first_port = free_port()?;
     for args in setup {
-        run_wacrm(server, dir.path(), port, args)?;
+        run_wacrm(server, &shared, first.path(), first_port, args)?;
     }
     let metrics_key = run_wacrm(
         server,
-        dir.path(),
-        port,
+        &shared,
+        first.path(),
+        first_port,
         &[
             "keys",
             "create",
@@ -393,8 +480,29 @@ async fn start_wacrm(
     )?
     .trim()
     .to_owned();
+    let mut members = Vec::with_capacity(instances);
+    let mut first = Some((first, first_port));
+    for _ in 0..instances {
+        let (dir, port) = match first.take() {
+            Some(first) => first,
+            None => (tempfile::tempdir()?, free_port()?),
+        };
+        members.push(spawn_service(server, &shared, client, dir, port, &metrics_key).await?);
+    }
+    Ok(Fleet { members })
+}
+
+/// Starts `wacrm serve` in `dir` on `port` and waits until it is ready.
+async fn spawn_service(
+    server: &Server,
+    shared: &Shared,
+    client: &reqwest::Client,
+    dir: tempfile::TempDir,
+    port: u16,
+    metrics_key: &str,
+) -> anyhow::Result<Spawned> {
     let log = std::fs::File::create(dir.path().join("wacrm.log"))?;
-    let mut child = wacrm_command(server, dir.path(), port)?
+    let mut child = wacrm_command(server, shared, dir.path(), port)?
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -415,7 +523,7 @@ async fn start_wacrm(
         pid: child.id(),
         child: Some(child),
         port,
-        metrics_key: Some(metrics_key),
+        metrics_key: Some(metrics_key.to_owned()),
         _dir: Some(dir),
     })
 }
@@ -456,9 +564,26 @@ fn client() -> anyhow::Result<reqwest::Client> {
 
 struct Measured {
     report: Report,
+    /// The largest idle RSS of the services.
     idle_rss: u64,
+    /// The largest peak RSS of the services.
     peak_rss: u64,
+    /// The services' CPU, summed, in cores.
     cpu_cores: f64,
+    /// The services' CPU time, summed, over the measured load.
+    cpu: Duration,
+    /// The broker's CPU in cores (`--broker-pid`).
+    broker_cores: Option<f64>,
+    /// This load generator's CPU in cores (it shares the machine).
+    generator_cores: f64,
+}
+
+impl Measured {
+    /// The services' CPU time per 1,000 webhooks answered 200, seconds: with the webhook rate a
+    /// deployment expects, the cores it needs (CPU per 1,000 × webhooks per second / 1,000).
+    fn cpu_per_thousand(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1000.0 / self.report.ok.max(1) as f64
+    }
 }
 
 /// The load every server of an ingest run gets.
@@ -467,18 +592,35 @@ struct Load {
     pace: Pace,
     warmup: Duration,
     duration: Duration,
+    /// The broker's process, whose CPU is read beside the services'.
+    broker_pid: Option<u32>,
 }
 
-async fn measure(spawned: &Spawned, load: &Load) -> anyhow::Result<Measured> {
+/// The CPU time of a process between two readings, when both were read.
+fn cpu_between(before: Option<&procstat::Reading>, after: Option<&procstat::Reading>) -> Duration {
+    match (before, after) {
+        (Some(b), Some(a)) => a.cpu.saturating_sub(b.cpu),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Drives `load` at the services of `members` (in turn) and reads their memory and CPU.
+async fn measure(members: &[Spawned], load: &Load) -> anyhow::Result<Measured> {
     let (pool, pace, warmup, duration) = (&load.pool, load.pace, load.warmup, load.duration);
     let client = client()?;
-    let url = format!("http://127.0.0.1:{}/webhooks/whatsapp", spawned.port);
-    let pid = spawned.pid;
-    let idle_rss = procstat::read(pid).map_or(0, |r| r.rss);
+    let urls: Vec<String> = members
+        .iter()
+        .map(|m| format!("http://127.0.0.1:{}/webhooks/whatsapp", m.port))
+        .collect();
+    let idle_rss = members
+        .iter()
+        .filter_map(|m| procstat::read(m.pid).map(|r| r.rss))
+        .max()
+        .unwrap_or(0);
     if !warmup.is_zero() {
         drive(
             client.clone(),
-            url.clone(),
+            urls.clone(),
             Arc::clone(pool),
             pace,
             warmup,
@@ -487,25 +629,48 @@ async fn measure(spawned: &Spawned, load: &Load) -> anyhow::Result<Measured> {
         .await?;
     }
     let stop = CancellationToken::new();
-    let sampler = tokio::spawn(procstat::peak_rss(
-        pid,
-        Duration::from_millis(100),
-        stop.clone(),
-    ));
-    let before = procstat::read(pid);
-    let report = drive(client, url, Arc::clone(pool), pace, duration, 20_000).await?;
-    let after = procstat::read(pid);
+    let samplers: Vec<_> = members
+        .iter()
+        .map(|m| {
+            tokio::spawn(procstat::peak_rss(
+                m.pid,
+                Duration::from_millis(100),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let broker_pid = load.broker_pid;
+    let started = Instant::now();
+    let before: Vec<_> = members.iter().map(|m| procstat::read(m.pid)).collect();
+    let broker_before = broker_pid.and_then(procstat::read);
+    let generator_before = procstat::read(std::process::id());
+    let report = drive(client, urls, Arc::clone(pool), pace, duration, 20_000).await?;
+    let after: Vec<_> = members.iter().map(|m| procstat::read(m.pid)).collect();
+    let broker_after = broker_pid.and_then(procstat::read);
+    let generator_after = procstat::read(std::process::id());
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
     stop.cancel();
-    let peak_rss = sampler.await.unwrap_or(0);
-    let cpu_cores = match (before, after) {
-        (Some(b), Some(a)) => procstat::cores(&b, &a),
-        _ => 0.0,
-    };
+    let mut peak_rss = 0;
+    for sampler in samplers {
+        peak_rss = peak_rss.max(sampler.await.unwrap_or(0));
+    }
+    let cpu: Duration = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| cpu_between(b.as_ref(), a.as_ref()))
+        .sum();
+    let broker_cores = broker_pid
+        .map(|_| cpu_between(broker_before.as_ref(), broker_after.as_ref()).as_secs_f64() / wall);
+    let generator_cores =
+        cpu_between(generator_before.as_ref(), generator_after.as_ref()).as_secs_f64() / wall;
     Ok(Measured {
         report,
         idle_rss,
         peak_rss,
-        cpu_cores,
+        cpu_cores: cpu.as_secs_f64() / wall,
+        cpu,
+        broker_cores,
+        generator_cores,
     })
 }
 
@@ -529,6 +694,18 @@ fn print(name: &str, m: &Measured) {
         mib(m.peak_rss),
         m.cpu_cores,
     );
+    if m.report.ok > 0 && name != "baseline" {
+        println!(
+            "{:<9} cpu {:.3} s per 1,000 webhooks{}; load generator {:.2} cores",
+            "",
+            m.cpu_per_thousand(),
+            match m.broker_cores {
+                Some(cores) => format!("; broker {cores:.2} cores"),
+                None => String::new(),
+            },
+            m.generator_cores,
+        );
+    }
 }
 
 /// Which servers an ingest run measures, and how many times.
@@ -544,6 +721,7 @@ struct RunFigures {
     p99_ms: f64,
     peak_mib: f64,
     cores: f64,
+    cpu_per_thousand: f64,
     share: Option<f64>,
 }
 
@@ -568,6 +746,7 @@ async fn ingest(
         pace,
         warmup,
         duration,
+        broker_pid: server.broker_pid,
     };
     println!(
         "load: {pace:?}, {} s (+{} s warm-up), {} update(s) per webhook, {:?} mix, {} contacts, {} numbers",
@@ -578,6 +757,12 @@ async fn ingest(
         generator.contacts,
         generator.numbers
     );
+    if server.instances > 1 {
+        println!(
+            "{} services on one broker and one PostgreSQL database, requests in turn",
+            server.instances
+        );
+    }
     let c = client()?;
     let mut figures = Vec::new();
     for run in 1..=runs.repeat {
@@ -587,7 +772,7 @@ async fn ingest(
         let mut baseline_rps = None;
         if runs.baseline || runs.baseline_only {
             let base = start_baseline(&c).await?;
-            let m = measure(&base, &load).await?;
+            let m = measure(std::slice::from_ref(&base), &load).await?;
             print("baseline", &m);
             baseline_rps = Some(m.report.rps());
         }
@@ -595,18 +780,20 @@ async fn ingest(
             continue;
         }
         let wacrm = match server.port {
-            Some(port) => Spawned {
-                child: None,
-                pid: server.pid.unwrap_or(0),
-                port,
-                metrics_key: server.metrics_key.clone(),
-                _dir: None,
+            Some(port) => Fleet {
+                members: vec![Spawned {
+                    child: None,
+                    pid: server.pid.unwrap_or(0),
+                    port,
+                    metrics_key: server.metrics_key.clone(),
+                    _dir: None,
+                }],
             },
             None => start_wacrm(&server, &c, &[]).await?,
         };
         // Let the idle service settle before reading its idle RSS.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let m = measure(&wacrm, &load).await?;
+        let m = measure(&wacrm.members, &load).await?;
         print("wacrm", &m);
         if let Some((stored, published)) = store_progress(&c, &wacrm).await {
             println!("store projection: {stored} of {published} published events stored when the load ended");
@@ -620,6 +807,7 @@ async fn ingest(
             p99_ms: m.report.ms(0.99),
             peak_mib: mib(m.peak_rss),
             cores: m.cpu_cores,
+            cpu_per_thousand: m.cpu_per_thousand(),
             share,
         });
     }
@@ -629,9 +817,20 @@ async fn ingest(
     Ok(())
 }
 
-/// Events the store projection had stored, and events published, as the service counts them
-/// (`/metrics`): whether the store kept up with the load.
-async fn store_progress(client: &reqwest::Client, wacrm: &Spawned) -> Option<(u64, u64)> {
+/// Events the store projection had stored, and events published, as the services count them
+/// (`/metrics`, summed): whether the store kept up with the load.
+async fn store_progress(client: &reqwest::Client, wacrm: &Fleet) -> Option<(u64, u64)> {
+    let (mut stored, mut published) = (0, 0);
+    for member in &wacrm.members {
+        let (s, p) = member_progress(client, member).await?;
+        stored += s;
+        published += p;
+    }
+    Some((stored, published))
+}
+
+/// One service's [`store_progress`].
+async fn member_progress(client: &reqwest::Client, wacrm: &Spawned) -> Option<(u64, u64)> {
     let text = client
         .get(format!("http://127.0.0.1:{}/metrics", wacrm.port))
         .bearer_auth(wacrm.metrics_key.as_deref()?)
@@ -683,17 +882,22 @@ fn print_spread(figures: &[RunFigures]) {
     );
     line("CPU", "cores", figures.iter().map(|f| f.cores).collect());
     line(
+        "CPU/1,000",
+        "s per 1,000 webhooks",
+        figures.iter().map(|f| f.cpu_per_thousand).collect(),
+    );
+    line(
         "/ baseline",
         "%",
         figures.iter().filter_map(|f| f.share).collect(),
     );
 }
 
-/// Sends `messages` signed text webhooks from `contacts` at `rate` to the service on `port`
-/// (open loop); prints and returns the ingest report.
+/// Sends `messages` signed text webhooks from `contacts` at `rate` to the run's services (in
+/// turn, open loop); prints and returns the ingest report.
 async fn send_webhooks(
     c: &reqwest::Client,
-    port: u16,
+    wacrm: &Fleet,
     rate: f64,
     messages: usize,
     contacts: usize,
@@ -710,7 +914,7 @@ async fn send_webhooks(
     let duration = Duration::from_secs_f64(messages as f64 / rate);
     let report = drive(
         c.clone(),
-        format!("http://127.0.0.1:{port}/webhooks/whatsapp"),
+        wacrm.webhook_urls(),
         Arc::clone(&pool),
         Pace::Rate(rate),
         duration,
@@ -757,7 +961,7 @@ async fn e2e_pipedrive(
     let tokens_before = fake.tokens_spent();
     println!("e2e: {messages} messages from {contacts} contacts at {rate} msg/s; Pipedrive, limit {limit}/2 s");
     let started = Instant::now();
-    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
+    let report = send_webhooks(&c, &wacrm, rate, messages, contacts).await?;
     let expected = report.ok as usize;
     let deadline = Instant::now() + timeout;
     let wamids = |fake: &PipedriveFake| -> Vec<String> {
@@ -1175,7 +1379,7 @@ async fn e2e_crm(
         fake.name()
     );
     let started = Instant::now();
-    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
+    let report = send_webhooks(&c, &wacrm, rate, messages, contacts).await?;
     let expected = report.ok as usize;
     let deadline = Instant::now() + timeout;
     loop {
@@ -1262,7 +1466,7 @@ async fn e2e(
         crm_latency.as_millis()
     );
     let started = chrono::Utc::now();
-    let report = send_webhooks(&c, wacrm.port, rate, messages, contacts).await?;
+    let report = send_webhooks(&c, &wacrm, rate, messages, contacts).await?;
     // Webhook n was scheduled at started + n / rate; its communication carries its wamid.
     let deadline = Instant::now() + timeout;
     let expected = report.ok as usize;

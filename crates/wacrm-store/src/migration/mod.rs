@@ -11,6 +11,10 @@ mod m20261123_000001_crm_secrets;
 mod m20261202_000002_key_scoping;
 mod m20261203_000001_rate_limits;
 mod m20261203_000002_oauth_tokens;
+mod m20261204_000001_audit_keyed;
+mod m20261204_000002_retention;
+mod m20261204_000003_erasure;
+mod m20261204_000004_consent;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +32,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_key_scoping::Migration),
             Box::new(m20261203_000001_rate_limits::Migration),
             Box::new(m20261203_000002_oauth_tokens::Migration),
+            Box::new(m20261204_000001_audit_keyed::Migration),
+            Box::new(m20261204_000002_retention::Migration),
+            Box::new(m20261204_000003_erasure::Migration),
+            Box::new(m20261204_000004_consent::Migration),
         ]
     }
 }

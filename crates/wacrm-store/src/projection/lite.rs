@@ -46,7 +46,7 @@ impl LiteStore {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-{};",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA cache_size=-{};",
             crate::SQLITE_CACHE_KIB
         ))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -465,6 +465,30 @@ impl Ops for LiteStore {
             row.value,
             time(&row.updated_at),
         ])?;
+        Ok(())
+    }
+
+    async fn insert_consent(&self, row: crate::consent::ConsentRow) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO consent_records (id, contact_id, purpose, granted, channel, source,
+                     recorded_by, key_id, phone_number_id, at, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                row.id,
+                row.contact_id,
+                row.purpose,
+                row.granted,
+                row.channel,
+                row.source,
+                row.recorded_by,
+                row.key_id,
+                row.phone_number_id,
+                time(&row.at),
+                time(&row.recorded_at),
+            ])?;
         Ok(())
     }
 

@@ -36,13 +36,9 @@ use crate::StoreError;
 /// The projection's consumer group.
 pub const GROUP: &str = "wacrm-store";
 
-/// Namespace of contact ids derived from identities.
-const CONTACT_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x2b8e_6f61_3c1d_4e8a_8f0b_636f_6e74_6163);
-
-/// The contact id a new contact gets from its first identity.
+/// The contact id a new contact gets from its first identity ([`IdentityKey::contact_id`]).
 pub fn contact_id_for(key: &IdentityKey) -> String {
-    uuid::Uuid::new_v5(&CONTACT_NAMESPACE, key.to_string().as_bytes()).to_string()
+    key.contact_id()
 }
 
 /// The store projection handler.
@@ -52,6 +48,8 @@ pub struct Projection {
     /// PostgreSQL and in-memory SQLite, which go through `db`.
     lite: Option<LiteStore>,
     topics: Topics,
+    /// Erased people, whose late events are dropped (loaded with the first batch).
+    erased: Option<crate::erasure::ErasedSubjects>,
 }
 
 impl Projection {
@@ -66,7 +64,12 @@ impl Projection {
                 None
             }
         });
-        Projection { db, lite, topics }
+        Projection {
+            db,
+            lite,
+            topics,
+            erased: None,
+        }
     }
 
     /// A projection writing through `db`'s pool even on a SQLite file, as it does on
@@ -76,6 +79,7 @@ impl Projection {
             db,
             lite: None,
             topics,
+            erased: None,
         }
     }
 
@@ -172,14 +176,34 @@ enum Item<'a> {
 #[async_trait]
 impl Handler for Projection {
     async fn handle(&mut self, records: &[Record]) -> Result<Handled, HandlerError> {
+        let erased = match self.erased.take() {
+            Some(erased) => erased,
+            None => crate::erasure::ErasedSubjects::load(&self.db)
+                .await
+                .map_err(|e| HandlerError::Retryable(e.to_string()))?,
+        };
+        let refreshed = erased.refresh(&self.db).await;
+        let erased = &*self.erased.insert(erased);
+        refreshed.map_err(|e| HandlerError::Retryable(e.to_string()))?;
         let mut items = Vec::with_capacity(records.len());
+        // The record each item came from (dropped records have none).
+        let mut origin = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             if record.topic == self.topics.dead_letters {
                 items.push(Item::DeadLetter(record));
+                origin.push(index);
                 continue;
             }
             match decode_event(record) {
-                Ok(event) => items.push(Item::Event(Box::new(event))),
+                // A late delivery of an erased person's past (docs/privacy.md).
+                Ok(event) if erased.is_event_erased(&event) => {
+                    metrics::counter!("wacrm_erased_events_dropped_total", "consumer" => "store")
+                        .increment(1);
+                }
+                Ok(event) => {
+                    items.push(Item::Event(Box::new(event)));
+                    origin.push(index);
+                }
                 Err(e) => {
                     return Err(HandlerError::Permanent {
                         index,
@@ -188,7 +212,11 @@ impl Handler for Projection {
                 }
             }
         }
-        match self.apply_all(&items).await {
+        let result = self.apply_all(&items).await.map_err(|(index, e)| {
+            // An item's fault is its record's (`records.len()`: none of them).
+            (origin.get(index).copied().unwrap_or(records.len()), e)
+        });
+        match result {
             Ok(()) => Ok(Handled::default()),
             Err((index, e)) => match e.class() {
                 wacrm_core::ErrorClass::DeadLetter if index < records.len() => {
@@ -407,6 +435,24 @@ impl<'o, O: Ops> BatchWriter<'o, O> {
                 let contact_id = self
                     .resolve_contact(&p.contact.keys(), None, None, event.time)
                     .await?;
+                // A marketing stop / resume made in WhatsApp is also a consent decision, limited
+                // to the number it was made on; keyed by the event, so a replay adds nothing.
+                if let Some(c) = wacrm_core::optout::consent_of(p) {
+                    ops.insert_consent(crate::consent::ConsentRow {
+                        id: event.id.to_string(),
+                        contact_id: contact_id.clone(),
+                        purpose: wacrm_core::consent::Purpose::Marketing.as_string(),
+                        granted: c.granted,
+                        channel: "whatsapp".to_owned(),
+                        source: c.source.to_owned(),
+                        recorded_by: c.recorded_by.to_owned(),
+                        key_id: None,
+                        phone_number_id: Some(p.business.phone_number_id.clone()),
+                        at: event.time,
+                        recorded_at: event.time,
+                    })
+                    .await?;
+                }
                 apply_preference(
                     ops,
                     preference::Model {
@@ -439,7 +485,9 @@ impl<'o, O: Ops> BatchWriter<'o, O> {
             EventPayload::SendRequested(_)
             | EventPayload::ReadRequested(_)
             | EventPayload::SendFailed(_)
-            | EventPayload::AuditRecorded(_) => Ok(()),
+            | EventPayload::AuditRecorded(_)
+            // The erasure itself removed the rows; its event is for other consumers.
+            | EventPayload::ContactErased(_) => Ok(()),
             EventPayload::PlatformError(e) => {
                 ops.insert_platform_error(platform_error::Model {
                     event_id: event.id.to_string(),

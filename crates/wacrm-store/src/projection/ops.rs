@@ -95,6 +95,8 @@ pub(crate) trait Ops: Sync {
     ) -> Result<Option<preference::Model>, StoreError>;
     /// Inserts a preference, or replaces the stored one (`exists`).
     async fn put_preference(&self, row: preference::Model, exists: bool) -> Result<(), StoreError>;
+    /// Inserts a consent decision unless its id is stored (see `crate::consent`).
+    async fn insert_consent(&self, row: crate::consent::ConsentRow) -> Result<(), StoreError>;
 
     /// Inserts a platform error unless its event is stored.
     async fn insert_platform_error(&self, row: platform_error::Model) -> Result<(), StoreError>;

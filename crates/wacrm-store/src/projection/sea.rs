@@ -271,6 +271,12 @@ impl<C: ConnectionTrait> Ops for SeaOps<'_, C> {
         Ok(())
     }
 
+    async fn insert_consent(&self, row: crate::consent::ConsentRow) -> Result<(), StoreError> {
+        use crate::entities::consent_record;
+        insert_or_ignore(self.db, set_all(row), [consent_record::Column::Id]).await?;
+        Ok(())
+    }
+
     async fn insert_platform_error(&self, row: platform_error::Model) -> Result<(), StoreError> {
         insert_or_ignore(self.db, set_all(row), [platform_error::Column::EventId]).await?;
         Ok(())

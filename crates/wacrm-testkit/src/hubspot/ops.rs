@@ -215,6 +215,8 @@ impl State {
             Op::ContactsBatchUpdate => self.contacts_batch_update(body),
             Op::ContactsSearch => self.search(Kind::Contact, body),
             Op::ContactsBatchRead => self.contacts_batch_read(body),
+            Op::ContactsGdprDelete => self.contacts_gdpr_delete(body),
+            Op::CommunicationsBatchArchive => self.batch_archive(Kind::Communication, body),
             Op::CommunicationsBatchCreate => self.engagements_create(Kind::Communication, body),
             Op::CommunicationsBatchUpdate => self.engagements_update(Kind::Communication, body),
             Op::CommunicationsSearch => self.search(Kind::Communication, body),
@@ -630,6 +632,64 @@ impl State {
             vec![not_found_error(Kind::Contact, "get", missing)]
         };
         Ok(batch_response(StatusCode::OK, results, errors))
+    }
+
+    /// `POST /crm/v3/objects/contacts/gdpr-delete`: the contact (by id, or by a unique property
+    /// named in `idProperty`) and its associations are gone at once — HubSpot purges within 30
+    /// days, and nothing can restore it meanwhile. `404` when there is no such contact (HubSpot
+    /// blocklists an unknown e-mail address; the fake keeps no blocklist).
+    fn contacts_gdpr_delete(&mut self, body: &Value) -> Result<Reply, Reply> {
+        let object_id = body
+            .get("objectId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Reply::validation("Invalid input JSON: `objectId` is required"))?;
+        let id_property = body
+            .get("idProperty")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty());
+        if let Some(p) = id_property {
+            if !self.is_unique_contact_property(p) {
+                return Err(non_unique(Kind::Contact, p));
+            }
+        }
+        let hit = match id_property {
+            Some(p) => State::contact_by_unique(self.table(Kind::Contact), p, object_id),
+            None => self.exists(Kind::Contact, object_id),
+        };
+        let Some(id) = hit else {
+            return Err(Reply::error(
+                StatusCode::NOT_FOUND,
+                "OBJECT_NOT_FOUND",
+                format!("No CONTACT with id {object_id} exists"),
+            ));
+        };
+        self.remove(Kind::Contact, id);
+        Ok(Reply::no_content())
+    }
+
+    /// `POST /crm/v3/objects/{communications}/batch/archive`: the records and their
+    /// associations are gone (HubSpot keeps them restorable for 90 days; the fake forgets them).
+    /// Ids that do not exist are skipped: HubSpot answers `204` all the same.
+    fn batch_archive(&mut self, kind: Kind, body: &Value) -> Result<Reply, Reply> {
+        let inputs = inputs(body)?;
+        if inputs.len() > BATCH_LIMIT {
+            return Err(too_many(BATCH_LIMIT));
+        }
+        let mut ids = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let id = input
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Reply::validation(format!("inputs[{i}].id is required")))?;
+            ids.push(id.to_owned());
+        }
+        for id in ids {
+            if let Some(id) = self.exists(kind, &id) {
+                self.remove(kind, id);
+            }
+        }
+        Ok(Reply::no_content())
     }
 
     /// HubSpot's checks for a communication or note write.

@@ -46,6 +46,16 @@ impl Reply {
         }
     }
 
+    /// `204 No Content` (archives, GDPR deletes).
+    pub(super) fn no_content() -> Reply {
+        Reply {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            headers: Vec::new(),
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
     /// HubSpot's error body: `{"status":"error","message","correlationId","category"}`.
     pub(super) fn error(status: StatusCode, category: &str, message: impl Into<String>) -> Reply {
         let correlation_id = uuid::Uuid::new_v4().to_string();

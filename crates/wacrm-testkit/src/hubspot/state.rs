@@ -740,6 +740,21 @@ impl State {
         }
     }
 
+    /// Whether any record holds `text` in a property value, now or in its history.
+    pub(super) fn holds(&self, text: &str) -> bool {
+        self.records.values().flat_map(BTreeMap::values).any(|r| {
+            r.props.values().any(|v| v.contains(text))
+                || r.history.values().flatten().any(|h| h.value.contains(text))
+        })
+    }
+
+    /// Removes a record and every association from or to it.
+    pub(super) fn remove(&mut self, kind: Kind, id: u64) {
+        self.table_mut(kind).remove(&id);
+        self.associations
+            .retain(|a| a.from != (kind, id) && a.to != (kind, id));
+    }
+
     pub(super) fn associations_of(&self, object_type: &str, id: &str) -> Vec<FakeAssociation> {
         let (Some(kind), Ok(id)) = (Kind::parse(object_type), id.parse::<u64>()) else {
             return Vec::new();

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use axum::http::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::paging::offset_page;
 use super::server::{Call, Reply};
@@ -165,6 +165,14 @@ impl State {
         };
         self.apply_note(id, write, true);
         self.note_reply(id)
+    }
+
+    /// `DELETE /notes/{id}`: the note is gone (a second delete is a 404).
+    pub(super) fn note_delete(&mut self, call: &Call<'_>) -> Reply {
+        if self.notes.remove(&call.id()).is_none() {
+            return Reply::not_found();
+        }
+        Reply::raw(StatusCode::OK, json!({"success": true, "data": true}))
     }
 
     fn note_reply(&self, id: i64) -> Reply {

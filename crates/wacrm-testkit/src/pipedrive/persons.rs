@@ -242,6 +242,18 @@ impl State {
         self.person_reply(id)
     }
 
+    /// `DELETE /persons/{id}`: Pipedrive marks the person deleted and purges it after 30 days;
+    /// the fake forgets it at once (a later read, update or delete of it is a 404). The person's
+    /// notes stay, as nothing in Pipedrive's documents says they go with it: a client that
+    /// erases must delete them itself.
+    pub(super) fn person_delete(&mut self, call: &Call<'_>) -> Reply {
+        let id = call.id();
+        if self.persons.remove(&id).is_none() {
+            return Reply::not_found();
+        }
+        Reply::success(json!({ "id": id }), Value::Null)
+    }
+
     fn person_reply(&self, id: i64) -> Reply {
         match self.persons.get(&id) {
             Some(person) => Reply::success(self.person_json(person, None), Value::Null),

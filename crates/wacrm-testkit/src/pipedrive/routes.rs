@@ -39,10 +39,12 @@ pub(super) enum Op {
     PersonsList,
     PersonCreate,
     PersonPatch,
+    PersonDelete,
     NotesList,
     NoteCreate,
     NoteGet,
     NoteUpdate,
+    NoteDelete,
 }
 
 /// `(operation, method, document, path template as written in the document, token cost)`.
@@ -57,10 +59,12 @@ pub(super) const OPERATIONS: &[(Op, &str, Api, &str, u64)] = &[
     (Op::PersonsList, "GET", Api::V2, "/persons", 10),
     (Op::PersonCreate, "POST", Api::V2, "/persons", 5),
     (Op::PersonPatch, "PATCH", Api::V2, "/persons/{id}", 5),
+    (Op::PersonDelete, "DELETE", Api::V2, "/persons/{id}", 3),
     (Op::NotesList, "GET", Api::V1, "/notes", 20),
     (Op::NoteCreate, "POST", Api::V1, "/notes", 10),
     (Op::NoteGet, "GET", Api::V1, "/notes/{id}", 2),
     (Op::NoteUpdate, "PUT", Api::V1, "/notes/{id}", 10),
+    (Op::NoteDelete, "DELETE", Api::V1, "/notes/{id}", 6),
 ];
 
 /// A matched request.
@@ -138,7 +142,11 @@ mod tests {
         assert!(match_route("GET", "/api/v2/notes").is_none());
         assert!(match_route("GET", "/v1/notes").is_none());
         assert!(match_route("GET", "/api/v2/persons/search").is_none());
-        assert!(match_route("DELETE", "/api/v1/notes/1").is_none());
+        assert!(match_route("DELETE", "/api/v1/persons/1").is_none());
+        assert_eq!(
+            match_route("DELETE", "/api/v1/notes/1").unwrap().op,
+            Op::NoteDelete
+        );
         assert!(match_route("GET", "/api/v2/persons/").is_some());
     }
 }

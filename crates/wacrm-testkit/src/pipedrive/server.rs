@@ -309,10 +309,12 @@ impl State {
             Op::PersonsList => self.persons_list(call),
             Op::PersonCreate => self.person_create(call),
             Op::PersonPatch => self.person_patch(call),
+            Op::PersonDelete => self.person_delete(call),
             Op::NotesList => self.notes_list(call),
             Op::NoteCreate => self.note_create(call),
             Op::NoteGet => self.note_get(call),
             Op::NoteUpdate => self.note_update(call),
+            Op::NoteDelete => self.note_delete(call),
         }
     }
 }

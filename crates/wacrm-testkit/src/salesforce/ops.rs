@@ -1,5 +1,5 @@
-//! The operations: SOQL queries, describe, limits, sObject Collections upsert and update, and
-//! the Tooling API's custom object and custom field creation.
+//! The operations: SOQL queries, describe, limits, sObject Collections upsert, update and
+//! delete, a record's delete, and the Tooling API's custom object and custom field creation.
 
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -24,7 +24,229 @@ fn record_error(code: &str, message: &str, fields: &[&str]) -> Value {
     json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": fields}]})
 }
 
+/// How a delete of one id ends.
+enum Deleted {
+    /// It was there, and is gone (in the Recycle Bin).
+    Now,
+    /// Deleted before (`ENTITY_IS_DELETED`).
+    Before,
+    /// No record of the object has this id.
+    Unknown,
+}
+
 impl State {
+    /// Deletes a record of `object` by id: its values are gone, its id is remembered as
+    /// deleted, and lookups to it are cleared (the adapter's `Contact__c` is created with
+    /// `deleteConstraint: SetNull`, "clear the value of this field": the messages stay).
+    fn delete_record(&mut self, object: &str, id: &str) -> Deleted {
+        let key = id.get(..15).unwrap_or(id).to_owned();
+        let Some(name) = self.object(object).map(|o| o.name.clone()) else {
+            return Deleted::Unknown;
+        };
+        let found = self.object_mut(&name).and_then(|o| {
+            let full = o
+                .records
+                .keys()
+                .find(|k| k.get(..15) == Some(key.as_str()))?;
+            let full = full.clone();
+            o.records.remove(&full).map(|_| full)
+        });
+        let Some(full) = found else {
+            return if self.deleted.contains(&key) {
+                Deleted::Before
+            } else {
+                Deleted::Unknown
+            };
+        };
+        self.deleted.insert(key);
+        for other in self.objects.values_mut() {
+            let lookups: Vec<String> = other
+                .fields
+                .iter()
+                .filter(|f| {
+                    f.reference_to
+                        .as_deref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(&name))
+                })
+                .map(|f| f.name.clone())
+                .collect();
+            for record in other.records.values_mut() {
+                for lookup in &lookups {
+                    let points_here = record
+                        .get(lookup)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.get(..15) == full.get(..15));
+                    if points_here {
+                        record.remove(lookup);
+                    }
+                }
+            }
+        }
+        Deleted::Now
+    }
+
+    /// `DELETE /sobjects/{object}/{id}`: `204` and no body; a record deleted before is `404
+    /// ENTITY_IS_DELETED`, an unknown one `404 NOT_FOUND` (REST API Developer Guide, "Delete a
+    /// Record"; "Status Codes and Error Responses").
+    pub(super) fn record_delete(&mut self, call: &Call<'_>, object: &str, id: &str) -> Reply {
+        if !call.query.is_empty() || !call.body.is_null() {
+            return self.violation(
+                call,
+                "INVALID_QUERY_FILTER_OPERATOR",
+                "a record delete takes no query parameters and no body",
+            );
+        }
+        if self.object(object).is_none() {
+            return Reply::error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        }
+        if !looks_like_id(id) {
+            return Reply::error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("Provided external ID field does not exist or is not accessible: {id}"),
+            );
+        }
+        match self.delete_record(object, id) {
+            Deleted::Now => Reply::json(StatusCode::NO_CONTENT, Value::Null),
+            Deleted::Before => Reply::error(
+                StatusCode::NOT_FOUND,
+                "ENTITY_IS_DELETED",
+                "entity is deleted",
+            ),
+            Deleted::Unknown => Reply::error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            ),
+        }
+    }
+
+    /// `DELETE /composite/sobjects?ids=…&allOrNone=…`: up to 200 ids of any objects, a result
+    /// per id in order (`{"id", "success": true, "errors": []}`, or a per-record error:
+    /// `MALFORMED_ID`, `ENTITY_IS_DELETED`, `INVALID_CROSS_REFERENCE_KEY`); with `allOrNone=true`
+    /// one failure rolls back every delete (REST API Developer Guide, "Delete Records Using
+    /// sObject Collections").
+    pub(super) fn collections_delete(&mut self, call: &Call<'_>) -> Reply {
+        if !call.body.is_null() {
+            return self.violation(
+                call,
+                "JSON_PARSER_ERROR",
+                "the delete takes its ids in the query, no body",
+            );
+        }
+        let mut ids: Option<Vec<String>> = None;
+        let mut all_or_none = false;
+        for (name, value) in call.query {
+            match name.as_str() {
+                "ids" => {
+                    ids = Some(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    )
+                }
+                "allOrNone" => match value.as_str() {
+                    "true" => all_or_none = true,
+                    "false" => all_or_none = false,
+                    other => {
+                        return self.violation(
+                            call,
+                            "INVALID_QUERY_FILTER_OPERATOR",
+                            format!("?allOrNone: {other:?} is not true or false"),
+                        )
+                    }
+                },
+                other => {
+                    return self.violation(
+                        call,
+                        "INVALID_QUERY_FILTER_OPERATOR",
+                        format!("?{other}: the delete takes ids and allOrNone"),
+                    )
+                }
+            }
+        }
+        let ids = ids.unwrap_or_default();
+        if ids.is_empty() || ids.len() > MAX_COLLECTION {
+            return self.violation(
+                call,
+                "INVALID_FIELD",
+                format!("?ids: 1 to {MAX_COLLECTION} record ids, not {}", ids.len()),
+            );
+        }
+        // Which object each id belongs to, by its key prefix.
+        let owner = |state: &State, id: &str| -> Option<String> {
+            state
+                .objects
+                .values()
+                .find(|o| id.starts_with(o.prefix.as_str()))
+                .map(|o| o.name.clone())
+        };
+        let mut plan = Vec::new();
+        for id in &ids {
+            let object = if looks_like_id(id) {
+                owner(self, id)
+            } else {
+                None
+            };
+            plan.push((id.clone(), object));
+        }
+        if all_or_none {
+            let fails = plan.iter().any(|(id, object)| {
+                let key = id.get(..15).unwrap_or(id);
+                object.as_ref().is_none_or(|o| {
+                    self.object(o)
+                        .is_none_or(|o| !o.records.keys().any(|k| k.get(..15) == Some(key)))
+                })
+            });
+            if fails {
+                let results = plan
+                    .iter()
+                    .map(|_| {
+                        record_error(
+                            "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                            "Record rolled back because not all records were valid and the \
+                             request was using AllOrNone header",
+                            &[],
+                        )
+                    })
+                    .collect();
+                return Reply::json(StatusCode::OK, Value::Array(results));
+            }
+        }
+        let mut results = Vec::new();
+        for (id, object) in plan {
+            if !looks_like_id(&id) {
+                results.push(record_error(
+                    "MALFORMED_ID",
+                    &format!("malformed id {id}"),
+                    &[],
+                ));
+                continue;
+            }
+            let outcome = match &object {
+                Some(object) => self.delete_record(object, &id),
+                None => Deleted::Unknown,
+            };
+            results.push(match outcome {
+                Deleted::Now => json!({"id": id, "success": true, "errors": []}),
+                Deleted::Before => record_error("ENTITY_IS_DELETED", "entity is deleted", &[]),
+                Deleted::Unknown => record_error(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    "invalid cross reference id",
+                    &[],
+                ),
+            });
+        }
+        Reply::json(StatusCode::OK, Value::Array(results))
+    }
+
     /// `GET /query?q=SOQL`: `{"totalSize", "done", "records": [{"attributes": {"type",
     /// "url"}, …}], "nextRecordsUrl"?}` (REST API Developer Guide, "Execute a SOQL Query").
     pub(super) fn query_op(&mut self, call: &Call<'_>) -> Reply {

@@ -158,7 +158,12 @@ async fn handle(
     let counted = path.starts_with(DATA_PREFIX);
     drop(state);
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let mut response = (reply.status, axum::Json(reply.body)).into_response();
+    // A 204 carries no body (a record delete).
+    let mut response = if reply.status == StatusCode::NO_CONTENT {
+        reply.status.into_response()
+    } else {
+        (reply.status, axum::Json(reply.body)).into_response()
+    };
     // "This response header is returned in each request to REST API" (REST API Developer
     // Guide, "Limit Info Header").
     if counted {
@@ -452,6 +457,8 @@ impl State {
                 self.collections_upsert(call, object, field)
             }
             ("PATCH", ["composite", "sobjects"]) => self.collections_update(call),
+            ("DELETE", ["composite", "sobjects"]) => self.collections_delete(call),
+            ("DELETE", ["sobjects", object, id]) => self.record_delete(call, object, id),
             ("POST", ["tooling", "sobjects", "CustomObject"]) => self.create_custom_object(call),
             ("POST", ["tooling", "sobjects", "CustomField"]) => self.create_custom_field(call),
             _ => self.not_implemented(call.method, call.path),

@@ -129,6 +129,10 @@ pub(super) struct State {
     pub cursors: BTreeMap<String, (String, Vec<Value>)>,
     /// The arrival time of each API request, for the busiest second.
     pub arrivals: Vec<std::time::Instant>,
+    /// The 15-character ids of deleted records. Salesforce keeps deleted records in the
+    /// Recycle Bin for 15 days (a delete of one answers `ENTITY_IS_DELETED`); the fake keeps
+    /// only their ids, none of their values.
+    pub deleted: HashSet<String>,
 }
 
 /// Salesforce's 18-character id: the 15-character id and a suffix of three characters that
@@ -182,6 +186,7 @@ impl State {
             violations: Vec::new(),
             cursors: BTreeMap::new(),
             arrivals: Vec::new(),
+            deleted: HashSet::new(),
         };
         let mut last_name = Field::system("LastName", "string", 80);
         last_name.required = true;

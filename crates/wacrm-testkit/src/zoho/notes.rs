@@ -231,6 +231,11 @@ impl State {
     }
 
     /// `PUT /Notes`: updates by `id`.
+    /// `DELETE /Notes?ids=…`: the notes are gone.
+    pub(super) fn notes_delete(&mut self, call: &Call<'_>) -> Reply {
+        self.delete_ids(call, |state, id| state.notes.remove(&id).is_some())
+    }
+
     pub(super) fn notes_update(&mut self, call: &Call<'_>) -> Reply {
         let items = match self.batch_items(call, "data") {
             Ok(items) => items,

@@ -39,9 +39,11 @@ pub(super) enum Op {
     Coql,
     Upsert,
     UpdateRecords,
+    DeleteRecords,
     NotesList,
     NotesCreate,
     NotesUpdate,
+    NotesDelete,
 }
 
 /// `(operation, method, document, path template as the document writes it, operationId)`.
@@ -76,6 +78,13 @@ pub(super) const OPERATIONS: &[(Op, &str, Doc, &str, &str)] = &[
         "Update Records",
     ),
     (
+        Op::DeleteRecords,
+        "DELETE",
+        Doc::Record,
+        "/crm/v8/{module_api_name}",
+        "Delete Records",
+    ),
+    (
         Op::NotesList,
         "GET",
         Doc::Notes,
@@ -95,6 +104,13 @@ pub(super) const OPERATIONS: &[(Op, &str, Doc, &str, &str)] = &[
         Doc::Notes,
         "/crm/v8/Notes",
         "Update Notes",
+    ),
+    (
+        Op::NotesDelete,
+        "DELETE",
+        Doc::Notes,
+        "/crm/v8/Notes",
+        "Delete Notes",
     ),
 ];
 
@@ -132,9 +148,11 @@ pub(super) fn match_route(method: &str, path: &str) -> Option<Route> {
         ("GET", "/crm/v8/Notes") => Some(Op::NotesList),
         ("POST", "/crm/v8/Notes") => Some(Op::NotesCreate),
         ("PUT", "/crm/v8/Notes") => Some(Op::NotesUpdate),
+        ("DELETE", "/crm/v8/Notes") => Some(Op::NotesDelete),
         (_, "/crm/v8/settings/fields" | "/crm/v8/coql" | "/crm/v8/Notes") => None,
         ("POST", "/crm/v8/Contacts/upsert") => Some(Op::Upsert),
         ("PUT", "/crm/v8/Contacts") => Some(Op::UpdateRecords),
+        ("DELETE", "/crm/v8/Contacts") => Some(Op::DeleteRecords),
         _ => None,
     }?;
     route(op)
@@ -163,7 +181,6 @@ mod tests {
         );
         for (method, path) in [
             ("PUT", "/crm/v8/coql"),
-            ("DELETE", "/crm/v8/Notes"),
             ("GET", "/crm/v8/Notes/123"),
             ("POST", "/crm/v8/Leads/upsert"),
             ("POST", "/crm/v8/contacts/upsert"),

@@ -26,6 +26,8 @@ const SCHEME: &str = "Zoho-oauthtoken";
 const EXPIRES_IN: u64 = 3600;
 /// The most records (notes, fields) one write may carry.
 pub(super) const MAX_BATCH: usize = 100;
+/// Most record ids a delete takes (Zoho's delete-records page: up to 100 per call).
+const MAX_DELETE: usize = 100;
 
 /// The router: everything goes through [`handle`].
 pub(super) fn router(state: Shared) -> Router {
@@ -339,6 +341,58 @@ impl State {
         Ok(items)
     }
 
+    /// `?ids=` of a delete: 1 to 100 record ids ("up to 100 records per API call", Zoho's
+    /// delete-records page), each answered in order: `SUCCESS` or `INVALID_DATA` (no such
+    /// record, a second delete included). The documents give deletes a `200` whatever the
+    /// per-record outcomes, so the fake does too. `remove` deletes one id, if held.
+    pub(super) fn delete_ids(
+        &mut self,
+        call: &Call<'_>,
+        remove: impl Fn(&mut State, u64) -> bool,
+    ) -> Reply {
+        let ids: Vec<String> = call
+            .query("ids")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() || ids.len() > MAX_DELETE {
+            return self.violation(
+                call,
+                format!("?ids: {} ids; a delete takes 1 to {MAX_DELETE}", ids.len()),
+            );
+        }
+        if !call.body.is_null() {
+            return self.violation(call, "(root): body: a delete carries no body");
+        }
+        let items = ids
+            .iter()
+            .map(|text| match super::state::parse_id(text) {
+                Some(id) if remove(self, id) => json!({
+                    "code": "SUCCESS",
+                    "details": {"id": text},
+                    "message": "record deleted",
+                    "status": "success",
+                }),
+                _ => error_body(
+                    "INVALID_DATA",
+                    "the related id given seems to be invalid",
+                    json!({"id": text}),
+                ),
+            })
+            .collect::<Vec<_>>();
+        Reply::json(StatusCode::OK, json!({ "data": items }))
+    }
+
+    /// `DELETE /Contacts?ids=…`: the contacts are gone (Zoho keeps deleted records in its
+    /// Recycle Bin for 60 days; the fake forgets them). Their notes stay: the fake does not
+    /// assume Zoho deletes a record's notes with it, so an erasing client deletes them itself.
+    fn delete_records(&mut self, call: &Call<'_>) -> Reply {
+        self.delete_ids(call, |state, id| state.contacts.remove(&id).is_some())
+    }
+
     /// `?module=` of the fields operations: the fake holds `Contacts` only.
     fn check_module(&mut self, call: &Call<'_>) -> Option<Reply> {
         match call.query("module") {
@@ -363,9 +417,11 @@ impl State {
             Op::Coql => self.coql(call),
             Op::Upsert => self.upsert(call),
             Op::UpdateRecords => self.update_records(call),
+            Op::DeleteRecords => self.delete_records(call),
             Op::NotesList => self.notes_list(call),
             Op::NotesCreate => self.notes_create(call),
             Op::NotesUpdate => self.notes_update(call),
+            Op::NotesDelete => self.notes_delete(call),
         }
     }
 }
