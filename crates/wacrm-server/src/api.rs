@@ -237,8 +237,8 @@ pub async fn list_contacts(
 
 /// The contact `id` as a key limited to business numbers may see it: `Err` is the answer — 404
 /// both for a contact that does not exist and for one the key may not see (its existence is
-/// not revealed).
-async fn visible_contact(
+/// not revealed). Merges are followed (`queries::get_contact`).
+pub(crate) async fn visible_contact(
     state: &AppState,
     caller: &Caller,
     id: &str,

@@ -28,9 +28,9 @@ use wacrm_core::outbound::{OutboundContent, TemplateCategory};
 use wacrm_store::consent::{self as records, ConsentSummary, ConsentView, NewConsent};
 use wacrm_store::export::{self, ExportError, Sink};
 use wacrm_store::keys::scope;
-use wacrm_store::queries::{self, ContactView};
+use wacrm_store::queries::ContactView;
 
-use crate::api::{audited, audited_with, AuditFacts};
+use crate::api::{audited, audited_with, visible_contact, AuditFacts};
 use crate::auth::{error, Caller};
 use crate::send::Refused;
 use crate::AppState;
@@ -56,27 +56,6 @@ fn invalid(message: impl Into<String>) -> Response {
         }),
     )
         .into_response()
-}
-
-/// The contact `id` as the caller may see it (merges followed); `Err` is the answer: 404 both
-/// for a contact that does not exist and for one the key may not see.
-async fn visible_contact(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<ContactView, Response> {
-    let contact = match queries::get_contact(&state.db, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(error(StatusCode::NOT_FOUND, "no such contact")),
-        Err(e) => return Err(store_error(e)),
-    };
-    match queries::contact_visible(&state.db, &contact.id, caller.0.business_numbers.as_deref())
-        .await
-    {
-        Ok(true) => Ok(contact),
-        Ok(false) => Err(error(StatusCode::NOT_FOUND, "no such contact")),
-        Err(e) => Err(store_error(e)),
-    }
 }
 
 /// A contact with the consent in force (`GET /v1/contacts/{id}`).

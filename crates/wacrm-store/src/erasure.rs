@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QuerySelect,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -121,25 +121,10 @@ impl Subject {
     }
 
     /// Every spelling of every identity as it may appear in a stored payload (a webhook's
-    /// `wa_id` is digits without `+`; Brazilian mobiles may come without the 9th digit).
+    /// `wa_id` is digits without `+`; Brazilian mobiles may come without the 9th digit): the
+    /// export's [`crate::export::key_needles`].
     pub fn needles(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for key in &self.keys {
-            match key {
-                IdentityKey::Phone(phone) => {
-                    let mut forms = vec![phone.clone()];
-                    forms.extend(phone.brazil_legacy_form());
-                    for form in forms {
-                        out.push(form.digits().to_owned());
-                    }
-                }
-                IdentityKey::Bsuid(v) | IdentityKey::WaId(v) => out.push(v.clone()),
-            }
-        }
-        out.retain(|n| n.len() >= 6);
-        out.sort();
-        out.dedup();
-        out
+        crate::export::key_needles(&self.keys)
     }
 }
 
@@ -432,7 +417,7 @@ pub async fn scrub_dead_letters(
     loop {
         let page = dead_letter::Entity::find()
             .filter(dead_letter::Column::Id.gt(after.clone()))
-            .order_by_id()
+            .order_by_asc(dead_letter::Column::Id)
             .limit(500)
             .all(db)
             .await?;
@@ -441,13 +426,8 @@ pub async fn scrub_dead_letters(
         };
         after = last.id.clone();
         for row in page {
-            let mentions = |text: &str| needles.iter().any(|n| text.contains(n.as_str()));
-            let payload = String::from_utf8_lossy(&row.payload);
-            let hit = mentions(&payload)
-                || mentions(&row.headers.to_string())
-                || mentions(&row.reason)
-                || row.last_error.as_deref().is_some_and(mentions);
-            if !hit {
+            // The export's rule: an identity as a whole token, never inside a longer number.
+            if !crate::export::dead_letter_concerns(&row, &needles) {
                 continue;
             }
             dead_letter::ActiveModel {
@@ -465,17 +445,6 @@ pub async fn scrub_dead_letters(
         }
     }
     Ok(scrubbed)
-}
-
-trait OrderById {
-    fn order_by_id(self) -> Self;
-}
-
-impl OrderById for sea_orm::Select<dead_letter::Entity> {
-    fn order_by_id(self) -> Self {
-        use sea_orm::QueryOrder;
-        self.order_by_asc(dead_letter::Column::Id)
-    }
 }
 
 /// Erased identities, for dropping late events: loaded whole (erasures are rare; a business

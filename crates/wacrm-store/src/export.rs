@@ -623,19 +623,28 @@ async fn requests_section(
 /// The texts by which a dead letter's bytes name the contact: each identity's value, and for
 /// a phone its digits (a `wa_id`) in both Brazilian spellings.
 pub fn needles(identities: &[crate::queries::IdentityView]) -> Vec<String> {
+    let keys: Vec<IdentityKey> = identities
+        .iter()
+        .filter_map(|i| IdentityKey::from_parts(&i.kind, &i.value))
+        .collect();
+    key_needles(&keys)
+}
+
+/// [`needles`] of identity keys: each phone's digits (with and without Brazil's 9th digit, the
+/// `wa_id` spellings) and each BSUID or wa id, of five characters or more.
+pub fn key_needles(keys: &[IdentityKey]) -> Vec<String> {
     let mut out = BTreeSet::new();
-    for i in identities {
-        match IdentityKey::from_parts(&i.kind, &i.value) {
-            Some(IdentityKey::Phone(p)) => {
+    for key in keys {
+        match key {
+            IdentityKey::Phone(p) => {
                 out.insert(p.digits().to_owned());
                 if let Some(legacy) = p.brazil_legacy_form() {
                     out.insert(legacy.digits().to_owned());
                 }
             }
-            Some(IdentityKey::Bsuid(v) | IdentityKey::WaId(v)) => {
-                out.insert(v);
+            IdentityKey::Bsuid(v) | IdentityKey::WaId(v) => {
+                out.insert(v.clone());
             }
-            None => {}
         }
     }
     out.into_iter().filter(|n| n.len() >= 5).collect()

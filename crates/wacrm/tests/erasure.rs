@@ -185,6 +185,19 @@ async fn erasure_reaches_everywhere(bus: Bus, postgres: Option<String>) {
     let mut service = service_with_hubspot(bus, store_url.clone(), &fake).await;
     let name = service.bus.name();
     let key = service.admin_key();
+    let agent = service
+        .create_key(&["--name", "Ana", "--role", "agent", "--all-numbers"])
+        .unwrap();
+    let limited_dpo = service
+        .create_key(&[
+            "--name",
+            "Dora",
+            "--role",
+            "dpo",
+            "--number",
+            "106540352242922",
+        ])
+        .unwrap();
     service.start().await;
 
     let erased_wa = contact_wa_id(0);
@@ -208,6 +221,31 @@ async fn erasure_reaches_everywhere(bus: Bus, postgres: Option<String>) {
         .get_json(&format!("/v1/contacts?wa_id={erased_wa}"), &key)
         .await;
     let contact_id = found[0]["id"].as_str().unwrap().to_owned();
+
+    // Refused, and nothing filed: no such contact, a key without `contacts:erase`, a key
+    // limited to business numbers (an erasure reaches every number).
+    for (who, id, status) in [
+        (&key, "no-such-contact", 404),
+        (&agent, contact_id.as_str(), 403),
+        (&limited_dpo, contact_id.as_str(), 403),
+    ] {
+        let refused = service
+            .client
+            .post(service.url(&format!("/v1/contacts/{id}/erase")))
+            .bearer_auth(who)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), status, "{name}: {id}");
+    }
+    let (_, still) = service
+        .get_json(&format!("/v1/contacts?wa_id={erased_wa}"), &key)
+        .await;
+    assert_eq!(
+        still.as_array().unwrap().len(),
+        1,
+        "{name}: a refused erasure erased"
+    );
 
     // A crash mid-erasure: the CRM is down, the service dies, comes back, and finishes it.
     fake.inject(Fault::ServerErrorRate(100));
