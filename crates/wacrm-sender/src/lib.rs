@@ -5,8 +5,12 @@
 //!
 //! 1. claims the request in the store (`accepted` → `sending`, one conditional update), so a
 //!    command delivered twice is sent once; a finished request only has its outcome published
-//!    again; a request found `sending` (wacrm stopped mid-call) becomes `unknown` and is not sent
-//!    again: a duplicate message to a customer is worse than asking the employee to check;
+//!    again; a request found `sending` by another instance that is alive (a consumer that lost
+//!    its partition in a rebalance while still working on it) is waited for (the batch parks
+//!    and comes again); a request found `sending` by an instance that is gone, or left so by
+//!    this one (wacrm stopped mid-call), becomes `unknown` and is not sent again: a duplicate
+//!    message to a customer is worse than asking the employee to check. Claims name the
+//!    instance ([`Sender::with_instance`], `wacrm_store::instances`);
 //! 2. waits for the number's and the recipient pair's rate limits;
 //! 3. calls the Graph API and classifies the outcome by whether Meta may have sent the message:
 //!    only outcomes that say nothing was sent (a failed connect, Meta's rate-limit and
@@ -75,6 +79,8 @@ struct Inner {
     /// Requests between two attempts while the sender is parked: when the first attempt was
     /// made and how many were made, so the backoff and `max_retry_ms` carry on across the park.
     retrying: Mutex<HashMap<String, Retrying>>,
+    /// The id this sender's claims carry: the instance registered in `wacrm_store::instances`.
+    instance: String,
 }
 
 /// How long one batch may wait, for rate limits or between retries, before the sender hands it
@@ -87,6 +93,9 @@ pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
 
 /// How long the sender parks when a rate limiter is not ready within the batch's budget.
 const PARK_FOR_RATE_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long the sender parks when another live instance is sending a request of the batch.
+const PARK_FOR_OTHER_INSTANCE: Duration = Duration::from_secs(2);
 
 /// A request's retries so far, kept while the sender is parked.
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +151,7 @@ impl Sender {
                 shutdown,
                 batch_budget: BATCH_BUDGET,
                 retrying: Mutex::new(HashMap::new()),
+                instance: wacrm_store::instances::new_id(),
             }),
         })
     }
@@ -150,6 +160,17 @@ impl Sender {
     pub fn with_batch_budget(mut self, budget: Duration) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.batch_budget = budget;
+        }
+        self
+    }
+
+    /// The same sender claiming requests as `instance`, an id registered and kept alive with
+    /// `wacrm_store::instances` (`wacrm serve` does). Without it the sender's claims carry an
+    /// id no other instance sees alive: fine for one process, but then another instance that
+    /// takes over a partition mid-send declares the request `unknown` instead of waiting.
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.instance = instance.into();
         }
         self
     }
@@ -233,7 +254,8 @@ impl Handler for Sender {
             (Some(Stop::Shutdown), _) => Err(HandlerError::Retryable("shutting down".into())),
             (Some(Stop::Park(wait)), _) | (None, Some(wait)) => Err(HandlerError::Park {
                 wait,
-                reason: "waiting for WhatsApp's rate limits or a retry".into(),
+                reason: "waiting for WhatsApp's rate limits, a retry or another instance's send"
+                    .into(),
             }),
         }
     }
@@ -269,13 +291,41 @@ impl Inner {
         request_id: &str,
         create: impl FnOnce() -> NewRequest,
     ) -> Result<Claim, StoreError> {
-        match requests::claim(&self.db, request_id).await? {
+        match self.claim_existing(request_id).await? {
             Claim::Missing => {
                 requests::create(&self.db, create()).await?;
-                requests::claim(&self.db, request_id).await
+                self.claim_existing(request_id).await
             }
             claim => Ok(claim),
         }
+    }
+
+    async fn claim_existing(&self, request_id: &str) -> Result<Claim, StoreError> {
+        requests::claim(
+            &self.db,
+            request_id,
+            &self.instance,
+            self.claim_held_at_most(),
+        )
+        .await
+    }
+
+    /// The longest this sender (or any configured alike) holds one claim: waits end at the
+    /// batch budget, then one call runs to its timeout; retries claim again. Twice the call's
+    /// timeout leaves room for the store writes around it.
+    fn claim_held_at_most(&self) -> Duration {
+        self.batch_budget + 2 * Duration::from_millis(self.config.request_timeout_ms)
+    }
+
+    /// Another live instance is sending `request_id`: wait for it rather than declare it lost.
+    fn wait_for_holder(request_id: &str, holder: &str) -> Stop {
+        tracing::info!(
+            request_id,
+            holder,
+            "another instance is sending this request; waiting for its outcome"
+        );
+        metrics::counter!("wacrm_sender_claims_busy_total").increment(1);
+        Stop::Park(PARK_FOR_OTHER_INSTANCE)
     }
 
     async fn send(
@@ -296,6 +346,9 @@ impl Inner {
             .await?;
         match claim {
             Claim::Claimed => {}
+            Claim::Busy { holder } => {
+                return Err(Self::wait_for_holder(&request.request_id, &holder))
+            }
             Claim::Finished(row) => return Ok(finished_events(request, &row)),
             Claim::Interrupted(_) => {
                 let reason = "wacrm stopped while this message was with WhatsApp; it may or may \
@@ -399,6 +452,9 @@ impl Inner {
                 // Marking as read twice is harmless: try again.
                 requests::release(&self.db, &request.request_id).await?;
                 return Box::pin(self.read(request, budget_ends)).await;
+            }
+            Claim::Busy { holder } => {
+                return Err(Self::wait_for_holder(&request.request_id, &holder))
             }
             Claim::Finished(_) | Claim::Missing => return Ok(Vec::new()),
         }
@@ -554,7 +610,7 @@ impl Inner {
                 _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),
                 _ = tokio::time::sleep(wait) => {}
             }
-            if requests::claim(&self.db, request_id).await? != Claim::Claimed {
+            if self.claim_existing(request_id).await? != Claim::Claimed {
                 return Err(Stop::Store(StoreError::Invalid(format!(
                     "request {request_id} was taken while waiting to retry"
                 ))));

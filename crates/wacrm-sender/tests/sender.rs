@@ -569,7 +569,14 @@ async fn a_send_interrupted_mid_call_is_reported_unknown_and_not_sent_again() {
     .await
     .unwrap();
     assert_eq!(
-        requests::claim(&h.db, &r.request_id).await.unwrap(),
+        requests::claim(
+            &h.db,
+            &r.request_id,
+            "a-previous-process",
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap(),
         requests::Claim::Claimed
     );
     let events = h.send(std::slice::from_ref(&r)).await;
@@ -579,6 +586,105 @@ async fn a_send_interrupted_mid_call_is_reported_unknown_and_not_sent_again() {
         &events[0].payload,
         EventPayload::SendFailed(f) if f.kind == FailureKind::Unknown
     ));
+}
+
+/// Writes the request's row and claims it as `instance` (another process's sender).
+async fn claimed_elsewhere(h: &Harness, r: &SendRequest, instance: &str) {
+    requests::create(
+        &h.db,
+        requests::NewRequest {
+            request_id: r.request_id.clone(),
+            key_id: "key1".into(),
+            idempotency_key: None,
+            request_hash: String::new(),
+            kind: "send",
+            phone_number_id: NUMBER.into(),
+            contact_id: None,
+            command: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        requests::claim(&h.db, &r.request_id, instance, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        requests::Claim::Claimed
+    );
+}
+
+/// A consumer that lost its partition mid-send (a rebalance while its call was on the wire)
+/// is alive and finishing the request: the instance handed the same command waits for its
+/// outcome and publishes it, and never calls WhatsApp itself nor reports the send `unknown`.
+#[tokio::test]
+async fn a_request_another_live_instance_is_sending_is_waited_for_then_reported() {
+    let h = harness().await;
+    let r = request(1, "5511922220002", text("em andamento"));
+    wacrm_store::instances::register(&h.db, "instance-b")
+        .await
+        .unwrap();
+    claimed_elsewhere(&h, &r, "instance-b").await;
+    let records =
+        wacrm_testkit::bus::records(&[Event::send_requested(r.clone()).unwrap()]).unwrap();
+    let mut sender = h.sender.with_instance("instance-a");
+    match sender.handle(&records).await {
+        Err(HandlerError::Park { .. }) => {}
+        other => panic!("expected to wait for instance-b, got {other:?}"),
+    }
+    assert_eq!(
+        requests::get(&h.db, &r.request_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        state::SENDING
+    );
+    // instance-b's call comes back.
+    requests::finish_sent(&h.db, &r.request_id, "wamid.from-b")
+        .await
+        .unwrap();
+    sender.handle(&records).await.unwrap();
+    assert!(h.fake.sent().is_empty(), "sent by instance-a too");
+    let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
+    assert_eq!(row.state, state::SENT);
+    assert_eq!(row.wamid.as_deref(), Some("wamid.from-b"));
+}
+
+/// A claim stays in the hands of a live instance only as long as one send can take; older, the
+/// instance left it behind (its store write failed after the call): `unknown`, as after a
+/// crash. And a claim of an instance no longer seen alive is `unknown` at once.
+#[tokio::test]
+async fn a_claim_left_behind_by_a_live_instance_or_held_by_a_gone_one_is_unknown() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let h = harness().await;
+    wacrm_store::instances::register(&h.db, "instance-b")
+        .await
+        .unwrap();
+    let stale = request(1, "5511922220003", text("esquecido"));
+    claimed_elsewhere(&h, &stale, "instance-b").await;
+    wacrm_store::entities::outbound_request::Entity::update_many()
+        .col_expr(
+            wacrm_store::entities::outbound_request::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now() - chrono::Duration::minutes(10)),
+        )
+        .filter(wacrm_store::entities::outbound_request::Column::RequestId.eq(&stale.request_id))
+        .exec(&h.db)
+        .await
+        .unwrap();
+    let gone = request(2, "5511922220004", text("sumiu"));
+    claimed_elsewhere(&h, &gone, "instance-c").await;
+    let mut sender = h.sender.with_instance("instance-a");
+    let records = wacrm_testkit::bus::records(&[
+        Event::send_requested(stale.clone()).unwrap(),
+        Event::send_requested(gone.clone()).unwrap(),
+    ])
+    .unwrap();
+    sender.handle(&records).await.unwrap();
+    assert!(h.fake.sent().is_empty());
+    for r in [&stale, &gone] {
+        let row = requests::get(&h.db, &r.request_id).await.unwrap().unwrap();
+        assert_eq!(row.state, state::UNKNOWN, "{}", r.request_id);
+    }
 }
 
 #[tokio::test]

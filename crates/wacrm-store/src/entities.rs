@@ -331,6 +331,8 @@ pub mod outbound_request {
         pub command: Json,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+        /// The instance that last claimed it (`crate::instances`); `NULL` before any claim.
+        pub claimed_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -386,6 +388,25 @@ pub mod relay_cursor {
         #[sea_orm(primary_key, auto_increment = false)]
         pub name: String,
         pub position: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod instance {
+    use sea_orm::entity::prelude::*;
+
+    /// A running wacrm instance on this store, and when it last said it was alive.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub started_at: ChronoDateTimeUtc,
+        pub seen_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ pub mod consent;
 pub mod entities;
 pub mod erasure;
 pub mod export;
+pub mod instances;
 pub mod keys;
 pub mod migration;
 pub mod oauth_tokens;

@@ -86,6 +86,7 @@ pub async fn create(db: &DatabaseConnection, new: NewRequest) -> Result<Created,
         command: Set(new.command),
         created_at: Set(now),
         updated_at: Set(now),
+        claimed_by: Set(None),
     };
     let inserted = outbound_request::Entity::insert(row)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -151,20 +152,37 @@ pub enum Claim {
     Claimed,
     /// There is no such request (a command published without the API): create it first.
     Missing,
-    /// Another attempt had it `sending` and never finished (wacrm stopped mid-call).
+    /// Another attempt had it `sending` and never finished: the instance that claimed it
+    /// stopped mid-call (it is no longer alive), or it is the caller itself, which claims a
+    /// request once and so left it behind (a store error after the call went out).
     Interrupted(OutboundRow),
+    /// Another instance, alive, claimed it less than `held_at_most` ago and has it `sending`
+    /// right now (a consumer that lost its partition while still working on it): wait, it
+    /// finishes it.
+    Busy {
+        /// The instance that holds it.
+        holder: String,
+    },
     /// It is finished (`sent`, `failed`, `unknown`): publish its outcome again, send nothing.
     Finished(OutboundRow),
 }
 
-/// Claims an `accepted` request for sending, in one conditional update.
-pub async fn claim(db: &DatabaseConnection, request_id: &str) -> Result<Claim, StoreError> {
+/// Claims an `accepted` request for sending, in one conditional update, for `instance` (an
+/// id registered with [`crate::instances`]). `held_at_most` is the longest any instance works
+/// on one claim: a claim older than that was left behind even if its instance lives on.
+pub async fn claim(
+    db: &DatabaseConnection,
+    request_id: &str,
+    instance: &str,
+    held_at_most: std::time::Duration,
+) -> Result<Claim, StoreError> {
     let updated = outbound_request::Entity::update_many()
         .col_expr(outbound_request::Column::State, Expr::value(state::SENDING))
         .col_expr(
             outbound_request::Column::Attempts,
             Expr::col(outbound_request::Column::Attempts).add(1),
         )
+        .col_expr(outbound_request::Column::ClaimedBy, Expr::value(instance))
         .col_expr(outbound_request::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(outbound_request::Column::RequestId.eq(request_id))
         .filter(outbound_request::Column::State.eq(state::ACCEPTED))
@@ -173,11 +191,22 @@ pub async fn claim(db: &DatabaseConnection, request_id: &str) -> Result<Claim, S
     if updated.rows_affected == 1 {
         return Ok(Claim::Claimed);
     }
-    Ok(match get(db, request_id).await? {
-        None => Claim::Missing,
-        Some(row) if row.state == state::SENDING => Claim::Interrupted(row),
-        Some(row) => Claim::Finished(row),
-    })
+    let Some(row) = get(db, request_id).await? else {
+        return Ok(Claim::Missing);
+    };
+    if row.state != state::SENDING {
+        return Ok(Claim::Finished(row));
+    }
+    let recent = Utc::now() - row.updated_at
+        < chrono::Duration::from_std(held_at_most).unwrap_or(chrono::Duration::MAX);
+    match row.claimed_by.clone() {
+        Some(holder)
+            if holder != instance && recent && crate::instances::is_alive(db, &holder).await? =>
+        {
+            Ok(Claim::Busy { holder })
+        }
+        _ => Ok(Claim::Interrupted(row)),
+    }
 }
 
 /// Hands a claimed request back (`sending` → `accepted`): WhatsApp certainly did not send it

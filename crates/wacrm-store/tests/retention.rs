@@ -174,6 +174,7 @@ async fn request_at(t: &TestDb, id: &str, state: &str, at: DateTime<Utc>) {
         command: Set(json!({"to": FROM, "text": {"body": "olá"}})),
         created_at: Set(at),
         updated_at: Set(at),
+        claimed_by: Set(None),
     })
     .exec_without_returning(&t.db)
     .await

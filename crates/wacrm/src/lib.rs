@@ -30,6 +30,7 @@ mod erase;
 pub mod erasure;
 mod export;
 mod health;
+mod instance;
 mod keys;
 mod purge;
 mod replay;

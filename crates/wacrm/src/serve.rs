@@ -42,6 +42,11 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
         .context("opening the event bus")?;
     let topics = settings.bus.topics();
     let shutdown = CancellationToken::new();
+    // Claims of sends carry this instance's id; it stays alive until the sender has stopped
+    // (calls on their way finish after the shutdown signal), then goes.
+    let instance = crate::instance::Instance::start(&db)
+        .await
+        .context("registering this instance in the store")?;
 
     // Every consumer runs under a supervisor: a consumer that stops (a fatal error, a lost
     // bus, a panic) is logged at ERROR at once, shown down in `/v1/status` and
@@ -156,10 +161,11 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
             consumers.clone(),
             send_health.clone(),
         );
-        let (whatsapp, source, stop) = (
+        let (whatsapp, source, stop, instance_id) = (
             settings.whatsapp.clone(),
             settings.server.event_source.clone(),
             shutdown.clone(),
+            instance.id().to_owned(),
         );
         tracing::info!("sender started");
         Some(tokio::spawn(supervise(
@@ -168,7 +174,7 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
             policy,
             shutdown.clone(),
             move || {
-                let (bus, topics, db, registry, health, whatsapp, source, stop) = (
+                let (bus, topics, db, registry, health, whatsapp, source, stop, instance_id) = (
                     bus.clone(),
                     topics.clone(),
                     db.clone(),
@@ -177,6 +183,7 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
                     whatsapp.clone(),
                     source.clone(),
                     stop.clone(),
+                    instance_id.clone(),
                 );
                 async move {
                     let sender = wacrm_sender::Sender::new(
@@ -191,7 +198,8 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
                     .map_err(|e| RunnerError::Fatal {
                         group: wacrm_sender::GROUP.to_owned(),
                         reason: e.to_string(),
-                    })?;
+                    })?
+                    .with_instance(instance_id);
                     let subscription = subscribe(
                         &bus,
                         wacrm_sender::GROUP,
@@ -250,7 +258,7 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
         bus: bus.clone(),
         topics,
         audit: Arc::new(wacrm_store::audit::AuditLog::new(db.clone())),
-        db,
+        db: db.clone(),
         secrets,
         verify_token: settings.whatsapp.verify_token.clone(),
         source: settings.server.event_source.clone(),
@@ -294,6 +302,7 @@ pub async fn run(settings: Settings, adapters: wacrm_crm::Registry) -> anyhow::R
             Err(_) => tracing::warn!("sender did not stop within {SHUTDOWN_BOUND:?}"),
         }
     }
+    instance.retire(&db).await;
     if tokio::time::timeout(SHUTDOWN_BOUND, audit_relay)
         .await
         .is_err()

@@ -61,6 +61,16 @@ async fn deliver(services: &[Service], first: usize, body: Vec<u8>) -> usize {
     panic!("no instance acknowledged a webhook");
 }
 
+/// Every instance's log, for a failure's message.
+fn all_logs(services: &[Service]) -> String {
+    services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("--- instance {i} ---\n{}", s.log()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 async fn request_state(service: &Service, key: &str, id: &str) -> Value {
     service.get_json(&format!("/v1/requests/{id}"), key).await.1
 }
@@ -114,6 +124,11 @@ async fn three_instances_share_the_work_and_every_limit() {
         (
             "WACRM_CRM__CONNECTIONS__MAIN__RECONCILE_AFTER_MS",
             "500".to_owned(),
+        ),
+        // Claims waited for and partitions moved, in a failure's logs.
+        (
+            "WACRM_LOG",
+            "warn,wacrm_sender=info,wacrm_bus=info".to_owned(),
         ),
     ];
     let mut services: Vec<Service> = (0..3)
@@ -208,7 +223,8 @@ async fn three_instances_share_the_work_and_every_limit() {
             }
             assert!(
                 request["state"] != "failed" && request["state"] != "unknown",
-                "request {id}: {request}"
+                "request {id}: {request}\n{}",
+                all_logs(&services)
             );
             assert!(
                 Instant::now() < deadline,
@@ -294,4 +310,137 @@ async fn three_instances_share_the_work_and_every_limit() {
     for service in &mut services {
         service.terminate();
     }
+}
+
+/// A consumer that keeps working on a batch past its group's patience loses its partitions
+/// while its calls to WhatsApp are still on the wire; the instance that takes them over is
+/// handed the same commands. It must wait for the first instance's outcome (the message is
+/// sent once, and reported `sent`), not declare the requests interrupted (`unknown`): the
+/// first instance is alive and finishing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_still_on_the_wire_when_its_partition_moves_is_waited_for() {
+    let Some(pg) = wacrm_testkit::postgres::fresh_database().await else {
+        assert!(
+            !required(),
+            "the multi-instance suite needs WACRM_TEST_POSTGRES_URL here (CI)"
+        );
+        eprintln!("WACRM_TEST_POSTGRES_URL not set: skipped");
+        return;
+    };
+    let Some(broker) = Broker::start_in_memory() else {
+        return;
+    };
+    // Meta answers after 20 s, and a member that has not polled for 7 s leaves its group (the
+    // consumers' `max.poll.interval.ms`, as low as librdkafka allows above the session
+    // timeout): the first instance is still in its batch when the group gives its partitions
+    // to the second, as a member that outruns `max.poll.interval.ms` in production is.
+    let answer_delay = Duration::from_secs(20);
+    let graph = GraphFake::start(GraphConfig {
+        answer_delay,
+        ..GraphConfig::default()
+    })
+    .await;
+    let env = [
+        ("WACRM_STORE__URL", pg.clone()),
+        ("WACRM_WHATSAPP__ACCESS_TOKEN", graph.config().access_token),
+        ("WACRM_WHATSAPP__GRAPH_BASE_URL", graph.base_url()),
+        ("WACRM_WHATSAPP__GRAPH_VERSION", graph.config().version),
+        ("WACRM_WHATSAPP__REQUEST_TIMEOUT_MS", "40000".to_owned()),
+        (
+            "WACRM_BUS__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
+            "7000".to_owned(),
+        ),
+        // The sender's and the bus's news (claims waited for, partitions moved) at info.
+        (
+            "WACRM_LOG",
+            "warn,wacrm_sender=info,wacrm_bus=info".to_owned(),
+        ),
+    ];
+    let mut first = Service::new(Bus::SharedKafka(broker.bootstrap())).with_env(&env);
+    let mut second = Service::new(Bus::SharedKafka(broker.bootstrap())).with_env(&env);
+    let agent = first
+        .create_key(&["--name", "Bruno", "--role", "agent", "--number", NUMBER])
+        .unwrap();
+    first.start().await;
+
+    // Open the conversations' windows, then ask for one send to each contact: commands on
+    // every partition of the commands topic.
+    const SENDS: usize = 8;
+    let now = chrono::Utc::now().timestamp();
+    let mut inbound = Vec::new();
+    for c in 0..SENDS {
+        let wamid = format!("wamid.moved.{c:02}");
+        let body = webhooks::text(NUMBER, &contact(c), &wamid, "oi", now - 60);
+        assert_eq!(first.post_webhook(body).await, 200);
+        inbound.push(wamid);
+    }
+    first
+        .wait_stored(&agent, inbound, Duration::from_secs(60))
+        .await;
+    let mut request_ids = Vec::new();
+    for c in 0..SENDS {
+        let response = first
+            .client
+            .post(first.url("/v1/messages"))
+            .header("authorization", format!("Bearer {agent}"))
+            .json(&json!({"from": NUMBER, "to": contact(c), "type": "text",
+                          "body": format!("movido {c}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let body: Value = response.json().await.unwrap();
+        request_ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    // Every send is on the wire from the first instance; now the second joins the group.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while graph.sent().len() < SENDS {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never sent\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.start().await;
+
+    let deadline = Instant::now() + answer_delay * 4;
+    for id in &request_ids {
+        loop {
+            let request = request_state(&second, &agent, id).await;
+            if request["state"] == "sent" {
+                break;
+            }
+            assert!(
+                request["state"] != "failed" && request["state"] != "unknown",
+                "request {id}: {request}\n--- second instance ---\n{}",
+                second.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "request {id} never sent: {request}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(
+        graph.sent().len(),
+        SENDS,
+        "each request reached WhatsApp once"
+    );
+    // Whether the group moved the partitions while the calls were on the wire: the second
+    // instance saw the first's claims. Without it this test shows nothing, so it must happen.
+    let waited = second.log().matches("another instance is sending").count();
+    eprintln!(
+        "the second instance waited for the first on {waited} commands\n--- first ---\n{}\n--- second ---\n{}",
+        first.log(),
+        second.log()
+    );
+    assert!(
+        waited > 0,
+        "the partitions never moved mid-send\n--- second instance ---\n{}",
+        second.log()
+    );
+    first.terminate();
+    second.terminate();
 }

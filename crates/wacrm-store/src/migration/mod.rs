@@ -15,6 +15,7 @@ mod m20261204_000001_audit_keyed;
 mod m20261204_000002_retention;
 mod m20261204_000003_erasure;
 mod m20261204_000004_consent;
+mod m20261205_000001_send_claims;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_retention::Migration),
             Box::new(m20261204_000003_erasure::Migration),
             Box::new(m20261204_000004_consent::Migration),
+            Box::new(m20261205_000001_send_claims::Migration),
         ]
     }
 }
