@@ -89,7 +89,12 @@ impl Service {
                 dir.path().join("bus.db").display().to_string(),
             ),
             ("WACRM_WHATSAPP__APP_SECRET".to_owned(), SECRET.to_owned()),
-            ("WACRM_LOG".to_owned(), "warn".to_owned()),
+            // CI raises it (`WACRM_TEST_SERVICE_LOG=info`) so that `.ci/scan-logs` searches
+            // more of what the service says for personal data.
+            (
+                "WACRM_LOG".to_owned(),
+                std::env::var("WACRM_TEST_SERVICE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ),
         ];
         let bootstrap = match &bus {
             Bus::Embedded => None,
@@ -407,6 +412,33 @@ impl Drop for Service {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        self.keep_log();
+    }
+}
+
+impl Service {
+    /// Copies the service's log into `WACRM_TEST_LOG_DIR` when it is set: CI searches every
+    /// log of the suite for personal data afterwards (`.ci/scan-logs`).
+    fn keep_log(&self) {
+        let Some(dir) = std::env::var_os("WACRM_TEST_LOG_DIR") else {
+            return;
+        };
+        let from = self.dir.path().join("wacrm.log");
+        if !from.exists() {
+            return;
+        }
+        let test = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "test".to_owned());
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("main")
+            .replace("::", "-");
+        let to = Path::new(&dir).join(format!("{test}.{thread}.{}.log", self.port));
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&from, &to)) {
+            eprintln!("could not keep {}: {e}", from.display());
         }
     }
 }
