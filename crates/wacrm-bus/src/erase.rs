@@ -13,15 +13,16 @@ pub struct BusErasure {
     /// holding one of them in its key, headers or payload is theirs. Each at least six
     /// characters long (shorter ones are ignored: they would match unrelated records).
     pub needles: Vec<String>,
-    /// The record keys of the person's contact records on the contacts topic
-    /// (`phone:+5511…`, `bsuid:…`): the keys Kafka tombstones.
+    /// The record keys of the person's contact records on the contacts topic: the contact id
+    /// of each of their identities. The keys Kafka tombstones (before the erasure's own event,
+    /// keyed by the contact id, which compaction then keeps in place of their records).
     pub contact_keys: Vec<String>,
     /// The contacts topic.
     pub contacts_topic: String,
 }
 
 impl std::fmt::Debug for BusErasure {
-    // The needles and keys are the person's phone numbers: never in a log line.
+    // The needles are the person's phone numbers: never in a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BusErasure")
             .field("needles", &self.needles.len())

@@ -283,6 +283,17 @@ pub enum DecodeError {
 }
 
 impl EventPayload {
+    /// The identity a contact event (profile, identity change, preference) is about: the
+    /// contact's primary identity (for an identity change, the old one). `None` for other events.
+    pub fn contact_identity(&self) -> Option<IdentityKey> {
+        match self {
+            EventPayload::ContactUpdated(c) => c.profile.identity.primary_key(),
+            EventPayload::ContactIdentityChanged(c) => c.old.primary_key(),
+            EventPayload::PreferenceChanged(p) => p.contact.primary_key(),
+            _ => None,
+        }
+    }
+
     /// The versioned type name.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -516,19 +527,17 @@ impl Event {
         })
     }
 
-    /// A contact event keyed by the contact's primary identity. `time` is the time of the
-    /// message that carried it; `id_parts` identify it (e.g. the wamid that carried a profile).
+    /// A contact event keyed by the contact id of the contact's primary identity
+    /// ([`IdentityKey::contact_id`]): the compacted contacts topic keeps the latest record per
+    /// key, and a key that is not the phone number leaves nothing of the person there once an
+    /// erasure's records replace theirs. `time` is the time of the message that carried it;
+    /// `id_parts` identify it (e.g. the wamid that carried a profile).
     pub fn contact(payload: EventPayload, time: DateTime<Utc>, id_parts: &[&str]) -> Option<Self> {
-        let contact_key: IdentityKey = match &payload {
-            EventPayload::ContactUpdated(c) => c.profile.identity.primary_key()?,
-            EventPayload::ContactIdentityChanged(c) => c.old.primary_key()?,
-            EventPayload::PreferenceChanged(p) => p.contact.primary_key()?,
-            _ => return None,
-        };
+        let contact_key = payload.contact_identity()?;
         Some(Event {
             id: EventId::derive(payload.type_name(), id_parts),
             time,
-            key: contact_key.to_string(),
+            key: contact_key.contact_id(),
             payload,
         })
     }

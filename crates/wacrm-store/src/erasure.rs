@@ -510,10 +510,14 @@ impl ErasedSubjects {
 
     /// Whether `event` is about an erased person and happened at or before their erasure: a
     /// late delivery of their past, which must not bring their data back. The person is read
-    /// from the record key (`<number>/<identity>` for conversation events, `<identity>` for
-    /// contact events).
+    /// from a contact event's payload (its key is a contact id) and from a conversation
+    /// event's key (`<number>/<identity>`).
     pub fn is_event_erased(&self, event: &wacrm_core::event::Event) -> bool {
-        event_subject(&event.key).is_some_and(|key| self.is_erased(&key, event.time))
+        event
+            .payload
+            .contact_identity()
+            .or_else(|| event_subject(&event.key))
+            .is_some_and(|key| self.is_erased(&key, event.time))
     }
 
     /// Whether an event about `key` that happened at `at` belongs to an erased past: the
@@ -533,7 +537,7 @@ impl ErasedSubjects {
 }
 
 /// The identity a record key names: `<phone number id>/<kind>:<value>` (conversations,
-/// commands) or `<kind>:<value>` (contacts).
+/// commands), or `<kind>:<value>`.
 pub fn event_subject(record_key: &str) -> Option<IdentityKey> {
     let identity = record_key
         .split_once('/')

@@ -99,10 +99,17 @@ fn text_with_reply_context_and_bsuid() {
         .is_some());
     assert!(m.timestamp.timestamp() > 1_600_000_000);
     assert!(m.contact.name.is_some());
-    assert!(n
+    let contact = n
         .events
         .iter()
-        .any(|e| matches!(e.payload, EventPayload::ContactUpdated(_))));
+        .find(|e| matches!(e.payload, EventPayload::ContactUpdated(_)))
+        .expect("a contact event");
+    // Keyed by the contact id, never by the phone: the compacted contacts topic keeps the
+    // latest record per key, and an erasure must leave no phone there.
+    let identity = contact.payload.contact_identity().unwrap();
+    assert_eq!(contact.key, identity.contact_id());
+    let digits = identity.value().trim_start_matches('+');
+    assert!(!contact.key.contains(digits), "{}", contact.key);
 }
 
 #[test]

@@ -145,7 +145,12 @@ impl Eraser {
                 };
                 let request = BusErasure {
                     needles: plan.subject.needles(),
-                    contact_keys: plan.subject.keys.iter().map(ToString::to_string).collect(),
+                    contact_keys: plan
+                        .subject
+                        .keys
+                        .iter()
+                        .map(IdentityKey::contact_id)
+                        .collect(),
                     contacts_topic: self.topics.contacts.clone(),
                 };
                 let erased = bus.erase(&request).await.map_err(|e| format!("bus: {e}"))?;

@@ -1,7 +1,9 @@
 //! Erasure end to end, through the real binary: a contact's phone and every body they sent are
 //! gone from the store, the dead letters, the embedded log, the CRM (the HubSpot fake) and the
 //! logs, while another contact is untouched; Kafka's compacted contacts topic gets a tombstone
-//! for each of their keys and the `contact.erased.v1` event; an erasure cut by a crash while a
+//! for each of their keys, then the `contact.erased.v1` event, and once the broker has
+//! compacted (tansu does when it starts) no record there holds their phone; an erasure cut by a
+//! crash while a
 //! CRM is down resumes when the service comes back; Meta's late retry of an erased message
 //! does not bring it back, and a new message from the person does.
 //!
@@ -321,7 +323,7 @@ async fn erasure_reaches_everywhere(bus: Bus, postgres: Option<String>) {
         .get_json(&format!("/v1/contacts?wa_id={erased_wa}"), &key)
         .await;
     assert_eq!(gone.as_array().unwrap().len(), 0, "{name}");
-    match &service.bus {
+    match &mut service.bus {
         Bus::Embedded => {
             let log = all_text(&format!(
                 "sqlite://{}?mode=ro",
@@ -340,16 +342,57 @@ async fn erasure_reaches_everywhere(bus: Bus, postgres: Option<String>) {
             assert!(log.contains("wacrm.contact.erased.v1") || log.contains(&contact_id));
         }
         Bus::Kafka(broker) => {
-            let records =
-                kafka_records(&broker.bootstrap(), &wacrm_bus::Topics::default().contacts);
-            let phone_key = format!("phone:+{erased_wa}");
+            let contacts = wacrm_bus::Topics::default().contacts;
+            let records = kafka_records(&broker.bootstrap(), &contacts);
+            // Contact records are keyed by contact id: the erasure's tombstone, then its event.
+            let tombstone = records
+                .iter()
+                .position(|(k, v)| k == &contact_id && v.is_none())
+                .expect("no tombstone for the erased contact's key on the contacts topic");
+            let erased_event = records
+                .iter()
+                .rposition(|(k, v)| k == &contact_id && v.is_some())
+                .expect("no contact.erased.v1 on the contacts topic");
             assert!(
-                records.iter().any(|(k, v)| k == &phone_key && v.is_none()),
-                "no tombstone for the erased contact's key on the contacts topic"
+                tombstone < erased_event,
+                "the event must outlive compaction"
             );
             assert!(
-                records.iter().any(|(k, v)| k == &contact_id && v.is_some()),
-                "no contact.erased.v1 on the contacts topic"
+                records.iter().any(|(k, v)| k == &contact_id
+                    && v.as_ref().is_some_and(|v| {
+                        String::from_utf8_lossy(v).contains(erased_wa.as_str())
+                    })),
+                "before compaction the contact's own records are there (else this shows nothing)"
+            );
+            // The broker compacts: tansu does when it starts (then every ten minutes).
+            broker.stop();
+            broker.restart();
+            let compacted = kafka_records(&broker.bootstrap(), &contacts);
+            let mut left = Vec::new();
+            for (k, v) in &compacted {
+                let text = format!(
+                    "{k} {}",
+                    v.as_deref()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default()
+                );
+                left.extend(traces_in(&text, &needles));
+            }
+            assert_eq!(left, Vec::<String>::new(), "the compacted contacts topic");
+            let of_contact: Vec<_> = compacted.iter().filter(|(k, _)| k == &contact_id).collect();
+            assert_eq!(of_contact.len(), 1, "compaction kept one record of the key");
+            assert!(
+                of_contact[0]
+                    .1
+                    .as_deref()
+                    .is_some_and(|v| String::from_utf8_lossy(v).contains(erasure_id.as_str())),
+                "the erasure's event is what is left of the contact: {:?}",
+                of_contact[0].1.as_deref().map(String::from_utf8_lossy)
+            );
+            assert!(
+                compacted.len() < records.len(),
+                "nothing was compacted ({} records before and after)",
+                records.len()
             );
         }
         Bus::SharedKafka(_) => unreachable!(),
