@@ -414,3 +414,67 @@ pub mod instance {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod account {
+    use sea_orm::entity::prelude::*;
+
+    /// A person who signs in to the console (`crate::accounts`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "accounts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub username: String,
+        pub name: String,
+        pub role: String,
+        /// JSON array of scope names.
+        pub scopes: String,
+        /// JSON array of phone number ids; `NULL`: every number.
+        pub business_numbers: Option<String>,
+        pub locale: String,
+        /// argon2id, PHC string.
+        pub password_hash: String,
+        /// Base32; `NULL` until enrolled.
+        pub totp_secret: Option<String>,
+        pub totp_enrolled_at: Option<ChronoDateTimeUtc>,
+        /// The TOTP time step of the last code accepted (a code is good once).
+        pub totp_last_step: Option<i64>,
+        /// JSON array of the SHA-256 (hex) of the recovery codes not used yet.
+        pub recovery_codes: String,
+        pub failed_attempts: i32,
+        pub locked_until: Option<ChronoDateTimeUtc>,
+        pub disabled_at: Option<ChronoDateTimeUtc>,
+        pub created_at: ChronoDateTimeUtc,
+        pub created_by: String,
+        pub last_login_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod console_session {
+    use sea_orm::entity::prelude::*;
+
+    /// A console session (`crate::console_sessions`), stored by the SHA-256 of its cookie.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "console_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub account_id: String,
+        pub mfa_passed: bool,
+        pub csrf: String,
+        pub pending_totp_secret: Option<String>,
+        pub created_at: ChronoDateTimeUtc,
+        pub last_seen_at: ChronoDateTimeUtc,
+        pub expires_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -7,8 +7,10 @@
 //! - [`keys`]: employees' API keys.
 //! - [`outbound`]: send requests and their idempotency keys.
 
+pub mod accounts;
 pub mod audit;
 pub mod consent;
+pub mod console_sessions;
 pub mod entities;
 pub mod erasure;
 pub mod export;

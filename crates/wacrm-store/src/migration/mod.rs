@@ -16,6 +16,7 @@ mod m20261204_000002_retention;
 mod m20261204_000003_erasure;
 mod m20261204_000004_consent;
 mod m20261205_000001_send_claims;
+mod m20261206_000001_accounts;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000003_erasure::Migration),
             Box::new(m20261204_000004_consent::Migration),
             Box::new(m20261205_000001_send_claims::Migration),
+            Box::new(m20261206_000001_accounts::Migration),
         ]
     }
 }
