@@ -28,6 +28,31 @@ pub struct ServerConfig {
     pub requests_per_key_per_second: u32,
     /// API calls one key may make at once before the rate applies.
     pub requests_per_key_burst: u32,
+    /// The web console (`/console`).
+    pub console: ConsoleConfig,
+}
+
+/// `[server.console]`: the web console's sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleConfig {
+    /// Session cookies carry `Secure` (sent over HTTPS only). Turn off only for plain-HTTP
+    /// development on localhost: a cookie sent in clear text can be stolen on the way.
+    pub secure_cookies: bool,
+    /// A session idle this long ends, in minutes.
+    pub idle_timeout_minutes: u32,
+    /// A session ends this long after sign-in however active, in hours.
+    pub absolute_timeout_hours: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            secure_cookies: true,
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 12,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -40,6 +65,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 30_000,
             requests_per_key_per_second: 200,
             requests_per_key_burst: 400,
+            console: ConsoleConfig::default(),
         }
     }
 }

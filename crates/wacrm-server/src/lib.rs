@@ -13,6 +13,7 @@ pub mod audit_relay;
 pub mod auth;
 pub mod body_deadline;
 pub mod config;
+pub mod console;
 pub mod erasure;
 pub mod key_limit;
 pub mod listen;
@@ -84,6 +85,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         // handler's copy (axum's default is 2 MiB) would refuse bodies the setting allows.
         .layer(DefaultBodyLimit::disable())
         .merge(api::routes())
+        .merge(console::routes(&config.console))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/v1/status", get(status::status))

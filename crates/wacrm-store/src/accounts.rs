@@ -220,6 +220,19 @@ fn password_matches(password: &str, stored: &str) -> bool {
     })
 }
 
+/// A first password for an account made without one: 20 letters and digits (about 117 bits),
+/// without the look-alikes (0/O, 1/l/I).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    // 256 is not a multiple of 57: the bias toward the first letters is under 0.5 bit in all.
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
 /// A hash to verify against when the username is unknown, so an unknown name takes as long to
 /// refuse as a wrong password (no timing oracle for which names exist).
 fn decoy_hash() -> &'static str {
@@ -433,7 +446,7 @@ pub async fn check_password(
     if password_matches(password, &model.password_hash) {
         return Ok(Verdict::Accepted(Box::new(Account::from_model(&model)?)));
     }
-    Ok(record_failure(db, &model, now).await?)
+    record_failure(db, &model, now).await
 }
 
 /// Locked or disabled: the verdict that stops any step.

@@ -22,6 +22,7 @@
 //! is such a binary. This crate is the application, so its entry points return `anyhow` errors,
 //! as a `main` does.
 
+mod accounts;
 mod audit;
 mod crm;
 mod dead_letters;
@@ -42,6 +43,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use accounts::AccountsCommand;
 pub use audit::AuditCommand;
 pub use crm::CrmCommand;
 pub use dead_letters::DeadLettersCommand;
@@ -85,6 +87,12 @@ pub enum Command {
     Serve,
     /// Apply database migrations.
     Migrate,
+    /// Manage the console's accounts: the first admin, a lost phone, a person who left.
+    Accounts {
+        /// The subcommand.
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
     /// Manage employees' API keys.
     Keys {
         /// The subcommand.
@@ -181,6 +189,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(settings, command).await,
+        Command::Accounts { command } => accounts::run(settings, command).await,
         Command::Doctor { create_topics } => doctor::run(settings, &registry, create_topics).await,
         Command::DeadLetters { command } => dead_letters::run(settings, command).await,
         Command::Export(args) => export::run(settings, args).await,

@@ -1,0 +1,43 @@
+//! The web console at `/console`: server-rendered pages for people, behind a password and a
+//! mandatory second factor (TOTP), with sessions kept server-side (`wacrm_store::accounts`,
+//! `wacrm_store::console_sessions`). No script runs on its pages; its stylesheet is embedded in
+//! the binary. docs/console.md describes it.
+
+mod conversations;
+mod page;
+mod session;
+mod sign_in;
+
+use std::sync::Arc;
+
+use axum::extract::Extension;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::ConsoleConfig;
+use crate::AppState;
+
+/// The console's routes.
+pub fn routes(config: &ConsoleConfig) -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/conversations") }),
+        )
+        .route(
+            "/console/",
+            get(|| async { Redirect::to("/console/conversations") }),
+        )
+        .route("/console/assets/app.css", get(page::stylesheet))
+        .route(
+            "/console/login",
+            get(sign_in::login_page).post(sign_in::login),
+        )
+        .route("/console/mfa", get(sign_in::mfa_page).post(sign_in::mfa))
+        .route("/console/logout", post(sign_in::logout))
+        .route("/console/conversations", get(conversations::search))
+        .route("/console/contacts/{id}", get(conversations::contact))
+        .route("/console/contacts/{id}/send", post(conversations::send))
+        .layer(Extension(Arc::new(config.clone())))
+}
