@@ -209,6 +209,19 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         "dora",
         &["--name", "Dora", "--role", "agent", "--number", NUMBER],
     );
+    create_account(
+        &service,
+        "otto",
+        &[
+            "--name",
+            "Otto Auditor",
+            "--role",
+            "auditor",
+            "--all-numbers",
+            "--locale",
+            "en",
+        ],
+    );
     let admin = service.admin_key();
     service.start().await;
 
@@ -456,6 +469,48 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     assert_eq!(status, StatusCode::FORBIDDEN, "locked: {page}");
     assert!(again.cookie("wacrm_session").is_none());
 
+    // The audit screen: not for an agent; an auditor filters by actor and exports (audited).
+    let mut ana = Visitor::new(&service);
+    sign_in_password(&mut ana, "ana").await;
+    let (_, _, page) = ana.get("/console/mfa").await;
+    let csrf = input_value(&page, "csrf");
+    let (status, _, _) = ana
+        .post(
+            "/console/mfa",
+            &[("code", &code_at(&secret, 30)), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a later code signs in");
+    let (status, _, page) = ana.get("/console/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!page.contains("audit-entries"));
+    let mut otto = Visitor::new(&service);
+    sign_in_password(&mut otto, "otto").await;
+    let (_, _, page) = otto.get("/console/mfa").await;
+    assert!(page.contains("lang=\"en\""), "the account's language");
+    let otto_secret = element_text(&page, "totp-secret");
+    let csrf = input_value(&page, "csrf");
+    otto.post(
+        "/console/mfa",
+        &[("code", &code_at(&otto_secret, 0)), ("csrf", &csrf)],
+    )
+    .await;
+    let (status, _, page) = otto.get("/console/audit?actor=account%3Aana").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"audit-entries\""), "{page}");
+    assert!(page.contains("console.mfa_enrol") && page.contains("messages.list"));
+    assert!(!page.contains("account:dora"), "filtered by actor");
+    let (status, _, csv) = otto
+        .get("/console/audit.csv?actor=account%3Aana&action=console.login")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.starts_with("seq,at,key_id,actor,action"), "{csv}");
+    assert!(csv.lines().count() >= 4, "{csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains("\"console.login\"")),
+        "{csv}"
+    );
+
     // Every step audited, under the account's id.
     let (_, audit) = service.get_json("/v1/audit?limit=500", &admin).await;
     let entries: Vec<(String, String, String)> = audit
@@ -483,6 +538,9 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         ("account:dora", "console.mfa", "locked"),
         ("account:dora", "console.login", "locked"),
         ("cli", "accounts.create", "ok"),
+        ("account:ana", "audit.read", "denied"),
+        ("account:otto", "audit.read", "ok"),
+        ("account:otto", "audit.export", "ok"),
     ] {
         assert!(
             entries

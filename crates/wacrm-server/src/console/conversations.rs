@@ -28,7 +28,7 @@ use crate::AppState;
 const HISTORY_PAGE: u64 = 50;
 
 /// The signed-in account, or the redirect to where it must go first.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &Arc<AppState>,
     config: &ConsoleConfig,
     headers: &HeaderMap,
@@ -41,7 +41,7 @@ async fn signed_in(
 }
 
 /// A handler's JSON answer: its status and body.
-async fn json_of(response: Response) -> (StatusCode, Value) {
+pub(super) async fn json_of(response: Response) -> (StatusCode, Value) {
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
         .await
@@ -130,6 +130,7 @@ pub async fn search(
             Some(Nav {
                 name: &account.name,
                 csrf: &session.csrf,
+                account: &account,
             }),
             body,
         ),
@@ -199,6 +200,7 @@ async fn contact_screen(
                 Some(Nav {
                     name: &account.name,
                     csrf: &session.csrf,
+                    account: &account,
                 }),
                 html! {
                     div.card { p #error .error { (locale.t(text)) } }
@@ -291,6 +293,7 @@ async fn contact_screen(
             Some(Nav {
                 name: &account.name,
                 csrf: &session.csrf,
+                account: &account,
             }),
             body,
         ),

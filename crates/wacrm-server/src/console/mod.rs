@@ -3,6 +3,7 @@
 //! `wacrm_store::console_sessions`). No script runs on its pages; its stylesheet is embedded in
 //! the binary. docs/console.md describes it.
 
+mod audit;
 mod conversations;
 mod page;
 mod session;
@@ -39,5 +40,7 @@ pub fn routes(config: &ConsoleConfig) -> Router<Arc<AppState>> {
         .route("/console/conversations", get(conversations::search))
         .route("/console/contacts/{id}", get(conversations::contact))
         .route("/console/contacts/{id}/send", post(conversations::send))
+        .route("/console/audit", get(audit::screen))
+        .route("/console/audit.csv", get(audit::export))
         .layer(Extension(Arc::new(config.clone())))
 }

@@ -77,6 +77,19 @@ pub enum Text {
     Refused,
     NotFound,
     Forbidden,
+    Audit,
+    Actor,
+    Action,
+    Contact,
+    From,
+    Until,
+    Filter,
+    Export,
+    NoEntries,
+    When,
+    Target,
+    Outcome,
+    Next,
 }
 
 impl Text {
@@ -128,6 +141,19 @@ impl Text {
             Text::Refused => ("Envio recusado:", "Sending refused:"),
             Text::NotFound => ("Não encontrado.", "Not found."),
             Text::Forbidden => ("Sem permissão.", "Not allowed."),
+            Text::Audit => ("Auditoria", "Audit"),
+            Text::Actor => ("Quem", "Who"),
+            Text::Action => ("Ação", "Action"),
+            Text::Contact => ("Contato", "Contact"),
+            Text::From => ("De", "From"),
+            Text::Until => ("Até", "Until"),
+            Text::Filter => ("Filtrar", "Filter"),
+            Text::Export => ("Exportar CSV (registrado na auditoria)", "Export CSV (recorded in the audit log)"),
+            Text::NoEntries => ("Nenhum registro.", "No entries."),
+            Text::When => ("Quando", "When"),
+            Text::Target => ("Objeto", "Object"),
+            Text::Outcome => ("Resultado", "Outcome"),
+            Text::Next => ("Próxima página", "Next page"),
         }
     }
 }
@@ -153,6 +179,8 @@ pub struct Nav<'a> {
     pub name: &'a str,
     /// The session's CSRF token (the sign-out form carries it).
     pub csrf: &'a str,
+    /// The account: which screens its scopes open.
+    pub account: &'a wacrm_store::accounts::Account,
 }
 
 /// A whole page.
@@ -172,6 +200,9 @@ pub fn page(locale: Locale, title: &str, nav: Option<Nav<'_>>, body: Markup) -> 
                     @if let Some(nav) = nav {
                         nav {
                             a href="/console/conversations" { (locale.t(Text::Conversations)) }
+                            @if nav.account.scopes.iter().any(|s| s == wacrm_store::keys::scope::AUDIT_READ) {
+                                " " a #nav-audit href="/console/audit" { (locale.t(Text::Audit)) }
+                            }
                         }
                         span.who { (nav.name) }
                         form #logout method="post" action="/console/logout" {
