@@ -200,7 +200,7 @@ async fn contact_screen(
                 Some(Nav {
                     name: &account.name,
                     csrf: &session.csrf,
-                    account: &account,
+                    account,
                 }),
                 html! {
                     div.card { p #error .error { (locale.t(text)) } }
@@ -293,7 +293,7 @@ async fn contact_screen(
             Some(Nav {
                 name: &account.name,
                 csrf: &session.csrf,
-                account: &account,
+                account,
             }),
             body,
         ),

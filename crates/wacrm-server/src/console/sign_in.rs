@@ -451,7 +451,7 @@ fn recovery_page(locale: Locale, account: &Account, session: &Session, codes: &[
         Some(Nav {
             name: &account.name,
             csrf: &session.csrf,
-            account: &account,
+            account,
         }),
         html! {
             div.card.narrow {

@@ -3,6 +3,7 @@
 
 #[path = "../../../wacrm-bus/tests/support/broker.rs"]
 pub mod broker;
+pub mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
