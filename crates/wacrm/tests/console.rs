@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Bus, Service};
+use common::{create_account, totp_code_at, Bus, Service};
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -129,36 +127,6 @@ fn element_text(html: &str, id: &str) -> String {
     html[open..].split('<').next().unwrap().to_owned()
 }
 
-fn create_account(service: &Service, username: &str, args: &[&str]) {
-    let mut child = service
-        .command()
-        .args([
-            "accounts",
-            "create",
-            "--username",
-            username,
-            "--password-stdin",
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Signs in with the password: the visitor then holds a session that still owes the code.
 async fn sign_in_password(visitor: &mut Visitor, username: &str) {
     let (status, _, page) = visitor.get("/console/login").await;
@@ -180,14 +148,6 @@ async fn sign_in_password(visitor: &mut Visitor, username: &str) {
     );
 }
 
-fn code_at(secret: &str, offset_s: i64) -> String {
-    wacrm_store::accounts::totp_code(
-        secret,
-        chrono::Utc::now() + chrono::Duration::seconds(offset_s),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen() {
     let mut service = Service::new(Bus::Embedded)
@@ -195,6 +155,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     create_account(
         &service,
         "ana",
+        PASSWORD,
         &[
             "--name",
             "Ana Agente",
@@ -207,11 +168,13 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     create_account(
         &service,
         "dora",
+        PASSWORD,
         &["--name", "Dora", "--role", "agent", "--number", NUMBER],
     );
     create_account(
         &service,
         "otto",
+        PASSWORD,
         &[
             "--name",
             "Otto Auditor",
@@ -221,6 +184,12 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
             "--locale",
             "en",
         ],
+    );
+    create_account(
+        &service,
+        "ada",
+        PASSWORD,
+        &["--name", "Ada Admin", "--role", "admin", "--all-numbers"],
     );
     let admin = service.admin_key();
     service.start().await;
@@ -314,7 +283,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     assert!(page.contains("id=\"totp-qr\"") && page.contains("<svg"));
     let csrf = input_value(&page, "csrf");
     // CSRF on the code form too, and a wrong code is refused.
-    let code = code_at(&secret, 0);
+    let code = totp_code_at(&secret, 0);
     let (status, _, _) = ana.post("/console/mfa", &[("code", &code)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = ana
@@ -429,7 +398,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     let (_, _, page) = dora.get("/console/mfa").await;
     let dora_secret = element_text(&page, "totp-secret");
     let csrf = input_value(&page, "csrf");
-    let code = code_at(&dora_secret, 0);
+    let code = totp_code_at(&dora_secret, 0);
     let (status, _, _) = dora
         .post("/console/mfa", &[("code", &code), ("csrf", &csrf)])
         .await;
@@ -477,7 +446,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     let (status, _, _) = ana
         .post(
             "/console/mfa",
-            &[("code", &code_at(&secret, 30)), ("csrf", &csrf)],
+            &[("code", &totp_code_at(&secret, 30)), ("csrf", &csrf)],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "a later code signs in");
@@ -492,7 +461,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     let csrf = input_value(&page, "csrf");
     otto.post(
         "/console/mfa",
-        &[("code", &code_at(&otto_secret, 0)), ("csrf", &csrf)],
+        &[("code", &totp_code_at(&otto_secret, 0)), ("csrf", &csrf)],
     )
     .await;
     let (status, _, page) = otto.get("/console/audit?actor=account%3Aana").await;
@@ -510,6 +479,56 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         csv.lines().skip(1).all(|l| l.contains("\"console.login\"")),
         "{csv}"
     );
+
+    // Operations: the auditor sees consumers and dead letters but cannot re-drive; an agent
+    // sees no dead letters; an admin re-drives one (CSRF required), audited.
+    let bad = br#"{"not":"whatsapp"}"#.to_vec();
+    assert_eq!(service.post_webhook(bad).await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dead_id = loop {
+        let (_, dead) = service.get_json("/v1/dead-letters", &admin).await;
+        if let Some(id) = dead[0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (status, _, page) = otto.get("/console/operations").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("id=\"consumers\"") && page.contains("wacrm-store"),
+        "{page}"
+    );
+    assert!(
+        page.contains("id=\"dead-letters\"") && page.contains(&dead_id),
+        "{page}"
+    );
+    assert!(
+        !page.contains("form class=\"retry\""),
+        "an auditor cannot re-drive"
+    );
+    let (status, _, page) = ana.get("/console/operations").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("id=\"dead-letters\"") && !page.contains(&dead_id));
+    let mut ada = Visitor::new(&service);
+    sign_in_password(&mut ada, "ada").await;
+    let (_, _, page) = ada.get("/console/mfa").await;
+    let ada_secret = element_text(&page, "totp-secret");
+    let csrf = input_value(&page, "csrf");
+    ada.post(
+        "/console/mfa",
+        &[("code", &totp_code_at(&ada_secret, 0)), ("csrf", &csrf)],
+    )
+    .await;
+    let (_, _, page) = ada.get("/console/operations").await;
+    assert!(page.contains("form class=\"retry\""), "{page}");
+    let csrf = input_value(&page, "csrf");
+    let retry = format!("/console/dead-letters/{dead_id}/retry");
+    let (status, _, _) = ada.post(&retry, &[("csrf", "wrong")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, to, _) = ada.post(&retry, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/console/operations?retried="), "{to}");
 
     // Every step audited, under the account's id.
     let (_, audit) = service.get_json("/v1/audit?limit=500", &admin).await;
@@ -541,6 +560,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         ("account:ana", "audit.read", "denied"),
         ("account:otto", "audit.read", "ok"),
         ("account:otto", "audit.export", "ok"),
+        ("account:ada", "dead_letters.retry", "intent"),
     ] {
         assert!(
             entries

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{png_size, Browser};
-use common::{Bus, Service};
+use common::{create_account, totp_code_at, Bus, Service};
 
 /// A phone's viewport in CSS pixels, for the narrow layout.
 const PHONE: (u32, u32) = (390, 844);
@@ -60,47 +60,6 @@ async fn the_browser_opens_reads_and_photographs_a_page_of_the_service() {
 const NUMBER: &str = "106540352242922";
 const PASSWORD: &str = "uma senha bem comprida 42";
 
-/// `wacrm accounts create` with the password on standard input.
-fn create_account(service: &Service, username: &str, args: &[&str]) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = service
-        .command()
-        .args([
-            "accounts",
-            "create",
-            "--username",
-            username,
-            "--password-stdin",
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn code_at(secret: &str, offset_s: i64) -> String {
-    wacrm_store::accounts::totp_code(
-        secret,
-        chrono::Utc::now() + chrono::Duration::seconds(offset_s),
-    )
-    .unwrap()
-}
-
 /// Where screenshots go: `WACRM_CONSOLE_SCREENSHOTS` (docs/console/ when the docs are
 /// refreshed), or a temporary directory.
 fn screenshot_dir() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
@@ -149,6 +108,7 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     create_account(
         &service,
         "bruno",
+        PASSWORD,
         &[
             "--name",
             "Bruno Agente",
@@ -161,6 +121,7 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     create_account(
         &service,
         "otto",
+        PASSWORD,
         &[
             "--name",
             "Otto Auditor",
@@ -172,6 +133,7 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     create_account(
         &service,
         "dora",
+        PASSWORD,
         &["--name", "Dora", "--role", "agent", "--number", NUMBER],
     );
     let admin = service.admin_key();
@@ -236,7 +198,7 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     browser.wait_for("form#mfa", Duration::from_secs(10)).await;
     assert!(browser.current_url().await.ends_with("/console/mfa"));
 
-    browser.fill("#code", &code_at(&secret, 0)).await;
+    browser.fill("#code", &totp_code_at(&secret, 0)).await;
     browser.submit("form#mfa").await;
     browser
         .wait_for("#recovery-codes", Duration::from_secs(10))
@@ -333,7 +295,7 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     // The auditor sees the agent's actions.
     sign_in(&browser, &service, "otto").await;
     let otto = browser.text("#totp-secret").await;
-    browser.fill("#code", &code_at(&otto, 0)).await;
+    browser.fill("#code", &totp_code_at(&otto, 0)).await;
     browser.submit("form#mfa").await;
     browser
         .wait_for("#recovery-codes", Duration::from_secs(10))

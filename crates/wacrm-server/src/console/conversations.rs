@@ -18,7 +18,7 @@ use wacrm_store::accounts::Account;
 use wacrm_store::console_sessions::{random_token, Session};
 
 use super::page::{page, respond, Locale, Nav, Text};
-use super::session::{same_token, standing, Standing};
+use super::session::{csrf_refused, same_token, standing, Standing};
 use crate::api::{ContactFilter, HistoryPage};
 use crate::auth::Caller;
 use crate::config::ConsoleConfig;
@@ -38,6 +38,21 @@ pub(super) async fn signed_in(
         Standing::SecondFactorOwed(..) => Err(Redirect::to("/console/mfa").into_response()),
         Standing::Anonymous => Err(Redirect::to("/console/login").into_response()),
     }
+}
+
+/// The signed-in account of a form's request, once the form's CSRF token matched the session's;
+/// otherwise the answer (a redirect to sign in, or 403).
+pub(super) async fn signed_in_form(
+    state: &Arc<AppState>,
+    config: &ConsoleConfig,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(Session, Box<Account>), Response> {
+    let (session, account) = signed_in(state, config, headers).await?;
+    if !same_token(csrf, &session.csrf) {
+        return Err(csrf_refused());
+    }
+    Ok((session, account))
 }
 
 /// A handler's JSON answer: its status and body.
@@ -350,13 +365,10 @@ pub async fn send(
     Path(id): Path<String>,
     Form(form): Form<SendForm>,
 ) -> Response {
-    let (session, account) = match signed_in(&state, &config, &headers).await {
+    let (session, account) = match signed_in_form(&state, &config, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !same_token(&form.csrf, &session.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
-    }
     let locale = Locale::parse(&account.locale);
     let request = json!({"from": form.from, "contact_id": id, "type": "text", "body": form.body});
     let mut api_headers = HeaderMap::new();

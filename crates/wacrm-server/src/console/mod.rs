@@ -5,6 +5,7 @@
 
 mod audit;
 mod conversations;
+mod operations;
 mod page;
 mod session;
 mod sign_in;
@@ -42,5 +43,7 @@ pub fn routes(config: &ConsoleConfig) -> Router<Arc<AppState>> {
         .route("/console/contacts/{id}/send", post(conversations::send))
         .route("/console/audit", get(audit::screen))
         .route("/console/audit.csv", get(audit::export))
+        .route("/console/operations", get(operations::screen))
+        .route("/console/dead-letters/{id}/retry", post(operations::retry))
         .layer(Extension(Arc::new(config.clone())))
 }

@@ -90,6 +90,27 @@ pub enum Text {
     Target,
     Outcome,
     Next,
+    Operations,
+    Sending,
+    SendingOff,
+    Number,
+    State,
+    Since,
+    Reason,
+    CrmSync,
+    Connection,
+    LastCommit,
+    Restarts,
+    LastError,
+    Consumers,
+    Group,
+    Running,
+    Stopped,
+    DeadLetters,
+    Source,
+    Attempts,
+    Retry,
+    Retried,
 }
 
 impl Text {
@@ -154,6 +175,30 @@ impl Text {
             Text::Target => ("Objeto", "Object"),
             Text::Outcome => ("Resultado", "Outcome"),
             Text::Next => ("Próxima página", "Next page"),
+            Text::Operations => ("Operação", "Operations"),
+            Text::Sending => ("Envio por número", "Sending, per number"),
+            Text::SendingOff => (
+                "O envio não está configurado (sem token de acesso).",
+                "Sending is not configured (no access token).",
+            ),
+            Text::Number => ("Número", "Number"),
+            Text::State => ("Estado", "State"),
+            Text::Since => ("Desde", "Since"),
+            Text::Reason => ("Motivo", "Reason"),
+            Text::CrmSync => ("Sincronização com CRMs", "CRM sync"),
+            Text::Connection => ("Conexão", "Connection"),
+            Text::LastCommit => ("Último avanço", "Last commit"),
+            Text::Restarts => ("Reinícios", "Restarts"),
+            Text::LastError => ("Último erro", "Last error"),
+            Text::Consumers => ("Consumidores", "Consumers"),
+            Text::Group => ("Grupo", "Group"),
+            Text::Running => ("rodando", "running"),
+            Text::Stopped => ("parado", "stopped"),
+            Text::DeadLetters => ("Mensagens mortas (dead letters)", "Dead letters"),
+            Text::Source => ("Origem", "Source"),
+            Text::Attempts => ("Tentativas", "Attempts"),
+            Text::Retry => ("Reenviar", "Retry"),
+            Text::Retried => ("Reenvio:", "Re-driven:"),
         }
     }
 }
@@ -203,6 +248,7 @@ pub fn page(locale: Locale, title: &str, nav: Option<Nav<'_>>, body: Markup) -> 
                             @if nav.account.scopes.iter().any(|s| s == wacrm_store::keys::scope::AUDIT_READ) {
                                 " " a #nav-audit href="/console/audit" { (locale.t(Text::Audit)) }
                             }
+                            " " a #nav-operations href="/console/operations" { (locale.t(Text::Operations)) }
                         }
                         span.who { (nav.name) }
                         form #logout method="post" action="/console/logout" {

@@ -101,3 +101,13 @@ pub async fn standing(
         Standing::SecondFactorOwed(session, Box::new(account))
     }
 }
+
+/// The answer to a form without its CSRF token, or with a wrong one: nothing was done.
+pub fn csrf_refused() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        "CSRF token missing or wrong",
+    )
+        .into_response()
+}

@@ -17,7 +17,8 @@ use wacrm_store::console_sessions::{self, random_token, Session};
 
 use super::page::{page, respond, Locale, Nav, Text};
 use super::session::{
-    absolute, cookie, same_token, set_cookie, standing, Standing, LOGIN_COOKIE, SESSION_COOKIE,
+    absolute, cookie, csrf_refused, same_token, set_cookie, standing, Standing, LOGIN_COOKIE,
+    SESSION_COOKIE,
 };
 use crate::config::ConsoleConfig;
 use crate::AppState;
@@ -145,7 +146,7 @@ pub async fn login(
 ) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if !same_token(&form.csrf, &expected) {
-        return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
+        return csrf_refused();
     }
     let username = accounts::normalise_username(&form.username).unwrap_or_default();
     let verdict =
@@ -325,7 +326,7 @@ pub async fn mfa(
         Standing::Anonymous => return Redirect::to("/console/login").into_response(),
     };
     if !same_token(&form.csrf, &session.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
+        return csrf_refused();
     }
     let locale = Locale::parse(&account.locale);
     let key = account_key(&account.username);
@@ -478,7 +479,7 @@ pub async fn logout(
         Standing::Anonymous => return Redirect::to("/console/login").into_response(),
     };
     if !same_token(&form.csrf, &session.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
+        return csrf_refused();
     }
     if let Err(r) = audit(
         &state,

@@ -473,3 +473,45 @@ pub fn fixture(name: &str) -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// `wacrm accounts create --username USERNAME --password-stdin ARGS…` with `password` on
+/// standard input; panics with the command's error when it fails.
+pub fn create_account(service: &Service, username: &str, password: &str, args: &[&str]) {
+    use std::io::Write;
+    let mut child = service
+        .command()
+        .args([
+            "accounts",
+            "create",
+            "--username",
+            username,
+            "--password-stdin",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The TOTP code of `secret` `offset_s` seconds from now, as an authenticator app shows it.
+pub fn totp_code_at(secret: &str, offset_s: i64) -> String {
+    wacrm_store::accounts::totp_code(
+        secret,
+        chrono::Utc::now() + chrono::Duration::seconds(offset_s),
+    )
+    .unwrap()
+}
