@@ -228,11 +228,14 @@ pub async fn create(db: &DatabaseConnection, new: NewKey) -> Result<(KeyInfo, St
             scope::ALL.join(", ")
         )));
     }
-    let mut rng = rand::thread_rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];
-    rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut secret);
+    {
+        // The thread's generator is not `Send`: dropped before any await, so the future is.
+        let mut rng = rand::thread_rng();
+        rng.fill_bytes(&mut id);
+        rng.fill_bytes(&mut secret);
+    }
     let id = hex::encode(id);
     let secret = hex::encode(secret);
     let mut scopes = new.scopes.unwrap_or_else(|| new.role.default_scopes());

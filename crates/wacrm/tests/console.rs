@@ -530,6 +530,114 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(to.starts_with("/console/operations?retried="), "{to}");
 
+    // Administration: not for an auditor; an admin creates an account (its first password
+    // shown once, and it signs in with it), creates and revokes a key, disables an account.
+    let (status, _, _) = otto.get("/console/admin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, page) = ada.get("/console/admin").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csrf = input_value(&page, "csrf");
+    let (status, _, _) = ada
+        .post(
+            "/console/admin/accounts",
+            &[
+                ("username", "eva"),
+                ("name", "Eva"),
+                ("role", "agent"),
+                ("numbers", NUMBER),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let (status, _, page) = ada
+        .post(
+            "/console/admin/accounts",
+            &[
+                ("csrf", &csrf),
+                ("username", "eva"),
+                ("name", "Eva Nova"),
+                ("role", "agent"),
+                ("numbers", NUMBER),
+                ("locale", "pt-BR"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let first_password = element_text(&page, "new-secret");
+    assert_eq!(first_password.len(), 20, "{page}");
+    let mut eva = Visitor::new(&service);
+    let (_, _, login) = eva.get("/console/login").await;
+    let login_csrf = input_value(&login, "csrf");
+    let (status, to, _) = eva
+        .post(
+            "/console/login",
+            &[
+                ("username", "eva"),
+                ("password", &first_password),
+                ("csrf", &login_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/console/mfa")
+    );
+    let (status, _, page) = ada
+        .post(
+            "/console/admin/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "Integração"),
+                ("role", "auditor"),
+                ("all_numbers", "on"),
+                ("expires", "2099-12-31"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let new_key = element_text(&page, "new-secret");
+    assert!(new_key.starts_with("wacrm_"), "{page}");
+    assert_eq!(service.get_json("/v1/status", &new_key).await.0, 200);
+    let key_id = new_key
+        .trim_start_matches("wacrm_")
+        .split('_')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = ada
+        .post(
+            &format!("/console/admin/keys/{key_id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        service.get_json("/v1/status", &new_key).await.0,
+        401,
+        "a revoked key"
+    );
+    let (_, _, page) = ada.get("/console/admin").await;
+    let row = page.find("data-username=\"eva\"").unwrap();
+    let action = page[row..].find("/console/admin/accounts/").unwrap() + row;
+    let eva_id = page[action + "/console/admin/accounts/".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = ada
+        .post(
+            &format!("/console/admin/accounts/{eva_id}/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, to, _) = eva.get("/console/mfa").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (StatusCode::SEE_OTHER, "/console/login"),
+        "a disabled account's session ended"
+    );
+
     // Every step audited, under the account's id.
     let (_, audit) = service.get_json("/v1/audit?limit=500", &admin).await;
     let entries: Vec<(String, String, String)> = audit
@@ -561,6 +669,12 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         ("account:otto", "audit.read", "ok"),
         ("account:otto", "audit.export", "ok"),
         ("account:ada", "dead_letters.retry", "intent"),
+        ("account:ada", "accounts.create", "intent"),
+        ("account:ada", "accounts.create", "ok"),
+        ("account:ada", "keys.create", "ok"),
+        ("account:ada", "keys.revoke", "ok"),
+        ("account:ada", "accounts.disable", "ok"),
+        ("account:otto", "admin.read", "denied"),
     ] {
         assert!(
             entries

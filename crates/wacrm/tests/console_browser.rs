@@ -77,14 +77,19 @@ fn screenshot_dir() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
 
 /// Signs in with the password; the browser is then on the second-factor page.
 async fn sign_in(browser: &Browser, service: &Service, username: &str) {
+    sign_in_with(browser, service, username, PASSWORD).await;
+}
+
+async fn sign_in_with(browser: &Browser, service: &Service, username: &str, password: &str) {
     browser.goto(&service.url("/console/login")).await;
     browser.fill("#username", username).await;
-    browser.fill("#password", PASSWORD).await;
+    browser.fill("#password", password).await;
     browser.submit("form#login").await;
     browser.wait_for("form#mfa", Duration::from_secs(10)).await;
 }
 
-/// The console as people use it, in headless Chromium: an agent enrols TOTP at the first
+/// The console as people use it, in headless Chromium: an admin creates an agent in the admin
+/// screen; the agent (with the first password shown there) enrols TOTP at the first
 /// sign-in (the test computes codes from the key the page shows) and reaches nothing before the
 /// code; finds a contact by another spelling of the phone, reads the conversation, replies
 /// inside the 24-hour window (WhatsApp gets it) and is refused, in words, outside it; signs out.
@@ -107,16 +112,9 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     ]);
     create_account(
         &service,
-        "bruno",
+        "ada",
         PASSWORD,
-        &[
-            "--name",
-            "Bruno Agente",
-            "--role",
-            "agent",
-            "--number",
-            NUMBER,
-        ],
+        &["--name", "Ada Admin", "--role", "admin", "--all-numbers"],
     );
     create_account(
         &service,
@@ -181,8 +179,31 @@ async fn an_agent_and_an_auditor_use_the_console_in_a_real_browser() {
     assert!(browser.current_url().await.ends_with("/console/login"));
     browser.screenshot(&shots.join("login.png")).await;
 
+    // The admin (made with the command line) creates the agent in the console.
+    sign_in(&browser, &service, "ada").await;
+    let ada = browser.text("#totp-secret").await;
+    browser.fill("#code", &totp_code_at(&ada, 0)).await;
+    browser.submit("form#mfa").await;
+    browser
+        .wait_for("#recovery-codes", Duration::from_secs(10))
+        .await;
+    browser.goto(&service.url("/console/admin")).await;
+    browser.fill("#username", "bruno").await;
+    browser.fill("#name", "Bruno Agente").await;
+    browser.fill("#numbers", NUMBER).await;
+    browser.submit("form#new-account").await;
+    browser
+        .wait_for("#new-secret", Duration::from_secs(10))
+        .await;
+    let bruno_password = browser.text("#new-secret").await;
+    browser.screenshot(&shots.join("admin.png")).await;
+    browser.submit("form#logout").await;
+    browser
+        .wait_for("form#login", Duration::from_secs(10))
+        .await;
+
     // The password, then the enrolment page: QR code and key; nothing else reachable yet.
-    sign_in(&browser, &service, "bruno").await;
+    sign_in_with(&browser, &service, "bruno", &bruno_password).await;
     assert!(browser.exists("#totp-qr svg").await);
     let secret = browser.text("#totp-secret").await;
     assert_eq!(secret.len(), 32, "a 160-bit key in base32: {secret}");

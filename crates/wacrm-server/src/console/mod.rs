@@ -3,6 +3,7 @@
 //! `wacrm_store::console_sessions`). No script runs on its pages; its stylesheet is embedded in
 //! the binary. docs/console.md describes it.
 
+mod admin;
 mod audit;
 mod conversations;
 mod operations;
@@ -45,5 +46,17 @@ pub fn routes(config: &ConsoleConfig) -> Router<Arc<AppState>> {
         .route("/console/audit.csv", get(audit::export))
         .route("/console/operations", get(operations::screen))
         .route("/console/dead-letters/{id}/retry", post(operations::retry))
+        .route("/console/admin", get(admin::screen))
+        .route("/console/admin/accounts", post(admin::create_account))
+        .route(
+            "/console/admin/accounts/{id}/disable",
+            post(admin::disable_account),
+        )
+        .route(
+            "/console/admin/accounts/{id}/reset-mfa",
+            post(admin::reset_mfa),
+        )
+        .route("/console/admin/keys", post(admin::create_key))
+        .route("/console/admin/keys/{id}/revoke", post(admin::revoke_key))
         .layer(Extension(Arc::new(config.clone())))
 }

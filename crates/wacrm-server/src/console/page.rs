@@ -111,6 +111,30 @@ pub enum Text {
     Attempts,
     Retry,
     Retried,
+    Admin,
+    Accounts,
+    Name,
+    Role,
+    Numbers,
+    AllNumbers,
+    Language,
+    Create,
+    NewAccount,
+    ApiKeys,
+    NewKey,
+    Expires,
+    Disable,
+    ResetMfa,
+    Revoke,
+    Revoked,
+    Expired,
+    DisabledState,
+    LockedState,
+    MfaPending,
+    ShownOnce,
+    FirstPassword,
+    NewKeyShown,
+    Saved,
 }
 
 impl Text {
@@ -199,6 +223,33 @@ impl Text {
             Text::Attempts => ("Tentativas", "Attempts"),
             Text::Retry => ("Reenviar", "Retry"),
             Text::Retried => ("Reenvio:", "Re-driven:"),
+            Text::Admin => ("Administração", "Administration"),
+            Text::Accounts => ("Contas", "Accounts"),
+            Text::Name => ("Nome", "Name"),
+            Text::Role => ("Papel", "Role"),
+            Text::Numbers => ("Números (phone number ids)", "Numbers (phone number ids)"),
+            Text::AllNumbers => ("Todos os números", "Every number"),
+            Text::Language => ("Idioma", "Language"),
+            Text::Create => ("Criar", "Create"),
+            Text::NewAccount => ("Nova conta", "New account"),
+            Text::ApiKeys => ("Chaves de API", "API keys"),
+            Text::NewKey => ("Nova chave", "New key"),
+            Text::Expires => ("Expira em", "Expires"),
+            Text::Disable => ("Desativar", "Disable"),
+            Text::ResetMfa => ("Refazer 2FA", "Reset MFA"),
+            Text::Revoke => ("Revogar", "Revoke"),
+            Text::Revoked => ("revogada", "revoked"),
+            Text::Expired => ("expirada", "expired"),
+            Text::DisabledState => ("desativada", "disabled"),
+            Text::LockedState => ("bloqueada", "locked"),
+            Text::MfaPending => ("2FA pendente", "MFA pending"),
+            Text::ShownOnce => (
+                "Mostrado só esta vez: entregue por um canal seguro.",
+                "Shown only this once: hand it over by a safe channel.",
+            ),
+            Text::FirstPassword => ("Senha inicial", "First password"),
+            Text::NewKeyShown => ("Nova chave", "New key"),
+            Text::Saved => ("Feito", "Done"),
         }
     }
 }
@@ -249,6 +300,9 @@ pub fn page(locale: Locale, title: &str, nav: Option<Nav<'_>>, body: Markup) -> 
                                 " " a #nav-audit href="/console/audit" { (locale.t(Text::Audit)) }
                             }
                             " " a #nav-operations href="/console/operations" { (locale.t(Text::Operations)) }
+                            @if nav.account.business_numbers.is_none() && nav.account.scopes.iter().any(|s| s == wacrm_store::keys::scope::KEYS_MANAGE) {
+                                " " a #nav-admin href="/console/admin" { (locale.t(Text::Admin)) }
+                            }
                         }
                         span.who { (nav.name) }
                         form #logout method="post" action="/console/logout" {

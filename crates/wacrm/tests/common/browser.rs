@@ -434,6 +434,9 @@ impl Browser {
         loop {
             match form.tag_name().await {
                 Err(e) if e.is_stale_element_reference() => return,
+                // Chromium sometimes answers for an element of a document just replaced with
+                // an inspector error rather than "stale element reference": the same news.
+                Err(e) if e.to_string().contains("does not belong to the document") => return,
                 Err(e) => {
                     self.fail(format!("waiting for `{form_css}` to be sent"), Some(e))
                         .await
