@@ -248,6 +248,16 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    // Nor with no token and no cookie at all (a form posted from another site).
+    let mut stranger = Visitor::new(&service);
+    let (status, _, _) = stranger
+        .post(
+            "/console/login",
+            &[("username", "ana"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token and no cookie");
+    assert!(stranger.cookie("wacrm_session").is_none());
     let (status, _, page) = ana
         .post(
             "/console/login",

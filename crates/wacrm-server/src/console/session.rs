@@ -57,11 +57,16 @@ pub fn absolute(config: &ConsoleConfig) -> Duration {
     Duration::hours(i64::from(config.absolute_timeout_hours.max(1)))
 }
 
-/// Whether two tokens are equal, in constant time (hashes compared, so lengths leak nothing).
+/// Whether two tokens are equal and not empty, in constant time (hashes compared, so lengths
+/// leak nothing). Empty never matches: a form without a token and a request without the cookie
+/// must not agree with each other.
 pub fn same_token(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    bool::from(a.as_slice().ct_eq(b.as_slice())) && !a.is_empty()
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 /// Where a request stands with the console.
@@ -110,4 +115,18 @@ pub fn csrf_refused() -> axum::response::Response {
         "CSRF token missing or wrong",
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_equal_non_empty_tokens_match() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("", ""), "no token and no cookie must not pass");
+        assert!(!same_token("abc", ""));
+        assert!(!same_token("", "abc"));
+    }
 }
