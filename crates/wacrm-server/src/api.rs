@@ -170,24 +170,36 @@ pub struct ContactFilter {
     pub phone: Option<String>,
     /// A business-scoped user id.
     pub bsuid: Option<String>,
+    /// Part of the contact's profile name or WhatsApp username (at least 2 characters, any
+    /// case); at most 50 contacts, most recently active first. Not combined with the others.
+    pub name: Option<String>,
 }
 
 /// The audit detail of a search: the SHA-256 (hex) of the normalised query — its identity
 /// keys as `kind:value` (a phone in E.164), sorted, one per line — never the phone itself,
 /// and the ids of the contacts returned.
 fn search_detail(keys: &[IdentityKey], contacts: &[ContactView]) -> serde_json::Value {
-    use sha2::{Digest, Sha256};
     let mut normalised: Vec<String> = keys.iter().map(ToString::to_string).collect();
     normalised.sort();
     normalised.dedup();
-    let digest = hex::encode(Sha256::digest(normalised.join("\n").as_bytes()));
+    query_detail(&normalised.join("\n"), contacts)
+}
+
+/// The audit detail of a search by name: as [`search_detail`], the query being `name:` and the
+/// lowered name.
+fn name_search_detail(name: &str, contacts: &[ContactView]) -> serde_json::Value {
+    query_detail(&format!("name:{}", name.trim().to_lowercase()), contacts)
+}
+
+fn query_detail(query: &str, contacts: &[ContactView]) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
     serde_json::json!({
-        "query_sha256": digest,
+        "query_sha256": hex::encode(Sha256::digest(query.as_bytes())),
         "contacts": contacts.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
     })
 }
 
-/// `GET /v1/contacts?wa_id=…|phone=…|bsuid=…`: a key limited to business numbers finds only
+/// `GET /v1/contacts?wa_id=…|phone=…|bsuid=…|name=…`: a key limited to business numbers finds only
 /// contacts with a conversation on one of them.
 #[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ContactFilter),
     security(("api_key" = [])),
@@ -215,10 +227,19 @@ pub async fn list_contacts(
         if let Some(bsuid) = filter.bsuid.clone() {
             keys.push(IdentityKey::Bsuid(bsuid));
         }
-        if keys.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "give wa_id, phone or bsuid");
-        }
         let numbers = caller.0.business_numbers.as_deref();
+        if keys.is_empty() {
+            let Some(name) = filter.name.as_deref() else {
+                return error(StatusCode::BAD_REQUEST, "give wa_id, phone, bsuid or name");
+            };
+            return match queries::find_contacts_by_name(&state.db, name, numbers).await {
+                Ok(contacts) => {
+                    detail = Some(name_search_detail(name, &contacts));
+                    Json(contacts).into_response()
+                }
+                Err(e) => store_error(e),
+            };
+        }
         match queries::find_contacts(&state.db, &keys, numbers).await {
             Ok(contacts) => {
                 detail = Some(search_detail(&keys, &contacts));

@@ -220,6 +220,55 @@ pub async fn find_contacts(
     Ok(out)
 }
 
+/// Most contacts a search by name returns.
+pub const NAME_SEARCH_LIMIT: usize = 50;
+
+/// Contacts whose profile name (or WhatsApp username) contains `name`, ignoring case, that a
+/// key limited to `numbers` may see; at most [`NAME_SEARCH_LIMIT`], newest first. `%` and `_`
+/// in `name` are literal.
+pub async fn find_contacts_by_name(
+    db: &DatabaseConnection,
+    name: &str,
+    numbers: Option<&[String]>,
+) -> Result<Vec<ContactView>, StoreError> {
+    use sea_orm::sea_query::{Expr, Func};
+    let needle: String = name.trim().to_lowercase().chars().take(100).collect();
+    if needle.chars().count() < 2 {
+        return Ok(Vec::new());
+    }
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let matches = |column: contact::Column| {
+        Expr::expr(Func::lower(Expr::col(column)))
+            .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
+    };
+    let rows = contact::Entity::find()
+        .filter(contact::Column::MergedInto.is_null())
+        .filter(
+            Condition::any()
+                .add(matches(contact::Column::DisplayName))
+                .add(matches(contact::Column::Username)),
+        )
+        .order_by_desc(contact::Column::UpdatedAt)
+        // Room for the ones a limited key may not see.
+        .limit(u64::try_from(NAME_SEARCH_LIMIT * 4).unwrap_or(200))
+        .all(db)
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        if out.len() >= NAME_SEARCH_LIMIT {
+            break;
+        }
+        if contact_visible(db, &row.id, numbers).await? {
+            out.push(contact_view(db, row).await?);
+        }
+    }
+    Ok(out)
+}
+
 /// A contact by id; a merged contact answers with the one it was merged into.
 pub async fn get_contact(
     db: &DatabaseConnection,

@@ -366,6 +366,14 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         page.contains("id=\"no-results\""),
         "another number's contact: {page}"
     );
+    // By name, in any case: both contacts are "Cliente", only the one on Ana's number is found.
+    let (_, _, page) = ana.get("/console/conversations?q=CLIENTE").await;
+    assert_eq!(
+        page.matches("class=\"contact\"").count(),
+        1,
+        "a name search sees only the account's numbers: {page}"
+    );
+    assert!(page.contains(&contact_id));
     let (_, found) = service
         .get_json(&format!("/v1/contacts?wa_id={theirs}"), &admin)
         .await;

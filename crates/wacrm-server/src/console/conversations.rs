@@ -88,19 +88,7 @@ pub async fn search(
     let q = query.q.trim().chars().take(200).collect::<String>();
     let mut results: Option<Vec<Value>> = None;
     if !q.is_empty() {
-        let filter = if q.chars().any(|c| c.is_ascii_digit()) && !q.contains('.') {
-            ContactFilter {
-                wa_id: None,
-                phone: Some(q.clone()),
-                bsuid: None,
-            }
-        } else {
-            ContactFilter {
-                wa_id: None,
-                phone: None,
-                bsuid: Some(q.clone()),
-            }
-        };
+        let filter = search_filter(&q);
         let caller = Caller(account.principal());
         let (status, body) =
             json_of(crate::api::list_contacts(State(state.clone()), caller, Query(filter)).await)
@@ -150,6 +138,39 @@ pub async fn search(
             body,
         ),
     )
+}
+
+/// What a search box's text is: a phone (digits and punctuation), a BSUID (`BR.…`: a country
+/// code, a dot), or else part of a name.
+fn search_filter(q: &str) -> ContactFilter {
+    let none = ContactFilter {
+        wa_id: None,
+        phone: None,
+        bsuid: None,
+        name: None,
+    };
+    let phone_like = q.chars().any(|c| c.is_ascii_digit())
+        && q.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let bsuid_like = q.len() > 3
+        && q.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+        && q.as_bytes()[2] == b'.';
+    if phone_like {
+        ContactFilter {
+            phone: Some(q.to_owned()),
+            ..none
+        }
+    } else if bsuid_like {
+        ContactFilter {
+            bsuid: Some(q.to_owned()),
+            ..none
+        }
+    } else {
+        ContactFilter {
+            name: Some(q.to_owned()),
+            ..none
+        }
+    }
 }
 
 /// A contact's name and its phone, as a person reads them.

@@ -173,8 +173,8 @@ impl Text {
             Text::Conversations => ("Conversas", "Conversations"),
             Text::Search => ("Buscar", "Search"),
             Text::SearchHelp => (
-                "Telefone (qualquer formato), ou BSUID",
-                "Phone (any format), or BSUID",
+                "Telefone (qualquer formato), nome ou BSUID",
+                "Phone (any format), name or BSUID",
             ),
             Text::NoContacts => ("Nenhum contato encontrado.", "No contact found."),
             Text::History => ("Histórico", "History"),
