@@ -219,6 +219,19 @@ async fn erasure_reaches_everywhere(bus: Bus, postgres: Option<String>) {
         dead.as_array().is_some_and(|d| !d.is_empty())
     })
     .await;
+    // The CRM's consumer and the store's run apart: HubSpot can hold the messages before the
+    // store has the contact.
+    eventually(
+        "the contact in the store",
+        Duration::from_secs(30),
+        || async {
+            let (_, found) = service
+                .get_json(&format!("/v1/contacts?wa_id={erased_wa}"), &key)
+                .await;
+            found.as_array().is_some_and(|f| f.len() == 1)
+        },
+    )
+    .await;
     let (_, found) = service
         .get_json(&format!("/v1/contacts?wa_id={erased_wa}"), &key)
         .await;
