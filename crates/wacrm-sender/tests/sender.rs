@@ -553,32 +553,7 @@ async fn a_send_interrupted_mid_call_is_reported_unknown_and_not_sent_again() {
     let mut h = harness().await;
     let r = request(1, "5511922220001", text("talvez"));
     // A previous process claimed it and died before recording the answer.
-    requests::create(
-        &h.db,
-        requests::NewRequest {
-            request_id: r.request_id.clone(),
-            key_id: "key1".into(),
-            idempotency_key: None,
-            request_hash: String::new(),
-            kind: "send",
-            phone_number_id: NUMBER.into(),
-            contact_id: None,
-            command: json!({}),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        requests::claim(
-            &h.db,
-            &r.request_id,
-            "a-previous-process",
-            Duration::from_secs(60)
-        )
-        .await
-        .unwrap(),
-        requests::Claim::Claimed
-    );
+    claimed_elsewhere(&h, &r, "a-previous-process").await;
     let events = h.send(std::slice::from_ref(&r)).await;
     assert!(h.fake.sent().is_empty());
     assert_eq!(h.state(&r).await, state::UNKNOWN);

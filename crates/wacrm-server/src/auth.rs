@@ -44,20 +44,20 @@ impl Caller {
         target: Option<&str>,
         outcome: &str,
     ) -> Result<(), Response> {
-        let entry = wacrm_store::audit::NewEntry {
-            key_id: self.0.key_id.clone(),
-            actor: self.0.name.clone(),
-            action: action.to_owned(),
-            contact_id: contact_id.map(str::to_owned),
-            target: target.map(str::to_owned),
-            outcome: outcome.to_owned(),
-            phone_number_id: None,
-            detail: None,
-        };
-        state.audit.append(entry).await.map(drop).map_err(|e| {
-            tracing::error!(error = %e, "audit log unavailable");
-            error(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable")
-        })
+        append_audit(
+            state,
+            wacrm_store::audit::NewEntry {
+                key_id: self.0.key_id.clone(),
+                actor: self.0.name.clone(),
+                action: action.to_owned(),
+                contact_id: contact_id.map(str::to_owned),
+                target: target.map(str::to_owned),
+                outcome: outcome.to_owned(),
+                phone_number_id: None,
+                detail: None,
+            },
+        )
+        .await
     }
 
     /// 403 unless the key carries the scope.
@@ -68,6 +68,18 @@ impl Caller {
             Err(MissingScope(scope))
         }
     }
+}
+
+/// Appends an audit entry; `Err` is the 503 to answer when the log cannot be written (an
+/// action that cannot be audited is not performed).
+pub async fn append_audit(
+    state: &AppState,
+    entry: wacrm_store::audit::NewEntry,
+) -> Result<(), Response> {
+    state.audit.append(entry).await.map(drop).map_err(|e| {
+        tracing::error!(error = %e, "audit log unavailable");
+        error(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable")
+    })
 }
 
 /// The caller's key lacks a scope (403).

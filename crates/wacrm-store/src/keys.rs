@@ -123,6 +123,32 @@ pub mod scope {
     ];
 }
 
+/// Why the business numbers given for a key or an account do not say which numbers it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NumberLimitError {
+    /// Neither numbers nor "every number".
+    #[error("give the business numbers it may use, or every number")]
+    Neither,
+    /// Both numbers and "every number".
+    #[error("give the business numbers or every number, not both")]
+    Both,
+}
+
+/// The business numbers a key or a console account may use: the `numbers` listed, or every
+/// number (`None`) when `all`. Which numbers a principal reads is a decision, never a default:
+/// neither, or both, is refused.
+pub fn number_limit(
+    numbers: Vec<String>,
+    all: bool,
+) -> Result<Option<Vec<String>>, NumberLimitError> {
+    match (numbers.is_empty(), all) {
+        (false, false) => Ok(Some(numbers)),
+        (true, true) => Ok(None),
+        (false, true) => Err(NumberLimitError::Both),
+        (true, false) => Err(NumberLimitError::Neither),
+    }
+}
+
 /// Who is calling, once their key checked out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use wacrm_store::accounts::{self, NewAccount};
 use wacrm_store::console_sessions;
-use wacrm_store::keys::Role;
 
+use crate::principal_args::PrincipalArgs;
 use crate::settings::Settings;
 
 /// `wacrm accounts`: console accounts.
@@ -22,19 +22,9 @@ pub enum AccountsCommand {
         /// The person's name, as the audit log shows it.
         #[arg(long)]
         name: String,
-        /// admin, agent, auditor or dpo.
-        #[arg(long)]
-        role: String,
-        /// Business numbers (phone number ids) the account may use; repeat for several. Give
-        /// these or --all-numbers.
-        #[arg(long = "number")]
-        numbers: Vec<String>,
-        /// The account may use every business number (instead of --number).
-        #[arg(long)]
-        all_numbers: bool,
-        /// Scopes instead of the role's defaults; repeat for several.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
+        /// Role, scopes and business numbers.
+        #[command(flatten)]
+        principal: PrincipalArgs,
         /// The console's language for the account: pt-BR (default) or en.
         #[arg(long)]
         locale: Option<String>,
@@ -64,26 +54,12 @@ pub async fn run(settings: Settings, command: AccountsCommand) -> anyhow::Result
         AccountsCommand::Create {
             username,
             name,
-            role,
-            numbers,
-            all_numbers,
-            scopes,
+            principal,
             locale,
             password_stdin,
         } => {
-            let Some(role) = Role::parse(&role) else {
-                bail!("role must be admin, agent, auditor or dpo");
-            };
-            // As for keys: which numbers an account reads is a decision, never a default.
-            let business_numbers = match (numbers.is_empty(), all_numbers) {
-                (false, false) => Some(numbers),
-                (true, true) => None,
-                (false, true) => bail!("give either --number or --all-numbers, not both"),
-                (true, false) => bail!(
-                    "give the business numbers the account may use (--number PHONE_NUMBER_ID, \
-                     repeatable) or --all-numbers"
-                ),
-            };
+            let role = principal.role()?;
+            let business_numbers = principal.business_numbers()?;
             let (password, generated) = if password_stdin {
                 let mut input = String::new();
                 std::io::stdin()
@@ -103,7 +79,7 @@ pub async fn run(settings: Settings, command: AccountsCommand) -> anyhow::Result
                     username,
                     name,
                     role,
-                    scopes: (!scopes.is_empty()).then_some(scopes),
+                    scopes: principal.scopes(),
                     business_numbers,
                     locale,
                     password: password.clone(),

@@ -2,7 +2,9 @@
 
 use anyhow::bail;
 use clap::Subcommand;
-use wacrm_store::keys::{self, NewKey, Role};
+use wacrm_store::keys::{self, NewKey};
+
+use crate::principal_args::PrincipalArgs;
 
 use crate::settings::Settings;
 
@@ -14,20 +16,9 @@ pub enum KeysCommand {
         /// The employee's name.
         #[arg(long)]
         name: String,
-        /// admin, agent or auditor.
-        #[arg(long)]
-        role: String,
-        /// Business numbers (phone number ids) the key may use; repeat for several. Give these
-        /// or --all-numbers.
-        #[arg(long = "number")]
-        numbers: Vec<String>,
-        /// The key may use every business number (instead of --number).
-        #[arg(long)]
-        all_numbers: bool,
-        /// Scopes instead of the role's defaults; repeat for several. A monitoring system's
-        /// key: `--role auditor --scope metrics:read` (metrics only, no customer data).
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
+        /// Role, scopes and business numbers.
+        #[command(flatten)]
+        principal: PrincipalArgs,
         /// Expiry, RFC 3339 (e.g. 2027-01-31T23:59:59Z).
         #[arg(long)]
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -47,26 +38,11 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
     match command {
         KeysCommand::Create {
             name,
-            role,
-            numbers,
-            all_numbers,
-            scopes,
+            principal,
             expires_at,
         } => {
-            let Some(role) = Role::parse(&role) else {
-                bail!("role must be admin, agent or auditor");
-            };
-            // Which numbers a key reads is a decision, never a default: an all-number key reads
-            // every business number's customers.
-            let business_numbers = match (numbers.is_empty(), all_numbers) {
-                (false, false) => Some(numbers),
-                (true, true) => None,
-                (false, true) => bail!("give either --number or --all-numbers, not both"),
-                (true, false) => bail!(
-                    "give the business numbers the key may use (--number PHONE_NUMBER_ID, \
-                     repeatable) or --all-numbers"
-                ),
-            };
+            let role = principal.role()?;
+            let business_numbers = principal.business_numbers()?;
             let intent = format!("new key for {name}");
             crate::audit::intent(&db, "keys.create", &intent, None).await?;
             let created = keys::create(
@@ -74,7 +50,7 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
                 NewKey {
                     name,
                     role,
-                    scopes: (!scopes.is_empty()).then_some(scopes),
+                    scopes: principal.scopes(),
                     business_numbers,
                     expires_at,
                 },

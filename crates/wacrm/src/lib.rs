@@ -33,6 +33,7 @@ mod export;
 mod health;
 mod instance;
 mod keys;
+mod principal_args;
 mod purge;
 mod replay;
 mod serve;

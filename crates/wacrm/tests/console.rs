@@ -127,6 +127,24 @@ fn element_text(html: &str, id: &str) -> String {
     html[open..].split('<').next().unwrap().to_owned()
 }
 
+/// A new visitor who signs in as `username` for the first time and enrolls TOTP; the key it
+/// was shown.
+async fn enrolled(service: &Service, username: &str) -> (Visitor, String) {
+    let mut visitor = Visitor::new(service);
+    sign_in_password(&mut visitor, username).await;
+    let (_, _, page) = visitor.get("/console/mfa").await;
+    let secret = element_text(&page, "totp-secret");
+    let csrf = input_value(&page, "csrf");
+    let (status, _, page) = visitor
+        .post(
+            "/console/mfa",
+            &[("code", &totp_code_at(&secret, 0)), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{username} enrolls: {page}");
+    (visitor, secret)
+}
+
 /// Signs in with the password: the visitor then holds a session that still owes the code.
 async fn sign_in_password(visitor: &mut Visitor, username: &str) {
     let (status, _, page) = visitor.get("/console/login").await;
@@ -411,16 +429,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     );
 
     // Five wrong codes lock the account: then even the right password is refused.
-    let mut dora = Visitor::new(&service);
-    sign_in_password(&mut dora, "dora").await;
-    let (_, _, page) = dora.get("/console/mfa").await;
-    let dora_secret = element_text(&page, "totp-secret");
-    let csrf = input_value(&page, "csrf");
-    let code = totp_code_at(&dora_secret, 0);
-    let (status, _, _) = dora
-        .post("/console/mfa", &[("code", &code), ("csrf", &csrf)])
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let (mut dora, _) = enrolled(&service, "dora").await;
     let (_, _, page) = dora.get("/console/conversations").await;
     let csrf = input_value(&page, "csrf");
     dora.post("/console/logout", &[("csrf", &csrf)]).await;
@@ -471,19 +480,10 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     let (status, _, page) = ana.get("/console/audit").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!page.contains("audit-entries"));
-    let mut otto = Visitor::new(&service);
-    sign_in_password(&mut otto, "otto").await;
-    let (_, _, page) = otto.get("/console/mfa").await;
-    assert!(page.contains("lang=\"en\""), "the account's language");
-    let otto_secret = element_text(&page, "totp-secret");
-    let csrf = input_value(&page, "csrf");
-    otto.post(
-        "/console/mfa",
-        &[("code", &totp_code_at(&otto_secret, 0)), ("csrf", &csrf)],
-    )
-    .await;
+    let (mut otto, _) = enrolled(&service, "otto").await;
     let (status, _, page) = otto.get("/console/audit?actor=account%3Aana").await;
     assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("lang=\"en\""), "the account's language");
     assert!(page.contains("id=\"audit-entries\""), "{page}");
     assert!(page.contains("console.mfa_enrol") && page.contains("messages.list"));
     assert!(!page.contains("account:dora"), "filtered by actor");
@@ -528,16 +528,7 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
     let (status, _, page) = ana.get("/console/operations").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("id=\"dead-letters\"") && !page.contains(&dead_id));
-    let mut ada = Visitor::new(&service);
-    sign_in_password(&mut ada, "ada").await;
-    let (_, _, page) = ada.get("/console/mfa").await;
-    let ada_secret = element_text(&page, "totp-secret");
-    let csrf = input_value(&page, "csrf");
-    ada.post(
-        "/console/mfa",
-        &[("code", &totp_code_at(&ada_secret, 0)), ("csrf", &csrf)],
-    )
-    .await;
+    let (mut ada, _) = enrolled(&service, "ada").await;
     let (_, _, page) = ada.get("/console/operations").await;
     assert!(page.contains("form class=\"retry\""), "{page}");
     let csrf = input_value(&page, "csrf");

@@ -71,22 +71,28 @@ fn all_logs(services: &[Service]) -> String {
         .join("\n")
 }
 
-async fn request_state(service: &Service, key: &str, id: &str) -> Value {
-    service.get_json(&format!("/v1/requests/{id}"), key).await.1
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_instances_share_the_work_and_every_limit() {
+/// A fresh PostgreSQL database and a broker, or `None` (after saying why) where the suite
+/// cannot run; under CI it fails instead. The broker keeps its log in memory: instances are
+/// killed with requests in flight (see the broker support).
+async fn store_and_broker() -> Option<(String, Broker)> {
     let Some(pg) = wacrm_testkit::postgres::fresh_database().await else {
         assert!(
             !required(),
             "the multi-instance suite needs WACRM_TEST_POSTGRES_URL here (CI)"
         );
         eprintln!("WACRM_TEST_POSTGRES_URL not set: skipped");
-        return;
+        return None;
     };
-    // In memory: instances are killed with requests in flight (see the broker support).
-    let Some(broker) = Broker::start_in_memory() else {
+    Some((pg, Broker::start_in_memory()?))
+}
+
+async fn request_state(service: &Service, key: &str, id: &str) -> Value {
+    service.get_json(&format!("/v1/requests/{id}"), key).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_the_work_and_every_limit() {
+    let Some((pg, broker)) = store_and_broker().await else {
         return;
     };
     let graph = GraphFake::start(GraphConfig::default()).await;
@@ -319,15 +325,7 @@ async fn three_instances_share_the_work_and_every_limit() {
 /// first instance is alive and finishing them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_send_still_on_the_wire_when_its_partition_moves_is_waited_for() {
-    let Some(pg) = wacrm_testkit::postgres::fresh_database().await else {
-        assert!(
-            !required(),
-            "the multi-instance suite needs WACRM_TEST_POSTGRES_URL here (CI)"
-        );
-        eprintln!("WACRM_TEST_POSTGRES_URL not set: skipped");
-        return;
-    };
-    let Some(broker) = Broker::start_in_memory() else {
+    let Some((pg, broker)) = store_and_broker().await else {
         return;
     };
     // Meta answers after 20 s, and a member that has not polled for 7 s leaves its group (the

@@ -52,20 +52,26 @@ enum Front {
 }
 
 fn find_tansu() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("WACRM_TANSU_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
+    find_program("WACRM_TANSU_BIN", &["tansu"], home.as_slice())
 }
 
-fn free_port() -> u16 {
+/// The program named by the environment variable `var`, else the first of `names` on `PATH`,
+/// else the first of `fallbacks` that exists (the test suites' external programs: the broker,
+/// the browser and its driver).
+pub fn find_program(var: &str, names: &[&str], fallbacks: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .chain(fallbacks.iter().cloned())
+        .find(|candidate| candidate.is_file())
+}
+
+/// A loopback port free now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

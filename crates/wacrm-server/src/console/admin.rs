@@ -183,27 +183,47 @@ async fn screen_response(
     )
 }
 
+/// The signed-in administrator of a request (for a form, once its CSRF token matched), or the
+/// answer: to the sign-in, 403 for a wrong token, or 403 for an account that may not administer
+/// (audited as a denied `action`).
+async fn administrator(
+    state: &Arc<AppState>,
+    config: &ConsoleConfig,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    action: &str,
+) -> Result<(Session, Box<Account>, Locale), Response> {
+    let (session, account) = match csrf {
+        Some(csrf) => signed_in_form(state, config, headers, csrf).await?,
+        None => signed_in(state, config, headers).await?,
+    };
+    let locale = Locale::parse(&account.locale);
+    if !may_administer(&account) {
+        // Refused either way; an audit log that cannot be written changes nothing here.
+        let _ = Caller(account.principal())
+            .audit(state, action, None, None, "denied")
+            .await;
+        return Err(forbidden(locale, &session, &account));
+    }
+    Ok((session, account, locale))
+}
+
 /// `GET /console/admin`.
 pub async fn screen(
     State(state): State<Arc<AppState>>,
     Extension(config): Extension<Arc<ConsoleConfig>>,
     headers: HeaderMap,
 ) -> Response {
-    let (session, account) = match signed_in(&state, &config, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let locale = Locale::parse(&account.locale);
-    if !may_administer(&account) {
-        let _ = Caller(account.principal())
-            .audit(&state, "admin.read", None, None, "denied")
-            .await;
-        return forbidden(locale, &session, &account);
-    }
+    let (session, account, _) =
+        match administrator(&state, &config, &headers, None, "admin.read").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     screen_response(&state, &session, &account, Shown::Nothing).await
 }
 
-/// Whom a new account or key may reach: the listed numbers, or every number when asked.
+/// Whom a new account or key may reach: the numbers listed in the form's field (commas,
+/// spaces or lines between them), or every number when asked (`keys::number_limit`).
 fn numbers_of(numbers: &str, all: bool) -> Result<Option<Vec<String>>, String> {
     let listed: Vec<String> = numbers
         .split([',', ' ', '\n'])
@@ -211,15 +231,10 @@ fn numbers_of(numbers: &str, all: bool) -> Result<Option<Vec<String>>, String> {
         .filter(|n| !n.is_empty())
         .map(str::to_owned)
         .collect();
-    match (listed.is_empty(), all) {
-        (true, true) => Ok(None),
-        (false, false) if listed.iter().all(|n| n.chars().all(|c| c.is_ascii_digit())) => {
-            Ok(Some(listed))
-        }
-        (false, false) => Err("a business number is its phone number id: digits only".into()),
-        (false, true) => Err("give the numbers or every number, not both".into()),
-        (true, false) => Err("give the business numbers, or every number".into()),
+    if !listed.iter().all(|n| n.chars().all(|c| c.is_ascii_digit())) {
+        return Err("a business number is its phone number id: digits only".into());
     }
+    keys::number_limit(listed, all).map_err(|e| e.to_string())
 }
 
 /// The new-account form.
@@ -282,14 +297,18 @@ pub async fn create_account(
     headers: HeaderMap,
     Form(form): Form<AccountForm>,
 ) -> Response {
-    let (session, account) = match signed_in_form(&state, &config, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let (session, account, locale) = match administrator(
+        &state,
+        &config,
+        &headers,
+        Some(&form.csrf),
+        "accounts.create",
+    )
+    .await
+    {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    let locale = Locale::parse(&account.locale);
-    if !may_administer(&account) {
-        return forbidden(locale, &session, &account);
-    }
     let target = format!(
         "new account {}",
         form.username.trim().chars().take(64).collect::<String>()
@@ -345,12 +364,13 @@ async fn change_account(
     csrf: String,
     action: &'static str,
 ) -> Response {
-    let (session, account) = match signed_in_form(&state, &config, &headers, &csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let locale = Locale::parse(&account.locale);
-    if !may_administer(&account) || id == account.id {
+    let (session, account, locale) =
+        match administrator(&state, &config, &headers, Some(&csrf), action).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+    // Not oneself: an admin who disables or resets their own account locks the door behind.
+    if id == account.id {
         return forbidden(locale, &session, &account);
     }
     let db = state.db.clone();
@@ -421,14 +441,11 @@ pub async fn create_key(
     headers: HeaderMap,
     Form(form): Form<KeyForm>,
 ) -> Response {
-    let (session, account) = match signed_in_form(&state, &config, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let locale = Locale::parse(&account.locale);
-    if !may_administer(&account) {
-        return forbidden(locale, &session, &account);
-    }
+    let (session, account, locale) =
+        match administrator(&state, &config, &headers, Some(&form.csrf), "keys.create").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let target = format!(
         "new key for {}",
         form.name.trim().chars().take(64).collect::<String>()
@@ -472,14 +489,11 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let (session, account) = match signed_in_form(&state, &config, &headers, &form.csrf).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let locale = Locale::parse(&account.locale);
-    if !may_administer(&account) {
-        return forbidden(locale, &session, &account);
-    }
+    let (session, account, locale) =
+        match administrator(&state, &config, &headers, Some(&form.csrf), "keys.revoke").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let db = state.db.clone();
     let key_id = id.clone();
     let change = async move {

@@ -47,7 +47,8 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Writes an audit entry for a console step; `Err` is the 503 page to answer (fail closed).
+/// Writes an audit entry for a sign-in step, which has no principal yet (the account's id and
+/// name stand for it); `Err` is the 503 to answer (fail closed).
 pub(crate) async fn audit(
     state: &AppState,
     key_id: &str,
@@ -56,20 +57,20 @@ pub(crate) async fn audit(
     target: Option<&str>,
     outcome: &str,
 ) -> Result<(), Response> {
-    let entry = wacrm_store::audit::NewEntry {
-        key_id: key_id.to_owned(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        contact_id: None,
-        target: target.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        phone_number_id: None,
-        detail: None,
-    };
-    state.audit.append(entry).await.map(drop).map_err(|e| {
-        tracing::error!(error = %e, "audit log unavailable");
-        (StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable").into_response()
-    })
+    crate::auth::append_audit(
+        state,
+        wacrm_store::audit::NewEntry {
+            key_id: key_id.to_owned(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            contact_id: None,
+            target: target.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            phone_number_id: None,
+            detail: None,
+        },
+    )
+    .await
 }
 
 fn account_key(username: &str) -> String {

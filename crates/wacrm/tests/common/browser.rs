@@ -25,6 +25,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
+use super::broker::{find_program, free_port};
+
 /// How long chromedriver has to answer on its port once started.
 const DRIVER_READY: Duration = Duration::from_secs(20);
 /// WebDriver's page-load timeout: a `goto` or a navigating click fails past it.
@@ -82,27 +84,6 @@ pub struct CookieInfo {
 /// Whether a missing browser fails the run instead of skipping (the Kafka suites' rule).
 fn browser_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("WACRM_REQUIRE_BROWSER").is_some()
-}
-
-/// The program named by `var`, else the first of `names` on `PATH`, else the first of
-/// `fallbacks` that exists.
-fn find_program(var: &str, names: &[&str], fallbacks: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(var) {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
-        .chain(fallbacks.iter().map(PathBuf::from))
-        .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The end of chromedriver's log (the first line of each entry, cut short) and of its and
@@ -189,12 +170,12 @@ impl Browser {
         let driver = find_program(
             "WACRM_CHROMEDRIVER",
             &["chromedriver"],
-            &["/usr/bin/chromedriver"],
+            &[PathBuf::from("/usr/bin/chromedriver")],
         );
         let chromium = find_program(
             "WACRM_CHROMIUM",
             &["chromium", "chromium-browser"],
-            &["/usr/bin/chromium"],
+            &[PathBuf::from("/usr/bin/chromium")],
         );
         let (Some(driver), Some(chromium)) = (driver, chromium) else {
             assert!(

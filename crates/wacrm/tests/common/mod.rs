@@ -54,14 +54,6 @@ pub struct Service {
     program: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Service {
     /// Adds configuration (environment variables) before start.
     pub fn with_env(mut self, vars: &[(&str, String)]) -> Service {
@@ -72,7 +64,7 @@ impl Service {
 
     pub fn new(bus: Bus) -> Service {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = broker::free_port();
         let mut env = vec![
             (
                 "WACRM_SERVER__LISTEN".to_owned(),
