@@ -17,7 +17,7 @@ use wacrm_store::console_sessions::{self, Session};
 use wacrm_store::keys::{self, scope, NewKey, Role};
 
 use super::conversations::{signed_in, signed_in_form};
-use super::page::{page, respond, Locale, Nav, Text};
+use super::page::{page, post_button, respond, Locale, Nav, Text};
 use crate::auth::Caller;
 use crate::config::ConsoleConfig;
 use crate::AppState;
@@ -103,14 +103,8 @@ async fn screen_response(
                             }
                             td {
                                 @if a.disabled_at.is_none() && a.id != account.id {
-                                    form.inline.disable method="post" action={ "/console/admin/accounts/" (a.id) "/disable" } {
-                                        input type="hidden" name="csrf" value=(session.csrf);
-                                        button type="submit" { (locale.t(Text::Disable)) }
-                                    }
-                                    form.inline.reset-mfa method="post" action={ "/console/admin/accounts/" (a.id) "/reset-mfa" } {
-                                        input type="hidden" name="csrf" value=(session.csrf);
-                                        button type="submit" { (locale.t(Text::ResetMfa)) }
-                                    }
+                                    (post_button("inline disable", &format!("/console/admin/accounts/{}/disable", a.id), &session.csrf, locale.t(Text::Disable)))
+                                    (post_button("inline reset-mfa", &format!("/console/admin/accounts/{}/reset-mfa", a.id), &session.csrf, locale.t(Text::ResetMfa)))
                                 }
                             }
                         }
@@ -146,10 +140,7 @@ async fn screen_response(
                             }
                             td {
                                 @if k.revoked_at.is_none() {
-                                    form.inline.revoke method="post" action={ "/console/admin/keys/" (k.id) "/revoke" } {
-                                        input type="hidden" name="csrf" value=(session.csrf);
-                                        button type="submit" { (locale.t(Text::Revoke)) }
-                                    }
+                                    (post_button("inline revoke", &format!("/console/admin/keys/{}/revoke", k.id), &session.csrf, locale.t(Text::Revoke)))
                                 }
                             }
                         }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use wacrm_store::keys::scope;
 
 use super::conversations::{json_of, signed_in, signed_in_form};
-use super::page::{page, respond, Locale, Nav, Text};
+use super::page::{page, post_button, respond, Locale, Nav, Text};
 use crate::api::DeadLetterFilter;
 use crate::auth::Caller;
 use crate::config::ConsoleConfig;
@@ -164,10 +164,7 @@ pub async fn screen(
                                         td { (text(&d["attempts"])) }
                                         td {
                                             @if may_retry {
-                                                form.retry method="post" action={ "/console/dead-letters/" (text(&d["id"])) "/retry" } {
-                                                    input type="hidden" name="csrf" value=(session.csrf);
-                                                    button type="submit" { (locale.t(Text::Retry)) }
-                                                }
+                                                (post_button("retry", &format!("/console/dead-letters/{}/retry", text(&d["id"])), &session.csrf, locale.t(Text::Retry)))
                                             }
                                         }
                                     }

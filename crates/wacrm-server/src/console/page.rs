@@ -279,6 +279,16 @@ pub struct Nav<'a> {
     pub account: &'a wacrm_store::accounts::Account,
 }
 
+/// A button that posts to `action` with the session's CSRF token (disable, revoke, retry, …).
+pub fn post_button(class: &str, action: &str, csrf: &str, label: &str) -> Markup {
+    html! {
+        form class=(class) method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { (label) }
+        }
+    }
+}
+
 /// A whole page.
 pub fn page(locale: Locale, title: &str, nav: Option<Nav<'_>>, body: Markup) -> Markup {
     html! {
