@@ -46,13 +46,19 @@ fn id_of(token: &str) -> String {
 }
 
 /// Starts a session for `account_id` (second factor not passed yet). Returns the cookie's
-/// token, shown to nobody else.
+/// token, shown to nobody else. Sessions past their absolute end are removed first: one nobody
+/// comes back to is never found again, so this is what keeps the table to the sessions of the
+/// last `absolute` hours.
 pub async fn start(
     db: &DatabaseConnection,
     account_id: &str,
     now: DateTime<Utc>,
     absolute: Duration,
 ) -> Result<String, StoreError> {
+    console_session::Entity::delete_many()
+        .filter(console_session::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
     let token = random_token();
     console_session::Entity::insert(console_session::ActiveModel {
         id: Set(id_of(&token)),

@@ -283,3 +283,51 @@ async fn sessions_time_out_rotate_after_the_second_factor_and_end_at_logout() {
         assert!(sessions::find(db, &two, now, idle).await.unwrap().is_none());
     }
 }
+
+/// Sessions nobody comes back to (a closed tab, a lost laptop) are not found again, so finding
+/// cannot be what removes them: each sign-in removes the sessions past their absolute end, and
+/// the table holds at most the sessions of the last `absolute` hours.
+#[tokio::test]
+async fn sessions_left_behind_are_removed_at_a_later_sign_in() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    use wacrm_store::entities::console_session;
+    let absolute = Duration::hours(12);
+    for t in databases().await {
+        let db = &t.db;
+        let account = accounts::create(db, agent("leo")).await.unwrap();
+        let now = Utc::now().trunc_subsecs(6);
+        for _ in 0..3 {
+            sessions::start(db, &account.id, now, absolute)
+                .await
+                .unwrap();
+        }
+        let alive = sessions::start(db, &account.id, now + Duration::hours(6), absolute)
+            .await
+            .unwrap();
+        assert_eq!(
+            console_session::Entity::find().count(db).await.unwrap(),
+            4,
+            "{}",
+            t.name
+        );
+        sessions::start(
+            db,
+            &account.id,
+            now + absolute + Duration::minutes(1),
+            absolute,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            console_session::Entity::find().count(db).await.unwrap(),
+            2,
+            "{}: the three past their end are gone",
+            t.name
+        );
+        let later = now + absolute + Duration::minutes(2);
+        assert!(sessions::find(db, &alive, later, Duration::hours(24))
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
