@@ -14,6 +14,7 @@ use common::{create_account, totp_code_at, Bus, Service};
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
+use wacrm_testkit::graph::{GraphConfig, GraphFake};
 use wacrm_testkit::webhooks;
 
 const NUMBER: &str = "106540352242922";
@@ -168,8 +169,13 @@ async fn sign_in_password(visitor: &mut Visitor, username: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen() {
-    let mut service = Service::new(Bus::Embedded)
-        .with_env(&[("WACRM_SERVER__CONSOLE__SECURE_COOKIES", "false".to_owned())]);
+    let graph = GraphFake::start(GraphConfig::default()).await;
+    let mut service = Service::new(Bus::Embedded).with_env(&[
+        ("WACRM_SERVER__CONSOLE__SECURE_COOKIES", "false".to_owned()),
+        ("WACRM_WHATSAPP__ACCESS_TOKEN", graph.config().access_token),
+        ("WACRM_WHATSAPP__GRAPH_BASE_URL", graph.base_url()),
+        ("WACRM_WHATSAPP__GRAPH_VERSION", graph.config().version),
+    ]);
     create_account(
         &service,
         "ana",
@@ -408,6 +414,33 @@ async fn the_console_admits_only_after_the_second_factor_and_scopes_every_screen
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The same form sent twice (a double click, a reload) sends once: its nonce is the
+    // request's Idempotency-Key.
+    let (_, _, page) = ana.get(&format!("/console/contacts/{contact_id}")).await;
+    let form = [
+        ("csrf", input_value(&page, "csrf")),
+        ("from", input_value(&page, "from")),
+        ("nonce", input_value(&page, "nonce")),
+        ("body", "Segue o orçamento".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let send = format!("/console/contacts/{contact_id}/send");
+    for _ in 0..2 {
+        let (status, _, page) = ana.post(&send, &form).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("id=\"notice\""), "{page}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while graph.sent().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply never reached WhatsApp"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(graph.sent().len(), 1, "a form sent twice sent twice");
 
     // Sign-out needs its token, then ends the session on the server.
     let (_, _, page) = ana.get("/console/conversations").await;
