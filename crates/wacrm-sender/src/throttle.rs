@@ -24,9 +24,11 @@ use wacrm_whatsapp::WhatsAppConfig;
 /// How many pair waits between two sweeps of the pair limiter's map.
 const SWEEP_EVERY: u64 = 1024;
 
-/// The share of a number's per-second limit that shared slots leave unused: 5 % of a second
-/// absorbs 50 ms of difference between instances in when they act on their slots.
-pub const SHARED_HEADROOM: f64 = 0.05;
+/// The share of a number's per-second limit that shared slots leave unused: 10 % of a second
+/// absorbs 100 ms of difference between instances in when they act on their slots. 5 % (50 ms)
+/// was measured too little: three instances on one loaded machine put 9 sends in a second for a
+/// number limited to 8 in 2 of 7 runs of the multi-instance suite.
+pub const SHARED_HEADROOM: f64 = 0.10;
 
 /// Per-number and per-pair limiters.
 ///
@@ -215,10 +217,10 @@ mod tests {
             Arc::new(Never),
         );
         let rate = throttle.shared_number_rate("1");
-        // 80 a second less 5 %: 76 slots a second.
+        // 80 a second less 10 %: 72 slots a second.
         assert_eq!(rate.burst, 1);
         assert!(
-            (1.0 / rate.interval.as_secs_f64() - 76.0).abs() < 0.01,
+            (1.0 / rate.interval.as_secs_f64() - 72.0).abs() < 0.01,
             "{rate:?}"
         );
     }
