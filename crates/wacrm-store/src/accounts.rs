@@ -609,12 +609,19 @@ pub async fn check_second_factor(
     let accepted = match matching_step(&totp(secret, &model.username)?, code, now) {
         // A code is good once: not its step again, nor an earlier one.
         Some(step) if model.totp_last_step.is_none_or(|last| step > last) => {
-            account::Entity::update_many()
+            // Conditional on the step still being new, so two sign-ins racing with one code
+            // (a replay sent alongside the real one) accept it once.
+            let used = account::Entity::update_many()
                 .col_expr(account::Column::TotpLastStep, Expr::value(Some(step)))
                 .filter(account::Column::Id.eq(account_id))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(account::Column::TotpLastStep.is_null())
+                        .add(account::Column::TotpLastStep.lt(step)),
+                )
                 .exec(db)
                 .await?;
-            true
+            used.rows_affected == 1
         }
         Some(_) => false,
         None => use_recovery_code(db, &model, code).await?,

@@ -331,3 +331,35 @@ async fn sessions_left_behind_are_removed_at_a_later_sign_in() {
             .is_some());
     }
 }
+
+/// One code sent by several sign-ins at once (a replay racing the real one) signs in once.
+#[tokio::test]
+async fn one_code_sent_at_once_by_several_sign_ins_is_accepted_once() {
+    for t in databases().await {
+        let db = &t.db;
+        let account = accounts::create(db, agent("rui")).await.unwrap();
+        let secret = accounts::new_totp_secret();
+        let now = Utc::now().trunc_subsecs(6);
+        accounts::enrol_totp(
+            db,
+            &account.id,
+            &secret,
+            &accounts::totp_code(&secret, now).unwrap(),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let later = now + Duration::seconds(30);
+        let code = accounts::totp_code(&secret, later).unwrap();
+        let verdicts = futures::future::join_all(
+            (0..8).map(|_| accounts::check_second_factor(db, &account.id, &code, later)),
+        )
+        .await;
+        let accepted = verdicts
+            .into_iter()
+            .filter(|v| matches!(v, Ok(Verdict::Accepted(_))))
+            .count();
+        assert_eq!(accepted, 1, "{}", t.name);
+    }
+}
